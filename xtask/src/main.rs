@@ -1,0 +1,47 @@
+//! `cargo xtask`: krab's developer tasks.
+
+mod brokers;
+mod capture;
+mod codegen;
+
+use anyhow::{Result, bail};
+use std::path::{Path, PathBuf};
+
+const USAGE: &str = "\
+usage: cargo xtask <task> [options]
+
+tasks:
+  codegen [--check] [--specs DIR]   generate crates/protocol/src/messages from Kafka's JSON specs
+  broker tansu [--port N]           start tansu on 127.0.0.1, print `BOOTSTRAP host:port`, run until stdin closes
+  capture [--out DIR]               capture golden client<->tansu traffic into crates/protocol/tests/fixtures/golden
+";
+
+fn main() -> Result<()> {
+    let mut args = std::env::args().skip(1);
+    let Some(task) = args.next() else {
+        eprint!("{USAGE}");
+        bail!("no task given");
+    };
+    let rest: Vec<String> = args.collect();
+    match task.as_str() {
+        "codegen" => codegen::run(&rest),
+        "broker" => brokers::run(&rest),
+        "capture" => capture::run(&rest),
+        "help" | "--help" | "-h" => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        other => {
+            eprint!("{USAGE}");
+            bail!("unknown task `{other}`")
+        }
+    }
+}
+
+/// The workspace root (the parent of `xtask/`).
+pub(crate) fn project_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
