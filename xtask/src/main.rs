@@ -13,7 +13,7 @@ usage: cargo xtask <task> [options]
 tasks:
   codegen [--check] [--specs DIR]   generate crates/protocol/src/messages from Kafka's JSON specs
   broker tansu [--port N]           start tansu on 127.0.0.1, print `BOOTSTRAP host:port`, run until stdin closes
-  capture [--out DIR]               capture golden client<->tansu traffic into crates/protocol/tests/fixtures/golden
+  capture [--out DIR] [--verbose]   capture golden client<->tansu traffic into crates/protocol/tests/fixtures/golden
 ";
 
 fn main() -> Result<()> {

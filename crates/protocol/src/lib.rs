@@ -11,6 +11,7 @@
 pub mod message;
 pub mod messages;
 pub mod primitives;
+pub mod records;
 #[cfg(test)]
 mod testing;
 pub mod error_code;

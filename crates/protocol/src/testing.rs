@@ -43,18 +43,21 @@ impl Gen {
     pub(crate) fn i16(&mut self) -> i16 {
         self.int(i16::MIN.into(), i16::MAX.into()) as i16
     }
+    #[allow(dead_code)] // only some specs have this type
     pub(crate) fn u16(&mut self) -> u16 {
         self.int(0, u16::MAX.into()) as u16
     }
     pub(crate) fn i32(&mut self) -> i32 {
         self.int(i32::MIN.into(), i32::MAX.into()) as i32
     }
+    #[allow(dead_code)] // only some specs have this type
     pub(crate) fn u32(&mut self) -> u32 {
         self.int(0, u32::MAX.into()) as u32
     }
     pub(crate) fn i64(&mut self) -> i64 {
         self.int(i64::MIN, i64::MAX)
     }
+    #[allow(dead_code)] // only some specs have this type
     pub(crate) fn f64(&mut self) -> f64 {
         // Finite values only: NaN never equals itself.
         self.rng.random_range(-1.0e9..1.0e9)

@@ -80,6 +80,11 @@ impl Venv {
             return Ok(venv);
         }
         std::fs::create_dir_all(brokers_dir())?;
+        let runs = Command::new(venv.python()).args(["-c", "pass"]).status().is_ok_and(|s| s.success());
+        if venv.dir.exists() && !runs {
+            // A venv whose base interpreter went away: start over.
+            std::fs::remove_dir_all(&venv.dir)?;
+        }
         if !venv.python().exists() {
             eprintln!("creating venv {}", venv.dir.display());
             let python = std::env::var("PYTHON").unwrap_or_else(|_| "python3".to_owned());

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -38,8 +41,10 @@ pub struct AddOffsetsToTxnRequest {
     pub producer_epoch: i16,
     /// `GroupId`: string, versions 0+.
     pub group_id: String,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for AddOffsetsToTxnRequest {
@@ -49,7 +54,7 @@ impl Default for AddOffsetsToTxnRequest {
             producer_id: 0,
             producer_epoch: 0,
             group_id: String::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -73,22 +78,25 @@ impl Message for AddOffsetsToTxnRequest {
                 .map_err(|k| EncodeError::new(Self::NAME, "transactional_id", version, k))?;
         }
         {
-            p::write_i64(buf, *(&self.producer_id));
+            p::write_i64(buf, self.producer_id);
         }
         {
-            p::write_i16(buf, *(&self.producer_epoch));
+            p::write_i16(buf, self.producer_epoch);
         }
         {
             p::write_nullable_string(buf, Some((&self.group_id).as_str()), flex)
                 .map_err(|k| EncodeError::new(Self::NAME, "group_id", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -102,9 +110,13 @@ impl Message for AddOffsetsToTxnRequest {
         n += (2);
         n += (p::nullable_string_len(Some((&self.group_id).as_str()), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -142,7 +154,7 @@ impl Message for AddOffsetsToTxnRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -161,7 +173,7 @@ impl crate::testing::Arbitrary for AddOffsetsToTxnRequest {
         this.producer_epoch = g.i16();
         this.group_id = g.string();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -174,13 +186,15 @@ pub struct AddOffsetsToTxnResponse {
     pub throttle_time_ms: i32,
     /// `ErrorCode`: i16, versions 0+.
     pub error_code: i16,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for AddOffsetsToTxnResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, error_code: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -199,18 +213,21 @@ impl Message for AddOffsetsToTxnResponse {
         }
         let flex = version >= 3;
         {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -222,9 +239,13 @@ impl Message for AddOffsetsToTxnResponse {
         n += (4);
         n += (2);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -252,7 +273,7 @@ impl Message for AddOffsetsToTxnResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -269,7 +290,7 @@ impl crate::testing::Arbitrary for AddOffsetsToTxnResponse {
         this.throttle_time_ms = g.i32();
         this.error_code = g.i16();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -40,8 +43,10 @@ pub struct AddPartitionsToTxnRequest {
     pub v3_and_below_producer_epoch: i16,
     /// `V3AndBelowTopics`: []AddPartitionsToTxnTopic, versions 0-3.
     pub v3_and_below_topics: Vec<AddPartitionsToTxnTopic>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for AddPartitionsToTxnRequest {
@@ -52,7 +57,7 @@ impl Default for AddPartitionsToTxnRequest {
             v3_and_below_producer_id: 0,
             v3_and_below_producer_epoch: 0,
             v3_and_below_topics: Vec::<AddPartitionsToTxnTopic>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -96,7 +101,7 @@ impl Message for AddPartitionsToTxnRequest {
             }
         }
         if version <= 3 {
-            p::write_i64(buf, *(&self.v3_and_below_producer_id));
+            p::write_i64(buf, self.v3_and_below_producer_id);
         } else {
             if self.v3_and_below_producer_id != 0 {
                 return Err(EncodeError::new(
@@ -108,7 +113,7 @@ impl Message for AddPartitionsToTxnRequest {
             }
         }
         if version <= 3 {
-            p::write_i16(buf, *(&self.v3_and_below_producer_epoch));
+            p::write_i16(buf, self.v3_and_below_producer_epoch);
         } else {
             if self.v3_and_below_producer_epoch != 0 {
                 return Err(EncodeError::new(
@@ -136,12 +141,15 @@ impl Message for AddPartitionsToTxnRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -168,9 +176,13 @@ impl Message for AddPartitionsToTxnRequest {
                 + (&self.v3_and_below_topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -215,7 +227,7 @@ impl Message for AddPartitionsToTxnRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -245,7 +257,7 @@ impl crate::testing::Arbitrary for AddPartitionsToTxnRequest {
             this.v3_and_below_topics = g.vec(|g| AddPartitionsToTxnTopic::arbitrary(g, version));
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -264,8 +276,10 @@ pub struct AddPartitionsToTxnTransaction {
     pub verify_only: bool,
     /// `Topics`: []AddPartitionsToTxnTopic, versions 4+.
     pub topics: Vec<AddPartitionsToTxnTopic>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for AddPartitionsToTxnTransaction {
@@ -276,7 +290,7 @@ impl Default for AddPartitionsToTxnTransaction {
             producer_epoch: 0,
             verify_only: false,
             topics: Vec::<AddPartitionsToTxnTopic>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -309,14 +323,14 @@ impl Message for AddPartitionsToTxnTransaction {
             }
         }
         if version >= 4 {
-            p::write_i64(buf, *(&self.producer_id));
+            p::write_i64(buf, self.producer_id);
         } else {
             if self.producer_id != 0 {
                 return Err(EncodeError::new(Self::NAME, "producer_id", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 4 {
-            p::write_i16(buf, *(&self.producer_epoch));
+            p::write_i16(buf, self.producer_epoch);
         } else {
             if self.producer_epoch != 0 {
                 return Err(EncodeError::new(
@@ -328,7 +342,7 @@ impl Message for AddPartitionsToTxnTransaction {
             }
         }
         if version >= 4 {
-            p::write_bool(buf, *(&self.verify_only));
+            p::write_bool(buf, self.verify_only);
         } else {
             if self.verify_only != false {
                 return Err(EncodeError::new(Self::NAME, "verify_only", version, EncodeErrorKind::FieldNotInVersion));
@@ -346,12 +360,15 @@ impl Message for AddPartitionsToTxnTransaction {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -377,9 +394,13 @@ impl Message for AddPartitionsToTxnTransaction {
                 + (&self.topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -423,7 +444,7 @@ impl Message for AddPartitionsToTxnTransaction {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -453,7 +474,7 @@ impl crate::testing::Arbitrary for AddPartitionsToTxnTransaction {
             this.topics = g.vec(|g| AddPartitionsToTxnTopic::arbitrary(g, version));
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -466,13 +487,15 @@ pub struct AddPartitionsToTxnTopic {
     pub name: String,
     /// `Partitions`: []i32, versions 0+.
     pub partitions: Vec<i32>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for AddPartitionsToTxnTopic {
     fn default() -> Self {
-        Self { name: String::new(), partitions: Vec::<i32>::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: String::new(), partitions: Vec::<i32>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -502,12 +525,15 @@ impl Message for AddPartitionsToTxnTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -519,9 +545,13 @@ impl Message for AddPartitionsToTxnTopic {
         n += (p::nullable_string_len(Some((&self.name).as_str()), flex));
         n += (p::array_len_len(Some((&self.partitions).len()), flex) + (&self.partitions).len() * 4);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -549,7 +579,7 @@ impl Message for AddPartitionsToTxnTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -566,7 +596,7 @@ impl crate::testing::Arbitrary for AddPartitionsToTxnTopic {
         this.name = g.string();
         this.partitions = g.vec(|g| g.i32());
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -583,8 +613,10 @@ pub struct AddPartitionsToTxnResponse {
     pub results_by_transaction: Vec<AddPartitionsToTxnResult>,
     /// `ResultsByTopicV3AndBelow`: []AddPartitionsToTxnTopicResult, versions 0-3.
     pub results_by_topic_v3_and_below: Vec<AddPartitionsToTxnTopicResult>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for AddPartitionsToTxnResponse {
@@ -594,7 +626,7 @@ impl Default for AddPartitionsToTxnResponse {
             error_code: 0,
             results_by_transaction: Vec::<AddPartitionsToTxnResult>::new(),
             results_by_topic_v3_and_below: Vec::<AddPartitionsToTxnTopicResult>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -614,10 +646,10 @@ impl Message for AddPartitionsToTxnResponse {
         }
         let flex = version >= 3;
         {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         }
         if version >= 4 {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         } else {
             if self.error_code != 0 {
                 return Err(EncodeError::new(Self::NAME, "error_code", version, EncodeErrorKind::FieldNotInVersion));
@@ -656,12 +688,15 @@ impl Message for AddPartitionsToTxnResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -683,9 +718,13 @@ impl Message for AddPartitionsToTxnResponse {
                 + (&self.results_by_topic_v3_and_below).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -725,7 +764,7 @@ impl Message for AddPartitionsToTxnResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -750,7 +789,7 @@ impl crate::testing::Arbitrary for AddPartitionsToTxnResponse {
             this.results_by_topic_v3_and_below = g.vec(|g| AddPartitionsToTxnTopicResult::arbitrary(g, version));
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -763,8 +802,10 @@ pub struct AddPartitionsToTxnResult {
     pub transactional_id: String,
     /// `TopicResults`: []AddPartitionsToTxnTopicResult, versions 4+.
     pub topic_results: Vec<AddPartitionsToTxnTopicResult>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for AddPartitionsToTxnResult {
@@ -772,7 +813,7 @@ impl Default for AddPartitionsToTxnResult {
         Self {
             transactional_id: String::new(),
             topic_results: Vec::<AddPartitionsToTxnTopicResult>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -816,12 +857,15 @@ impl Message for AddPartitionsToTxnResult {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -838,9 +882,13 @@ impl Message for AddPartitionsToTxnResult {
                 + (&self.topic_results).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -869,7 +917,7 @@ impl Message for AddPartitionsToTxnResult {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -890,7 +938,7 @@ impl crate::testing::Arbitrary for AddPartitionsToTxnResult {
             this.topic_results = g.vec(|g| AddPartitionsToTxnTopicResult::arbitrary(g, version));
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -903,8 +951,10 @@ pub struct AddPartitionsToTxnTopicResult {
     pub name: String,
     /// `ResultsByPartition`: []AddPartitionsToTxnPartitionResult, versions 0+.
     pub results_by_partition: Vec<AddPartitionsToTxnPartitionResult>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for AddPartitionsToTxnTopicResult {
@@ -912,7 +962,7 @@ impl Default for AddPartitionsToTxnTopicResult {
         Self {
             name: String::new(),
             results_by_partition: Vec::<AddPartitionsToTxnPartitionResult>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -943,12 +993,15 @@ impl Message for AddPartitionsToTxnTopicResult {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -961,9 +1014,13 @@ impl Message for AddPartitionsToTxnTopicResult {
         n += (p::array_len_len(Some((&self.results_by_partition).len()), flex)
             + (&self.results_by_partition).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -992,7 +1049,7 @@ impl Message for AddPartitionsToTxnTopicResult {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1009,7 +1066,7 @@ impl crate::testing::Arbitrary for AddPartitionsToTxnTopicResult {
         this.name = g.string();
         this.results_by_partition = g.vec(|g| AddPartitionsToTxnPartitionResult::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1022,13 +1079,15 @@ pub struct AddPartitionsToTxnPartitionResult {
     pub partition_index: i32,
     /// `PartitionErrorCode`: i16, versions 0+.
     pub partition_error_code: i16,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for AddPartitionsToTxnPartitionResult {
     fn default() -> Self {
-        Self { partition_index: 0, partition_error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, partition_error_code: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -1047,18 +1106,21 @@ impl Message for AddPartitionsToTxnPartitionResult {
         }
         let flex = version >= 3;
         {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         }
         {
-            p::write_i16(buf, *(&self.partition_error_code));
+            p::write_i16(buf, self.partition_error_code);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1070,9 +1132,13 @@ impl Message for AddPartitionsToTxnPartitionResult {
         n += (4);
         n += (2);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1100,7 +1166,7 @@ impl Message for AddPartitionsToTxnPartitionResult {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1117,7 +1183,7 @@ impl crate::testing::Arbitrary for AddPartitionsToTxnPartitionResult {
         this.partition_index = g.i32();
         this.partition_error_code = g.i16();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -34,8 +37,10 @@ pub struct ApiVersionsRequest {
     pub client_software_name: String,
     /// `ClientSoftwareVersion`: string, versions 3+.
     pub client_software_version: String,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ApiVersionsRequest {
@@ -43,7 +48,7 @@ impl Default for ApiVersionsRequest {
         Self {
             client_software_name: String::new(),
             client_software_version: String::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -89,12 +94,15 @@ impl Message for ApiVersionsRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -110,9 +118,13 @@ impl Message for ApiVersionsRequest {
             n += (p::nullable_string_len(Some((&self.client_software_version).as_str()), flex));
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -140,7 +152,7 @@ impl Message for ApiVersionsRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -161,7 +173,7 @@ impl crate::testing::Arbitrary for ApiVersionsRequest {
             this.client_software_version = g.string();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -184,8 +196,10 @@ pub struct ApiVersionsResponse {
     pub finalized_features: Vec<FinalizedFeatureKey>,
     /// `ZkMigrationReady`: bool, versions 3+, tagged (tag 3), default `false`.
     pub zk_migration_ready: bool,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ApiVersionsResponse {
@@ -198,7 +212,7 @@ impl Default for ApiVersionsResponse {
             finalized_features_epoch: -1,
             finalized_features: Vec::<FinalizedFeatureKey>::new(),
             zk_migration_ready: false,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -218,7 +232,7 @@ impl Message for ApiVersionsResponse {
         }
         let flex = version >= 3;
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
             p::write_array_len(buf, Some((&self.api_keys).len()), flex)
@@ -228,7 +242,7 @@ impl Message for ApiVersionsResponse {
             }
         }
         if version >= 1 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -280,7 +294,14 @@ impl Message for ApiVersionsResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 3) && self.supported_features != Vec::<SupportedFeatureKey>::new(),
+                1 => (version >= 3) && self.finalized_features_epoch != -1,
+                2 => (version >= 3) && self.finalized_features != Vec::<FinalizedFeatureKey>::new(),
+                3 => (version >= 3) && self.zk_migration_ready != false,
+                _ => false,
+            };
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             if (version >= 3) && self.supported_features != Vec::<SupportedFeatureKey>::new() {
                 n += 1;
             }
@@ -294,7 +315,7 @@ impl Message for ApiVersionsResponse {
                 n += 1;
             }
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             if (version >= 3) && self.supported_features != Vec::<SupportedFeatureKey>::new() {
                 p::write_tag_header(
                     buf,
@@ -310,17 +331,21 @@ impl Message for ApiVersionsResponse {
                 }
             }
             while let Some(u) = unknown.next_if(|u| u.tag < 1) {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
             if (version >= 3) && self.finalized_features_epoch != -1 {
                 p::write_tag_header(buf, 1, (8))
                     .map_err(|k| EncodeError::new(Self::NAME, "finalized_features_epoch", version, k))?;
-                p::write_i64(buf, *(&self.finalized_features_epoch));
+                p::write_i64(buf, self.finalized_features_epoch);
             }
             while let Some(u) = unknown.next_if(|u| u.tag < 2) {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
             if (version >= 3) && self.finalized_features != Vec::<FinalizedFeatureKey>::new() {
                 p::write_tag_header(
@@ -337,17 +362,21 @@ impl Message for ApiVersionsResponse {
                 }
             }
             while let Some(u) = unknown.next_if(|u| u.tag < 3) {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
             if (version >= 3) && self.zk_migration_ready != false {
                 p::write_tag_header(buf, 3, (1))
                     .map_err(|k| EncodeError::new(Self::NAME, "zk_migration_ready", version, k))?;
-                p::write_bool(buf, *(&self.zk_migration_ready));
+                p::write_bool(buf, self.zk_migration_ready);
             }
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -363,9 +392,19 @@ impl Message for ApiVersionsResponse {
             n += (4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 3) && self.supported_features != Vec::<SupportedFeatureKey>::new(),
+                1 => (version >= 3) && self.finalized_features_epoch != -1,
+                2 => (version >= 3) && self.finalized_features != Vec::<FinalizedFeatureKey>::new(),
+                3 => (version >= 3) && self.zk_migration_ready != false,
+                _ => false,
+            };
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             if (version >= 3) && self.supported_features != Vec::<SupportedFeatureKey>::new() {
                 count += 1;
@@ -425,33 +464,53 @@ impl Message for ApiVersionsResponse {
                 match tag {
                     0 if version >= 3 => {
                         let i = data;
-                        this.supported_features = p::finish_tagged(
+                        let v = p::finish_tagged(
                             tag,
                             data,
                             p::read_array(i, flex, |i| SupportedFeatureKey::read(cx, i, version)),
                         )
                         .map_err(p::in_field("supported_features"))?;
+                        if v != Vec::<SupportedFeatureKey>::new() {
+                            this.supported_features = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
                     1 if version >= 3 => {
                         let i = data;
-                        this.finalized_features_epoch = p::finish_tagged(tag, data, p::read_i64(i))
+                        let v = p::finish_tagged(tag, data, p::read_i64(i))
                             .map_err(p::in_field("finalized_features_epoch"))?;
+                        if v != -1 {
+                            this.finalized_features_epoch = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
                     2 if version >= 3 => {
                         let i = data;
-                        this.finalized_features = p::finish_tagged(
+                        let v = p::finish_tagged(
                             tag,
                             data,
                             p::read_array(i, flex, |i| FinalizedFeatureKey::read(cx, i, version)),
                         )
                         .map_err(p::in_field("finalized_features"))?;
+                        if v != Vec::<FinalizedFeatureKey>::new() {
+                            this.finalized_features = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
                     3 if version >= 3 => {
                         let i = data;
-                        this.zk_migration_ready =
+                        let v =
                             p::finish_tagged(tag, data, p::read_bool(i)).map_err(p::in_field("zk_migration_ready"))?;
+                        if v != false {
+                            this.zk_migration_ready = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -491,7 +550,7 @@ impl crate::testing::Arbitrary for ApiVersionsResponse {
             }
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(4);
+            this.raw_tagged_fields = g.unknown_tagged_fields(4);
         }
         this
     }
@@ -506,13 +565,15 @@ pub struct ApiVersion {
     pub min_version: i16,
     /// `MaxVersion`: i16, versions 0+.
     pub max_version: i16,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ApiVersion {
     fn default() -> Self {
-        Self { api_key: 0, min_version: 0, max_version: 0, unknown_tagged_fields: Vec::new() }
+        Self { api_key: 0, min_version: 0, max_version: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -531,21 +592,24 @@ impl Message for ApiVersion {
         }
         let flex = version >= 3;
         {
-            p::write_i16(buf, *(&self.api_key));
+            p::write_i16(buf, self.api_key);
         }
         {
-            p::write_i16(buf, *(&self.min_version));
+            p::write_i16(buf, self.min_version);
         }
         {
-            p::write_i16(buf, *(&self.max_version));
+            p::write_i16(buf, self.max_version);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -558,9 +622,13 @@ impl Message for ApiVersion {
         n += (2);
         n += (2);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -593,7 +661,7 @@ impl Message for ApiVersion {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -611,7 +679,7 @@ impl crate::testing::Arbitrary for ApiVersion {
         this.min_version = g.i16();
         this.max_version = g.i16();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -626,13 +694,15 @@ pub struct SupportedFeatureKey {
     pub min_version: i16,
     /// `MaxVersion`: i16, versions 3+.
     pub max_version: i16,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for SupportedFeatureKey {
     fn default() -> Self {
-        Self { name: String::new(), min_version: 0, max_version: 0, unknown_tagged_fields: Vec::new() }
+        Self { name: String::new(), min_version: 0, max_version: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -659,26 +729,29 @@ impl Message for SupportedFeatureKey {
             }
         }
         if version >= 3 {
-            p::write_i16(buf, *(&self.min_version));
+            p::write_i16(buf, self.min_version);
         } else {
             if self.min_version != 0 {
                 return Err(EncodeError::new(Self::NAME, "min_version", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 3 {
-            p::write_i16(buf, *(&self.max_version));
+            p::write_i16(buf, self.max_version);
         } else {
             if self.max_version != 0 {
                 return Err(EncodeError::new(Self::NAME, "max_version", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -697,9 +770,13 @@ impl Message for SupportedFeatureKey {
             n += (2);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -732,7 +809,7 @@ impl Message for SupportedFeatureKey {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -756,7 +833,7 @@ impl crate::testing::Arbitrary for SupportedFeatureKey {
             this.max_version = g.i16();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -771,13 +848,15 @@ pub struct FinalizedFeatureKey {
     pub max_version_level: i16,
     /// `MinVersionLevel`: i16, versions 3+.
     pub min_version_level: i16,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for FinalizedFeatureKey {
     fn default() -> Self {
-        Self { name: String::new(), max_version_level: 0, min_version_level: 0, unknown_tagged_fields: Vec::new() }
+        Self { name: String::new(), max_version_level: 0, min_version_level: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -804,7 +883,7 @@ impl Message for FinalizedFeatureKey {
             }
         }
         if version >= 3 {
-            p::write_i16(buf, *(&self.max_version_level));
+            p::write_i16(buf, self.max_version_level);
         } else {
             if self.max_version_level != 0 {
                 return Err(EncodeError::new(
@@ -816,7 +895,7 @@ impl Message for FinalizedFeatureKey {
             }
         }
         if version >= 3 {
-            p::write_i16(buf, *(&self.min_version_level));
+            p::write_i16(buf, self.min_version_level);
         } else {
             if self.min_version_level != 0 {
                 return Err(EncodeError::new(
@@ -828,12 +907,15 @@ impl Message for FinalizedFeatureKey {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -852,9 +934,13 @@ impl Message for FinalizedFeatureKey {
             n += (2);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -887,7 +973,7 @@ impl Message for FinalizedFeatureKey {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -911,7 +997,7 @@ impl crate::testing::Arbitrary for FinalizedFeatureKey {
             this.min_version_level = g.i16();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

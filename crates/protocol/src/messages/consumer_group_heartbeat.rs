@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -48,8 +51,10 @@ pub struct ConsumerGroupHeartbeatRequest {
     pub server_assignor: Option<String>,
     /// `TopicPartitions`: []TopicPartitions, versions 0+, nullable 0+, default `null`.
     pub topic_partitions: Option<Vec<TopicPartitions>>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ConsumerGroupHeartbeatRequest {
@@ -64,7 +69,7 @@ impl Default for ConsumerGroupHeartbeatRequest {
             subscribed_topic_names: None,
             server_assignor: None,
             topic_partitions: None,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -92,7 +97,7 @@ impl Message for ConsumerGroupHeartbeatRequest {
                 .map_err(|k| EncodeError::new(Self::NAME, "member_id", version, k))?;
         }
         {
-            p::write_i32(buf, *(&self.member_epoch));
+            p::write_i32(buf, self.member_epoch);
         }
         {
             p::write_nullable_string(buf, self.instance_id.as_deref(), flex)
@@ -103,7 +108,7 @@ impl Message for ConsumerGroupHeartbeatRequest {
                 .map_err(|k| EncodeError::new(Self::NAME, "rack_id", version, k))?;
         }
         {
-            p::write_i32(buf, *(&self.rebalance_timeout_ms));
+            p::write_i32(buf, self.rebalance_timeout_ms);
         }
         {
             match &self.subscribed_topic_names {
@@ -141,12 +146,15 @@ impl Message for ConsumerGroupHeartbeatRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -174,9 +182,13 @@ impl Message for ConsumerGroupHeartbeatRequest {
             Some(a) => p::array_len_len(Some(a.len()), flex) + a.iter().map(|e| e.encoded_len(version)).sum::<usize>(),
         });
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -241,7 +253,7 @@ impl Message for ConsumerGroupHeartbeatRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -270,7 +282,7 @@ impl crate::testing::Arbitrary for ConsumerGroupHeartbeatRequest {
             Some(g.vec(|g| TopicPartitions::arbitrary(g, version)))
         };
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -283,13 +295,15 @@ pub struct TopicPartitions {
     pub topic_id: Uuid,
     /// `Partitions`: []i32, versions 0+.
     pub partitions: Vec<i32>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for TopicPartitions {
     fn default() -> Self {
-        Self { topic_id: Uuid::ZERO, partitions: Vec::<i32>::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic_id: Uuid::ZERO, partitions: Vec::<i32>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -318,12 +332,15 @@ impl Message for TopicPartitions {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -335,9 +352,13 @@ impl Message for TopicPartitions {
         n += (16);
         n += (p::array_len_len(Some((&self.partitions).len()), flex) + (&self.partitions).len() * 4);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -365,7 +386,7 @@ impl Message for TopicPartitions {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -382,7 +403,7 @@ impl crate::testing::Arbitrary for TopicPartitions {
         this.topic_id = g.uuid();
         this.partitions = g.vec(|g| g.i32());
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -405,8 +426,10 @@ pub struct ConsumerGroupHeartbeatResponse {
     pub heartbeat_interval_ms: i32,
     /// `Assignment`: Assignment, versions 0+, nullable 0+, default `null`.
     pub assignment: Option<Assignment>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ConsumerGroupHeartbeatResponse {
@@ -419,7 +442,7 @@ impl Default for ConsumerGroupHeartbeatResponse {
             member_epoch: 0,
             heartbeat_interval_ms: 0,
             assignment: None,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -439,10 +462,10 @@ impl Message for ConsumerGroupHeartbeatResponse {
         }
         let flex = true;
         {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
             p::write_nullable_string(buf, self.error_message.as_deref(), flex)
@@ -453,10 +476,10 @@ impl Message for ConsumerGroupHeartbeatResponse {
                 .map_err(|k| EncodeError::new(Self::NAME, "member_id", version, k))?;
         }
         {
-            p::write_i32(buf, *(&self.member_epoch));
+            p::write_i32(buf, self.member_epoch);
         }
         {
-            p::write_i32(buf, *(&self.heartbeat_interval_ms));
+            p::write_i32(buf, self.heartbeat_interval_ms);
         }
         {
             match &self.assignment {
@@ -468,12 +491,15 @@ impl Message for ConsumerGroupHeartbeatResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -490,9 +516,13 @@ impl Message for ConsumerGroupHeartbeatResponse {
         n += (4);
         n += (1 + self.assignment.as_ref().map_or(0, |s| s.encoded_len(version)));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -549,7 +579,7 @@ impl Message for ConsumerGroupHeartbeatResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -575,7 +605,7 @@ impl crate::testing::Arbitrary for ConsumerGroupHeartbeatResponse {
             Some(Assignment::arbitrary(g, version))
         };
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -586,13 +616,15 @@ impl crate::testing::Arbitrary for ConsumerGroupHeartbeatResponse {
 pub struct Assignment {
     /// `TopicPartitions`: []TopicPartitions, versions 0+.
     pub topic_partitions: Vec<TopicPartitions>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for Assignment {
     fn default() -> Self {
-        Self { topic_partitions: Vec::<TopicPartitions>::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic_partitions: Vec::<TopicPartitions>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -618,12 +650,15 @@ impl Message for Assignment {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -635,9 +670,13 @@ impl Message for Assignment {
         n += (p::array_len_len(Some((&self.topic_partitions).len()), flex)
             + (&self.topic_partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -661,7 +700,7 @@ impl Message for Assignment {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -677,7 +716,7 @@ impl crate::testing::Arbitrary for Assignment {
         let mut this = Self::default();
         this.topic_partitions = g.vec(|g| TopicPartitions::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -97,7 +100,7 @@ impl Message for ConsumerProtocolSubscription {
             }
         }
         if version >= 2 {
-            p::write_i32(buf, *(&self.generation_id));
+            p::write_i32(buf, self.generation_id);
         } else {
             if self.generation_id != -1 {
                 return Err(EncodeError::new(Self::NAME, "generation_id", version, EncodeErrorKind::FieldNotInVersion));

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -36,8 +39,10 @@ pub struct CreateTopicsRequest {
     pub timeout_ms: i32,
     /// `validateOnly`: bool, versions 1+, default `false`.
     pub validate_only: bool,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for CreateTopicsRequest {
@@ -46,7 +51,7 @@ impl Default for CreateTopicsRequest {
             topics: Vec::<CreatableTopic>::new(),
             timeout_ms: 60000,
             validate_only: false,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -73,22 +78,25 @@ impl Message for CreateTopicsRequest {
             }
         }
         {
-            p::write_i32(buf, *(&self.timeout_ms));
+            p::write_i32(buf, self.timeout_ms);
         }
         if version >= 1 {
-            p::write_bool(buf, *(&self.validate_only));
+            p::write_bool(buf, self.validate_only);
         } else {
             if self.validate_only != false {
                 return Err(EncodeError::new(Self::NAME, "validate_only", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -104,9 +112,13 @@ impl Message for CreateTopicsRequest {
             n += (1);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -140,7 +152,7 @@ impl Message for CreateTopicsRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -160,7 +172,7 @@ impl crate::testing::Arbitrary for CreateTopicsRequest {
             this.validate_only = g.bool();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -179,8 +191,10 @@ pub struct CreatableTopic {
     pub assignments: Vec<CreatableReplicaAssignment>,
     /// `Configs`: []CreateableTopicConfig, versions 0+.
     pub configs: Vec<CreateableTopicConfig>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for CreatableTopic {
@@ -191,7 +205,7 @@ impl Default for CreatableTopic {
             replication_factor: 0,
             assignments: Vec::<CreatableReplicaAssignment>::new(),
             configs: Vec::<CreateableTopicConfig>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -215,10 +229,10 @@ impl Message for CreatableTopic {
                 .map_err(|k| EncodeError::new(Self::NAME, "name", version, k))?;
         }
         {
-            p::write_i32(buf, *(&self.num_partitions));
+            p::write_i32(buf, self.num_partitions);
         }
         {
-            p::write_i16(buf, *(&self.replication_factor));
+            p::write_i16(buf, self.replication_factor);
         }
         {
             p::write_array_len(buf, Some((&self.assignments).len()), flex)
@@ -235,12 +249,15 @@ impl Message for CreatableTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -257,9 +274,13 @@ impl Message for CreatableTopic {
         n += (p::array_len_len(Some((&self.configs).len()), flex)
             + (&self.configs).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -304,7 +325,7 @@ impl Message for CreatableTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -324,7 +345,7 @@ impl crate::testing::Arbitrary for CreatableTopic {
         this.assignments = g.vec(|g| CreatableReplicaAssignment::arbitrary(g, version));
         this.configs = g.vec(|g| CreateableTopicConfig::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -337,13 +358,15 @@ pub struct CreatableReplicaAssignment {
     pub partition_index: i32,
     /// `BrokerIds`: []i32, versions 0+.
     pub broker_ids: Vec<i32>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for CreatableReplicaAssignment {
     fn default() -> Self {
-        Self { partition_index: 0, broker_ids: Vec::<i32>::new(), unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, broker_ids: Vec::<i32>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -362,7 +385,7 @@ impl Message for CreatableReplicaAssignment {
         }
         let flex = version >= 5;
         {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         }
         {
             p::write_array_len(buf, Some((&self.broker_ids).len()), flex)
@@ -372,12 +395,15 @@ impl Message for CreatableReplicaAssignment {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -389,9 +415,13 @@ impl Message for CreatableReplicaAssignment {
         n += (4);
         n += (p::array_len_len(Some((&self.broker_ids).len()), flex) + (&self.broker_ids).len() * 4);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -419,7 +449,7 @@ impl Message for CreatableReplicaAssignment {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -436,7 +466,7 @@ impl crate::testing::Arbitrary for CreatableReplicaAssignment {
         this.partition_index = g.i32();
         this.broker_ids = g.vec(|g| g.i32());
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -449,13 +479,15 @@ pub struct CreateableTopicConfig {
     pub name: String,
     /// `Value`: string, versions 0+, nullable 0+.
     pub value: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for CreateableTopicConfig {
     fn default() -> Self {
-        Self { name: String::new(), value: Some(String::new()), unknown_tagged_fields: Vec::new() }
+        Self { name: String::new(), value: Some(String::new()), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -482,12 +514,15 @@ impl Message for CreateableTopicConfig {
                 .map_err(|k| EncodeError::new(Self::NAME, "value", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -499,9 +534,13 @@ impl Message for CreateableTopicConfig {
         n += (p::nullable_string_len(Some((&self.name).as_str()), flex));
         n += (p::nullable_string_len(self.value.as_deref(), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -529,7 +568,7 @@ impl Message for CreateableTopicConfig {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -546,7 +585,7 @@ impl crate::testing::Arbitrary for CreateableTopicConfig {
         this.name = g.string();
         this.value = if true { g.nullable(|g| g.string()) } else { Some(g.string()) };
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -559,13 +598,15 @@ pub struct CreateTopicsResponse {
     pub throttle_time_ms: i32,
     /// `Topics`: []CreatableTopicResult, versions 0+.
     pub topics: Vec<CreatableTopicResult>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for CreateTopicsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::<CreatableTopicResult>::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, topics: Vec::<CreatableTopicResult>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -584,7 +625,7 @@ impl Message for CreateTopicsResponse {
         }
         let flex = version >= 5;
         if version >= 2 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -603,12 +644,15 @@ impl Message for CreateTopicsResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -623,9 +667,13 @@ impl Message for CreateTopicsResponse {
         n += (p::array_len_len(Some((&self.topics).len()), flex)
             + (&self.topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -654,7 +702,7 @@ impl Message for CreateTopicsResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -673,7 +721,7 @@ impl crate::testing::Arbitrary for CreateTopicsResponse {
         }
         this.topics = g.vec(|g| CreatableTopicResult::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -698,8 +746,10 @@ pub struct CreatableTopicResult {
     pub replication_factor: i16,
     /// `Configs`: []CreatableTopicConfigs, versions 5+, nullable 5+.
     pub configs: Option<Vec<CreatableTopicConfigs>>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for CreatableTopicResult {
@@ -713,7 +763,7 @@ impl Default for CreatableTopicResult {
             num_partitions: -1,
             replication_factor: -1,
             configs: Some(Vec::<CreatableTopicConfigs>::new()),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -744,7 +794,7 @@ impl Message for CreatableTopicResult {
             }
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         if version >= 1 {
             p::write_nullable_string(buf, self.error_message.as_deref(), flex)
@@ -765,7 +815,7 @@ impl Message for CreatableTopicResult {
             }
         }
         if version >= 5 {
-            p::write_i32(buf, *(&self.num_partitions));
+            p::write_i32(buf, self.num_partitions);
         } else {
             if self.num_partitions != -1 {
                 return Err(EncodeError::new(
@@ -777,7 +827,7 @@ impl Message for CreatableTopicResult {
             }
         }
         if version >= 5 {
-            p::write_i16(buf, *(&self.replication_factor));
+            p::write_i16(buf, self.replication_factor);
         } else {
             if self.replication_factor != -1 {
                 return Err(EncodeError::new(
@@ -823,20 +873,26 @@ impl Message for CreatableTopicResult {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 5) && self.topic_config_error_code != 0,
+                _ => false,
+            };
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             if (version >= 5) && self.topic_config_error_code != 0 {
                 n += 1;
             }
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             if (version >= 5) && self.topic_config_error_code != 0 {
                 p::write_tag_header(buf, 0, (2))
                     .map_err(|k| EncodeError::new(Self::NAME, "topic_config_error_code", version, k))?;
-                p::write_i16(buf, *(&self.topic_config_error_code));
+                p::write_i16(buf, self.topic_config_error_code);
             }
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -877,9 +933,16 @@ impl Message for CreatableTopicResult {
             });
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 5) && self.topic_config_error_code != 0,
+                _ => false,
+            };
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             if (version >= 5) && self.topic_config_error_code != 0 {
                 count += 1;
@@ -943,10 +1006,15 @@ impl Message for CreatableTopicResult {
                 match tag {
                     0 if version >= 5 => {
                         let i = data;
-                        this.topic_config_error_code = p::finish_tagged(tag, data, p::read_i16(i))
+                        let v = p::finish_tagged(tag, data, p::read_i16(i))
                             .map_err(p::in_field("topic_config_error_code"))?;
+                        if v != 0 {
+                            this.topic_config_error_code = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -987,7 +1055,7 @@ impl crate::testing::Arbitrary for CreatableTopicResult {
             };
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(1);
+            this.raw_tagged_fields = g.unknown_tagged_fields(1);
         }
         this
     }
@@ -1006,8 +1074,10 @@ pub struct CreatableTopicConfigs {
     pub config_source: i8,
     /// `IsSensitive`: bool, versions 5+.
     pub is_sensitive: bool,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for CreatableTopicConfigs {
@@ -1018,7 +1088,7 @@ impl Default for CreatableTopicConfigs {
             read_only: false,
             config_source: -1,
             is_sensitive: false,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -1066,33 +1136,36 @@ impl Message for CreatableTopicConfigs {
             }
         }
         if version >= 5 {
-            p::write_bool(buf, *(&self.read_only));
+            p::write_bool(buf, self.read_only);
         } else {
             if self.read_only != false {
                 return Err(EncodeError::new(Self::NAME, "read_only", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 5 {
-            p::write_i8(buf, *(&self.config_source));
+            p::write_i8(buf, self.config_source);
         } else {
             if self.config_source != -1 {
                 return Err(EncodeError::new(Self::NAME, "config_source", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 5 {
-            p::write_bool(buf, *(&self.is_sensitive));
+            p::write_bool(buf, self.is_sensitive);
         } else {
             if self.is_sensitive != false {
                 return Err(EncodeError::new(Self::NAME, "is_sensitive", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1124,9 +1197,13 @@ impl Message for CreatableTopicConfigs {
             n += (1);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1174,7 +1251,7 @@ impl Message for CreatableTopicConfigs {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1204,7 +1281,7 @@ impl crate::testing::Arbitrary for CreatableTopicConfigs {
             this.is_sensitive = g.bool();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

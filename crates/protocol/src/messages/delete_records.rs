@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -34,13 +37,15 @@ pub struct DeleteRecordsRequest {
     pub topics: Vec<DeleteRecordsTopic>,
     /// `TimeoutMs`: i32, versions 0+.
     pub timeout_ms: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DeleteRecordsRequest {
     fn default() -> Self {
-        Self { topics: Vec::<DeleteRecordsTopic>::new(), timeout_ms: 0, unknown_tagged_fields: Vec::new() }
+        Self { topics: Vec::<DeleteRecordsTopic>::new(), timeout_ms: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -66,15 +71,18 @@ impl Message for DeleteRecordsRequest {
             }
         }
         {
-            p::write_i32(buf, *(&self.timeout_ms));
+            p::write_i32(buf, self.timeout_ms);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -87,9 +95,13 @@ impl Message for DeleteRecordsRequest {
             + (&self.topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         n += (4);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -118,7 +130,7 @@ impl Message for DeleteRecordsRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -135,7 +147,7 @@ impl crate::testing::Arbitrary for DeleteRecordsRequest {
         this.topics = g.vec(|g| DeleteRecordsTopic::arbitrary(g, version));
         this.timeout_ms = g.i32();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -148,17 +160,15 @@ pub struct DeleteRecordsTopic {
     pub name: String,
     /// `Partitions`: []DeleteRecordsPartition, versions 0+.
     pub partitions: Vec<DeleteRecordsPartition>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DeleteRecordsTopic {
     fn default() -> Self {
-        Self {
-            name: String::new(),
-            partitions: Vec::<DeleteRecordsPartition>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
+        Self { name: String::new(), partitions: Vec::<DeleteRecordsPartition>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -188,12 +198,15 @@ impl Message for DeleteRecordsTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -206,9 +219,13 @@ impl Message for DeleteRecordsTopic {
         n += (p::array_len_len(Some((&self.partitions).len()), flex)
             + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -237,7 +254,7 @@ impl Message for DeleteRecordsTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -254,7 +271,7 @@ impl crate::testing::Arbitrary for DeleteRecordsTopic {
         this.name = g.string();
         this.partitions = g.vec(|g| DeleteRecordsPartition::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -267,13 +284,15 @@ pub struct DeleteRecordsPartition {
     pub partition_index: i32,
     /// `Offset`: i64, versions 0+.
     pub offset: i64,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DeleteRecordsPartition {
     fn default() -> Self {
-        Self { partition_index: 0, offset: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, offset: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -292,18 +311,21 @@ impl Message for DeleteRecordsPartition {
         }
         let flex = version >= 2;
         {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         }
         {
-            p::write_i64(buf, *(&self.offset));
+            p::write_i64(buf, self.offset);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -315,9 +337,13 @@ impl Message for DeleteRecordsPartition {
         n += (4);
         n += (8);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -345,7 +371,7 @@ impl Message for DeleteRecordsPartition {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -362,7 +388,7 @@ impl crate::testing::Arbitrary for DeleteRecordsPartition {
         this.partition_index = g.i32();
         this.offset = g.i64();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -375,13 +401,15 @@ pub struct DeleteRecordsResponse {
     pub throttle_time_ms: i32,
     /// `Topics`: []DeleteRecordsTopicResult, versions 0+.
     pub topics: Vec<DeleteRecordsTopicResult>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DeleteRecordsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::<DeleteRecordsTopicResult>::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, topics: Vec::<DeleteRecordsTopicResult>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -400,7 +428,7 @@ impl Message for DeleteRecordsResponse {
         }
         let flex = version >= 2;
         {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         }
         {
             p::write_array_len(buf, Some((&self.topics).len()), flex)
@@ -410,12 +438,15 @@ impl Message for DeleteRecordsResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -428,9 +459,13 @@ impl Message for DeleteRecordsResponse {
         n += (p::array_len_len(Some((&self.topics).len()), flex)
             + (&self.topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -459,7 +494,7 @@ impl Message for DeleteRecordsResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -476,7 +511,7 @@ impl crate::testing::Arbitrary for DeleteRecordsResponse {
         this.throttle_time_ms = g.i32();
         this.topics = g.vec(|g| DeleteRecordsTopicResult::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -489,8 +524,10 @@ pub struct DeleteRecordsTopicResult {
     pub name: String,
     /// `Partitions`: []DeleteRecordsPartitionResult, versions 0+.
     pub partitions: Vec<DeleteRecordsPartitionResult>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DeleteRecordsTopicResult {
@@ -498,7 +535,7 @@ impl Default for DeleteRecordsTopicResult {
         Self {
             name: String::new(),
             partitions: Vec::<DeleteRecordsPartitionResult>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -529,12 +566,15 @@ impl Message for DeleteRecordsTopicResult {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -547,9 +587,13 @@ impl Message for DeleteRecordsTopicResult {
         n += (p::array_len_len(Some((&self.partitions).len()), flex)
             + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -578,7 +622,7 @@ impl Message for DeleteRecordsTopicResult {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -595,7 +639,7 @@ impl crate::testing::Arbitrary for DeleteRecordsTopicResult {
         this.name = g.string();
         this.partitions = g.vec(|g| DeleteRecordsPartitionResult::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -610,13 +654,15 @@ pub struct DeleteRecordsPartitionResult {
     pub low_watermark: i64,
     /// `ErrorCode`: i16, versions 0+.
     pub error_code: i16,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DeleteRecordsPartitionResult {
     fn default() -> Self {
-        Self { partition_index: 0, low_watermark: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, low_watermark: 0, error_code: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -635,21 +681,24 @@ impl Message for DeleteRecordsPartitionResult {
         }
         let flex = version >= 2;
         {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         }
         {
-            p::write_i64(buf, *(&self.low_watermark));
+            p::write_i64(buf, self.low_watermark);
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -662,9 +711,13 @@ impl Message for DeleteRecordsPartitionResult {
         n += (8);
         n += (2);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -697,7 +750,7 @@ impl Message for DeleteRecordsPartitionResult {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -715,7 +768,7 @@ impl crate::testing::Arbitrary for DeleteRecordsPartitionResult {
         this.low_watermark = g.i64();
         this.error_code = g.i16();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

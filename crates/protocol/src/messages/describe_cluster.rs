@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -34,13 +37,15 @@ pub struct DescribeClusterRequest {
     pub include_cluster_authorized_operations: bool,
     /// `EndpointType`: i8, versions 1+, default `1`.
     pub endpoint_type: i8,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeClusterRequest {
     fn default() -> Self {
-        Self { include_cluster_authorized_operations: false, endpoint_type: 1, unknown_tagged_fields: Vec::new() }
+        Self { include_cluster_authorized_operations: false, endpoint_type: 1, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -59,22 +64,25 @@ impl Message for DescribeClusterRequest {
         }
         let flex = true;
         {
-            p::write_bool(buf, *(&self.include_cluster_authorized_operations));
+            p::write_bool(buf, self.include_cluster_authorized_operations);
         }
         if version >= 1 {
-            p::write_i8(buf, *(&self.endpoint_type));
+            p::write_i8(buf, self.endpoint_type);
         } else {
             if self.endpoint_type != 1 {
                 return Err(EncodeError::new(Self::NAME, "endpoint_type", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -88,9 +96,13 @@ impl Message for DescribeClusterRequest {
             n += (1);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -118,7 +130,7 @@ impl Message for DescribeClusterRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -137,7 +149,7 @@ impl crate::testing::Arbitrary for DescribeClusterRequest {
             this.endpoint_type = g.i8();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -162,8 +174,10 @@ pub struct DescribeClusterResponse {
     pub brokers: Vec<DescribeClusterBroker>,
     /// `ClusterAuthorizedOperations`: i32, versions 0+, default `-2147483648`.
     pub cluster_authorized_operations: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeClusterResponse {
@@ -177,7 +191,7 @@ impl Default for DescribeClusterResponse {
             controller_id: -1,
             brokers: Vec::<DescribeClusterBroker>::new(),
             cluster_authorized_operations: -2147483648,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -197,17 +211,17 @@ impl Message for DescribeClusterResponse {
         }
         let flex = true;
         {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
             p::write_nullable_string(buf, self.error_message.as_deref(), flex)
                 .map_err(|k| EncodeError::new(Self::NAME, "error_message", version, k))?;
         }
         if version >= 1 {
-            p::write_i8(buf, *(&self.endpoint_type));
+            p::write_i8(buf, self.endpoint_type);
         } else {
             if self.endpoint_type != 1 {
                 return Err(EncodeError::new(Self::NAME, "endpoint_type", version, EncodeErrorKind::FieldNotInVersion));
@@ -218,7 +232,7 @@ impl Message for DescribeClusterResponse {
                 .map_err(|k| EncodeError::new(Self::NAME, "cluster_id", version, k))?;
         }
         {
-            p::write_i32(buf, *(&self.controller_id));
+            p::write_i32(buf, self.controller_id);
         }
         {
             p::write_array_len(buf, Some((&self.brokers).len()), flex)
@@ -228,15 +242,18 @@ impl Message for DescribeClusterResponse {
             }
         }
         {
-            p::write_i32(buf, *(&self.cluster_authorized_operations));
+            p::write_i32(buf, self.cluster_authorized_operations);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -257,9 +274,13 @@ impl Message for DescribeClusterResponse {
             + (&self.brokers).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         n += (4);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -318,7 +339,7 @@ impl Message for DescribeClusterResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -343,7 +364,7 @@ impl crate::testing::Arbitrary for DescribeClusterResponse {
         this.brokers = g.vec(|g| DescribeClusterBroker::arbitrary(g, version));
         this.cluster_authorized_operations = g.i32();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -360,13 +381,15 @@ pub struct DescribeClusterBroker {
     pub port: i32,
     /// `Rack`: string, versions 0+, nullable 0+, default `null`.
     pub rack: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeClusterBroker {
     fn default() -> Self {
-        Self { broker_id: 0, host: String::new(), port: 0, rack: None, unknown_tagged_fields: Vec::new() }
+        Self { broker_id: 0, host: String::new(), port: 0, rack: None, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -385,26 +408,29 @@ impl Message for DescribeClusterBroker {
         }
         let flex = true;
         {
-            p::write_i32(buf, *(&self.broker_id));
+            p::write_i32(buf, self.broker_id);
         }
         {
             p::write_nullable_string(buf, Some((&self.host).as_str()), flex)
                 .map_err(|k| EncodeError::new(Self::NAME, "host", version, k))?;
         }
         {
-            p::write_i32(buf, *(&self.port));
+            p::write_i32(buf, self.port);
         }
         {
             p::write_nullable_string(buf, self.rack.as_deref(), flex)
                 .map_err(|k| EncodeError::new(Self::NAME, "rack", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -418,9 +444,13 @@ impl Message for DescribeClusterBroker {
         n += (4);
         n += (p::nullable_string_len(self.rack.as_deref(), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -458,7 +488,7 @@ impl Message for DescribeClusterBroker {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -477,7 +507,7 @@ impl crate::testing::Arbitrary for DescribeClusterBroker {
         this.port = g.i32();
         this.rack = if true { g.nullable(|g| g.string()) } else { Some(g.string()) };
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

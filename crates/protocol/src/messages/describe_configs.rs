@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -36,8 +39,10 @@ pub struct DescribeConfigsRequest {
     pub include_synonyms: bool,
     /// `IncludeDocumentation`: bool, versions 3+, default `false`.
     pub include_documentation: bool,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeConfigsRequest {
@@ -46,7 +51,7 @@ impl Default for DescribeConfigsRequest {
             resources: Vec::<DescribeConfigsResource>::new(),
             include_synonyms: false,
             include_documentation: false,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -73,7 +78,7 @@ impl Message for DescribeConfigsRequest {
             }
         }
         if version >= 1 {
-            p::write_bool(buf, *(&self.include_synonyms));
+            p::write_bool(buf, self.include_synonyms);
         } else {
             if self.include_synonyms != false {
                 return Err(EncodeError::new(
@@ -85,7 +90,7 @@ impl Message for DescribeConfigsRequest {
             }
         }
         if version >= 3 {
-            p::write_bool(buf, *(&self.include_documentation));
+            p::write_bool(buf, self.include_documentation);
         } else {
             if self.include_documentation != false {
                 return Err(EncodeError::new(
@@ -97,12 +102,15 @@ impl Message for DescribeConfigsRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -120,9 +128,13 @@ impl Message for DescribeConfigsRequest {
             n += (1);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -156,7 +168,7 @@ impl Message for DescribeConfigsRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -178,7 +190,7 @@ impl crate::testing::Arbitrary for DescribeConfigsRequest {
             this.include_documentation = g.bool();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -193,8 +205,10 @@ pub struct DescribeConfigsResource {
     pub resource_name: String,
     /// `ConfigurationKeys`: []string, versions 0+, nullable 0+.
     pub configuration_keys: Option<Vec<String>>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeConfigsResource {
@@ -203,7 +217,7 @@ impl Default for DescribeConfigsResource {
             resource_type: 0,
             resource_name: String::new(),
             configuration_keys: Some(Vec::<String>::new()),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -223,7 +237,7 @@ impl Message for DescribeConfigsResource {
         }
         let flex = version >= 4;
         {
-            p::write_i8(buf, *(&self.resource_type));
+            p::write_i8(buf, self.resource_type);
         }
         {
             p::write_nullable_string(buf, Some((&self.resource_name).as_str()), flex)
@@ -246,12 +260,15 @@ impl Message for DescribeConfigsResource {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -270,9 +287,13 @@ impl Message for DescribeConfigsResource {
             }
         });
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -306,7 +327,7 @@ impl Message for DescribeConfigsResource {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -325,7 +346,7 @@ impl crate::testing::Arbitrary for DescribeConfigsResource {
         this.configuration_keys =
             if true { g.nullable(|g| g.vec(|g| g.string())) } else { Some(g.vec(|g| g.string())) };
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -338,13 +359,15 @@ pub struct DescribeConfigsResponse {
     pub throttle_time_ms: i32,
     /// `Results`: []DescribeConfigsResult, versions 0+.
     pub results: Vec<DescribeConfigsResult>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeConfigsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, results: Vec::<DescribeConfigsResult>::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, results: Vec::<DescribeConfigsResult>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -363,7 +386,7 @@ impl Message for DescribeConfigsResponse {
         }
         let flex = version >= 4;
         {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         }
         {
             p::write_array_len(buf, Some((&self.results).len()), flex)
@@ -373,12 +396,15 @@ impl Message for DescribeConfigsResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -391,9 +417,13 @@ impl Message for DescribeConfigsResponse {
         n += (p::array_len_len(Some((&self.results).len()), flex)
             + (&self.results).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -422,7 +452,7 @@ impl Message for DescribeConfigsResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -439,7 +469,7 @@ impl crate::testing::Arbitrary for DescribeConfigsResponse {
         this.throttle_time_ms = g.i32();
         this.results = g.vec(|g| DescribeConfigsResult::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -458,8 +488,10 @@ pub struct DescribeConfigsResult {
     pub resource_name: String,
     /// `Configs`: []DescribeConfigsResourceResult, versions 0+.
     pub configs: Vec<DescribeConfigsResourceResult>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeConfigsResult {
@@ -470,7 +502,7 @@ impl Default for DescribeConfigsResult {
             resource_type: 0,
             resource_name: String::new(),
             configs: Vec::<DescribeConfigsResourceResult>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -490,14 +522,14 @@ impl Message for DescribeConfigsResult {
         }
         let flex = version >= 4;
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
             p::write_nullable_string(buf, self.error_message.as_deref(), flex)
                 .map_err(|k| EncodeError::new(Self::NAME, "error_message", version, k))?;
         }
         {
-            p::write_i8(buf, *(&self.resource_type));
+            p::write_i8(buf, self.resource_type);
         }
         {
             p::write_nullable_string(buf, Some((&self.resource_name).as_str()), flex)
@@ -511,12 +543,15 @@ impl Message for DescribeConfigsResult {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -532,9 +567,13 @@ impl Message for DescribeConfigsResult {
         n += (p::array_len_len(Some((&self.configs).len()), flex)
             + (&self.configs).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -578,7 +617,7 @@ impl Message for DescribeConfigsResult {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -598,7 +637,7 @@ impl crate::testing::Arbitrary for DescribeConfigsResult {
         this.resource_name = g.string();
         this.configs = g.vec(|g| DescribeConfigsResourceResult::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -625,8 +664,10 @@ pub struct DescribeConfigsResourceResult {
     pub config_type: i8,
     /// `Documentation`: string, versions 3+, nullable 3+.
     pub documentation: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeConfigsResourceResult {
@@ -641,7 +682,7 @@ impl Default for DescribeConfigsResourceResult {
             synonyms: Vec::<DescribeConfigsSynonym>::new(),
             config_type: 0,
             documentation: Some(String::new()),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -669,24 +710,24 @@ impl Message for DescribeConfigsResourceResult {
                 .map_err(|k| EncodeError::new(Self::NAME, "value", version, k))?;
         }
         {
-            p::write_bool(buf, *(&self.read_only));
+            p::write_bool(buf, self.read_only);
         }
         if version <= 0 {
-            p::write_bool(buf, *(&self.is_default));
+            p::write_bool(buf, self.is_default);
         } else {
             if self.is_default != false {
                 return Err(EncodeError::new(Self::NAME, "is_default", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 1 {
-            p::write_i8(buf, *(&self.config_source));
+            p::write_i8(buf, self.config_source);
         } else {
             if self.config_source != -1 {
                 return Err(EncodeError::new(Self::NAME, "config_source", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         {
-            p::write_bool(buf, *(&self.is_sensitive));
+            p::write_bool(buf, self.is_sensitive);
         }
         if version >= 1 {
             p::write_array_len(buf, Some((&self.synonyms).len()), flex)
@@ -700,7 +741,7 @@ impl Message for DescribeConfigsResourceResult {
             }
         }
         if version >= 3 {
-            p::write_i8(buf, *(&self.config_type));
+            p::write_i8(buf, self.config_type);
         } else {
             if self.config_type != 0 {
                 return Err(EncodeError::new(Self::NAME, "config_type", version, EncodeErrorKind::FieldNotInVersion));
@@ -715,12 +756,15 @@ impl Message for DescribeConfigsResourceResult {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -750,9 +794,13 @@ impl Message for DescribeConfigsResourceResult {
             n += (p::nullable_string_len(self.documentation.as_deref(), flex));
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -816,7 +864,7 @@ impl Message for DescribeConfigsResourceResult {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -850,7 +898,7 @@ impl crate::testing::Arbitrary for DescribeConfigsResourceResult {
             this.documentation = if true { g.nullable(|g| g.string()) } else { Some(g.string()) };
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -865,13 +913,15 @@ pub struct DescribeConfigsSynonym {
     pub value: Option<String>,
     /// `Source`: i8, versions 1+.
     pub source: i8,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeConfigsSynonym {
     fn default() -> Self {
-        Self { name: String::new(), value: Some(String::new()), source: 0, unknown_tagged_fields: Vec::new() }
+        Self { name: String::new(), value: Some(String::new()), source: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -906,19 +956,22 @@ impl Message for DescribeConfigsSynonym {
             }
         }
         if version >= 1 {
-            p::write_i8(buf, *(&self.source));
+            p::write_i8(buf, self.source);
         } else {
             if self.source != 0 {
                 return Err(EncodeError::new(Self::NAME, "source", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -937,9 +990,13 @@ impl Message for DescribeConfigsSynonym {
             n += (1);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -972,7 +1029,7 @@ impl Message for DescribeConfigsSynonym {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -996,7 +1053,7 @@ impl crate::testing::Arbitrary for DescribeConfigsSynonym {
             this.source = g.i8();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

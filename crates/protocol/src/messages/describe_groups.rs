@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -34,13 +37,15 @@ pub struct DescribeGroupsRequest {
     pub groups: Vec<String>,
     /// `IncludeAuthorizedOperations`: bool, versions 3+.
     pub include_authorized_operations: bool,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeGroupsRequest {
     fn default() -> Self {
-        Self { groups: Vec::<String>::new(), include_authorized_operations: false, unknown_tagged_fields: Vec::new() }
+        Self { groups: Vec::<String>::new(), include_authorized_operations: false, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -67,7 +72,7 @@ impl Message for DescribeGroupsRequest {
             }
         }
         if version >= 3 {
-            p::write_bool(buf, *(&self.include_authorized_operations));
+            p::write_bool(buf, self.include_authorized_operations);
         } else {
             if self.include_authorized_operations != false {
                 return Err(EncodeError::new(
@@ -79,12 +84,15 @@ impl Message for DescribeGroupsRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -99,9 +107,13 @@ impl Message for DescribeGroupsRequest {
             n += (1);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -129,7 +141,7 @@ impl Message for DescribeGroupsRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -148,7 +160,7 @@ impl crate::testing::Arbitrary for DescribeGroupsRequest {
             this.include_authorized_operations = g.bool();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -161,13 +173,15 @@ pub struct DescribeGroupsResponse {
     pub throttle_time_ms: i32,
     /// `Groups`: []DescribedGroup, versions 0+.
     pub groups: Vec<DescribedGroup>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribeGroupsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, groups: Vec::<DescribedGroup>::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, groups: Vec::<DescribedGroup>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -186,7 +200,7 @@ impl Message for DescribeGroupsResponse {
         }
         let flex = version >= 5;
         if version >= 1 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -205,12 +219,15 @@ impl Message for DescribeGroupsResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -225,9 +242,13 @@ impl Message for DescribeGroupsResponse {
         n += (p::array_len_len(Some((&self.groups).len()), flex)
             + (&self.groups).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -256,7 +277,7 @@ impl Message for DescribeGroupsResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -275,7 +296,7 @@ impl crate::testing::Arbitrary for DescribeGroupsResponse {
         }
         this.groups = g.vec(|g| DescribedGroup::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -298,8 +319,10 @@ pub struct DescribedGroup {
     pub members: Vec<DescribedGroupMember>,
     /// `AuthorizedOperations`: i32, versions 3+, default `-2147483648`.
     pub authorized_operations: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribedGroup {
@@ -312,7 +335,7 @@ impl Default for DescribedGroup {
             protocol_data: String::new(),
             members: Vec::<DescribedGroupMember>::new(),
             authorized_operations: -2147483648,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -332,7 +355,7 @@ impl Message for DescribedGroup {
         }
         let flex = version >= 5;
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
             p::write_nullable_string(buf, Some((&self.group_id).as_str()), flex)
@@ -358,7 +381,7 @@ impl Message for DescribedGroup {
             }
         }
         if version >= 3 {
-            p::write_i32(buf, *(&self.authorized_operations));
+            p::write_i32(buf, self.authorized_operations);
         } else {
             if self.authorized_operations != -2147483648 {
                 return Err(EncodeError::new(
@@ -370,12 +393,15 @@ impl Message for DescribedGroup {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -395,9 +421,13 @@ impl Message for DescribedGroup {
             n += (4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -451,7 +481,7 @@ impl Message for DescribedGroup {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -475,7 +505,7 @@ impl crate::testing::Arbitrary for DescribedGroup {
             this.authorized_operations = g.i32();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -496,8 +526,10 @@ pub struct DescribedGroupMember {
     pub member_metadata: Bytes,
     /// `MemberAssignment`: bytes, versions 0+.
     pub member_assignment: Bytes,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for DescribedGroupMember {
@@ -509,7 +541,7 @@ impl Default for DescribedGroupMember {
             client_host: String::new(),
             member_metadata: Bytes::new(),
             member_assignment: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -579,12 +611,15 @@ impl Message for DescribedGroupMember {
                 .map_err(|k| EncodeError::new(Self::NAME, "member_assignment", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -609,9 +644,13 @@ impl Message for DescribedGroupMember {
         n += (p::nullable_bytes_len(Some(&(&self.member_metadata)[..]), flex));
         n += (p::nullable_bytes_len(Some(&(&self.member_assignment)[..]), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -664,7 +703,7 @@ impl Message for DescribedGroupMember {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -687,7 +726,7 @@ impl crate::testing::Arbitrary for DescribedGroupMember {
         this.member_metadata = g.bytes();
         this.member_assignment = g.bytes();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -54,8 +57,10 @@ pub struct FetchRequest {
     pub forgotten_topics_data: Vec<ForgottenTopic>,
     /// `RackId`: string, versions 11+, default ``.
     pub rack_id: String,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for FetchRequest {
@@ -73,7 +78,7 @@ impl Default for FetchRequest {
             topics: Vec::<FetchTopic>::new(),
             forgotten_topics_data: Vec::<ForgottenTopic>::new(),
             rack_id: String::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -98,7 +103,7 @@ impl Message for FetchRequest {
             }
         }
         if version <= 14 {
-            p::write_i32(buf, *(&self.replica_id));
+            p::write_i32(buf, self.replica_id);
         } else {
             if self.replica_id != -1 {
                 return Err(EncodeError::new(Self::NAME, "replica_id", version, EncodeErrorKind::FieldNotInVersion));
@@ -110,20 +115,20 @@ impl Message for FetchRequest {
             }
         }
         {
-            p::write_i32(buf, *(&self.max_wait_ms));
+            p::write_i32(buf, self.max_wait_ms);
         }
         {
-            p::write_i32(buf, *(&self.min_bytes));
+            p::write_i32(buf, self.min_bytes);
         }
         if version >= 3 {
-            p::write_i32(buf, *(&self.max_bytes));
+            p::write_i32(buf, self.max_bytes);
         } else {
             if self.max_bytes != 2147483647 {
                 return Err(EncodeError::new(Self::NAME, "max_bytes", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 4 {
-            p::write_i8(buf, *(&self.isolation_level));
+            p::write_i8(buf, self.isolation_level);
         } else {
             if self.isolation_level != 0 {
                 return Err(EncodeError::new(
@@ -135,14 +140,14 @@ impl Message for FetchRequest {
             }
         }
         if version >= 7 {
-            p::write_i32(buf, *(&self.session_id));
+            p::write_i32(buf, self.session_id);
         } else {
             if self.session_id != 0 {
                 return Err(EncodeError::new(Self::NAME, "session_id", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 7 {
-            p::write_i32(buf, *(&self.session_epoch));
+            p::write_i32(buf, self.session_epoch);
         } else {
             if self.session_epoch != -1 {
                 return Err(EncodeError::new(Self::NAME, "session_epoch", version, EncodeErrorKind::FieldNotInVersion));
@@ -180,7 +185,12 @@ impl Message for FetchRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 12) && self.cluster_id != None,
+                1 => (version >= 15) && self.replica_state != ReplicaState::default(),
+                _ => false,
+            };
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             if (version >= 12) && self.cluster_id != None {
                 n += 1;
             }
@@ -188,7 +198,7 @@ impl Message for FetchRequest {
                 n += 1;
             }
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             if (version >= 12) && self.cluster_id != None {
                 p::write_tag_header(
                     buf,
@@ -224,8 +234,10 @@ impl Message for FetchRequest {
                 }
             }
             while let Some(u) = unknown.next_if(|u| u.tag < 1) {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
             if (version >= 15) && self.replica_state != ReplicaState::default() {
                 p::write_tag_header(buf, 1, ((&self.replica_state).encoded_len(version)))
@@ -233,8 +245,10 @@ impl Message for FetchRequest {
                 (&self.replica_state).encode(buf, version)?;
             }
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -270,9 +284,17 @@ impl Message for FetchRequest {
             n += (p::nullable_string_len(Some((&self.rack_id).as_str()), flex));
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 12) && self.cluster_id != None,
+                1 => (version >= 15) && self.replica_state != ReplicaState::default(),
+                _ => false,
+            };
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             if (version >= 12) && self.cluster_id != None {
                 count += 1;
@@ -362,7 +384,7 @@ impl Message for FetchRequest {
                 match tag {
                     0 if version >= 12 => {
                         let i = data;
-                        this.cluster_id = p::finish_tagged(
+                        let v = p::finish_tagged(
                             tag,
                             data,
                             (if version >= 12 {
@@ -372,13 +394,23 @@ impl Message for FetchRequest {
                             }),
                         )
                         .map_err(p::in_field("cluster_id"))?;
+                        if v != None {
+                            this.cluster_id = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
                     1 if version >= 15 => {
                         let i = data;
-                        this.replica_state = p::finish_tagged(tag, data, ReplicaState::read(cx, i, version))
+                        let v = p::finish_tagged(tag, data, ReplicaState::read(cx, i, version))
                             .map_err(p::in_field("replica_state"))?;
+                        if v != ReplicaState::default() {
+                            this.replica_state = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -427,7 +459,7 @@ impl crate::testing::Arbitrary for FetchRequest {
             this.rack_id = g.string();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(2);
+            this.raw_tagged_fields = g.unknown_tagged_fields(2);
         }
         this
     }
@@ -440,13 +472,15 @@ pub struct ReplicaState {
     pub replica_id: i32,
     /// `ReplicaEpoch`: i64, versions 15+, default `-1`.
     pub replica_epoch: i64,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ReplicaState {
     fn default() -> Self {
-        Self { replica_id: -1, replica_epoch: -1, unknown_tagged_fields: Vec::new() }
+        Self { replica_id: -1, replica_epoch: -1, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -465,26 +499,29 @@ impl Message for ReplicaState {
         }
         let flex = version >= 12;
         if version >= 15 {
-            p::write_i32(buf, *(&self.replica_id));
+            p::write_i32(buf, self.replica_id);
         } else {
             if self.replica_id != -1 {
                 return Err(EncodeError::new(Self::NAME, "replica_id", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 15 {
-            p::write_i64(buf, *(&self.replica_epoch));
+            p::write_i64(buf, self.replica_epoch);
         } else {
             if self.replica_epoch != -1 {
                 return Err(EncodeError::new(Self::NAME, "replica_epoch", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -500,9 +537,13 @@ impl Message for ReplicaState {
             n += (8);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -530,7 +571,7 @@ impl Message for ReplicaState {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -551,7 +592,7 @@ impl crate::testing::Arbitrary for ReplicaState {
             this.replica_epoch = g.i64();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -566,8 +607,10 @@ pub struct FetchTopic {
     pub topic_id: Uuid,
     /// `Partitions`: []FetchPartition, versions 0+.
     pub partitions: Vec<FetchPartition>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for FetchTopic {
@@ -576,7 +619,7 @@ impl Default for FetchTopic {
             topic: String::new(),
             topic_id: Uuid::ZERO,
             partitions: Vec::<FetchPartition>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -618,12 +661,15 @@ impl Message for FetchTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -641,9 +687,13 @@ impl Message for FetchTopic {
         n += (p::array_len_len(Some((&self.partitions).len()), flex)
             + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -677,7 +727,7 @@ impl Message for FetchTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -699,7 +749,7 @@ impl crate::testing::Arbitrary for FetchTopic {
         }
         this.partitions = g.vec(|g| FetchPartition::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -720,8 +770,10 @@ pub struct FetchPartition {
     pub log_start_offset: i64,
     /// `PartitionMaxBytes`: i32, versions 0+.
     pub partition_max_bytes: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for FetchPartition {
@@ -733,7 +785,7 @@ impl Default for FetchPartition {
             last_fetched_epoch: -1,
             log_start_offset: -1,
             partition_max_bytes: 0,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -753,10 +805,10 @@ impl Message for FetchPartition {
         }
         let flex = version >= 12;
         {
-            p::write_i32(buf, *(&self.partition));
+            p::write_i32(buf, self.partition);
         }
         if version >= 9 {
-            p::write_i32(buf, *(&self.current_leader_epoch));
+            p::write_i32(buf, self.current_leader_epoch);
         } else {
             if self.current_leader_epoch != -1 {
                 return Err(EncodeError::new(
@@ -768,10 +820,10 @@ impl Message for FetchPartition {
             }
         }
         {
-            p::write_i64(buf, *(&self.fetch_offset));
+            p::write_i64(buf, self.fetch_offset);
         }
         if version >= 12 {
-            p::write_i32(buf, *(&self.last_fetched_epoch));
+            p::write_i32(buf, self.last_fetched_epoch);
         } else {
             if self.last_fetched_epoch != -1 {
                 return Err(EncodeError::new(
@@ -783,7 +835,7 @@ impl Message for FetchPartition {
             }
         }
         if version >= 5 {
-            p::write_i64(buf, *(&self.log_start_offset));
+            p::write_i64(buf, self.log_start_offset);
         } else {
             if self.log_start_offset != -1 {
                 return Err(EncodeError::new(
@@ -795,15 +847,18 @@ impl Message for FetchPartition {
             }
         }
         {
-            p::write_i32(buf, *(&self.partition_max_bytes));
+            p::write_i32(buf, self.partition_max_bytes);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -825,9 +880,13 @@ impl Message for FetchPartition {
         }
         n += (4);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -875,7 +934,7 @@ impl Message for FetchPartition {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -902,7 +961,7 @@ impl crate::testing::Arbitrary for FetchPartition {
         }
         this.partition_max_bytes = g.i32();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -917,8 +976,10 @@ pub struct ForgottenTopic {
     pub topic_id: Uuid,
     /// `Partitions`: []i32, versions 7+.
     pub partitions: Vec<i32>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ForgottenTopic {
@@ -927,7 +988,7 @@ impl Default for ForgottenTopic {
             topic: String::new(),
             topic_id: Uuid::ZERO,
             partitions: Vec::<i32>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -973,12 +1034,15 @@ impl Message for ForgottenTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -997,9 +1061,13 @@ impl Message for ForgottenTopic {
             n += (p::array_len_len(Some((&self.partitions).len()), flex) + (&self.partitions).len() * 4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1032,7 +1100,7 @@ impl Message for ForgottenTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1056,7 +1124,7 @@ impl crate::testing::Arbitrary for ForgottenTopic {
             this.partitions = g.vec(|g| g.i32());
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1075,8 +1143,10 @@ pub struct FetchResponse {
     pub responses: Vec<FetchableTopicResponse>,
     /// `NodeEndpoints`: []NodeEndpoint, versions 16+, tagged (tag 0).
     pub node_endpoints: Vec<NodeEndpoint>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for FetchResponse {
@@ -1087,7 +1157,7 @@ impl Default for FetchResponse {
             session_id: 0,
             responses: Vec::<FetchableTopicResponse>::new(),
             node_endpoints: Vec::<NodeEndpoint>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -1107,7 +1177,7 @@ impl Message for FetchResponse {
         }
         let flex = version >= 12;
         if version >= 1 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -1119,14 +1189,14 @@ impl Message for FetchResponse {
             }
         }
         if version >= 7 {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         } else {
             if self.error_code != 0 {
                 return Err(EncodeError::new(Self::NAME, "error_code", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 7 {
-            p::write_i32(buf, *(&self.session_id));
+            p::write_i32(buf, self.session_id);
         } else {
             if self.session_id != 0 {
                 return Err(EncodeError::new(Self::NAME, "session_id", version, EncodeErrorKind::FieldNotInVersion));
@@ -1150,12 +1220,16 @@ impl Message for FetchResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 16) && self.node_endpoints != Vec::<NodeEndpoint>::new(),
+                _ => false,
+            };
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             if (version >= 16) && self.node_endpoints != Vec::<NodeEndpoint>::new() {
                 n += 1;
             }
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             if (version >= 16) && self.node_endpoints != Vec::<NodeEndpoint>::new() {
                 p::write_tag_header(
                     buf,
@@ -1171,8 +1245,10 @@ impl Message for FetchResponse {
                 }
             }
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1193,9 +1269,16 @@ impl Message for FetchResponse {
         n += (p::array_len_len(Some((&self.responses).len()), flex)
             + (&self.responses).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 16) && self.node_endpoints != Vec::<NodeEndpoint>::new(),
+                _ => false,
+            };
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             if (version >= 16) && self.node_endpoints != Vec::<NodeEndpoint>::new() {
                 count += 1;
@@ -1244,11 +1327,16 @@ impl Message for FetchResponse {
                 match tag {
                     0 if version >= 16 => {
                         let i = data;
-                        this.node_endpoints =
+                        let v =
                             p::finish_tagged(tag, data, p::read_array(i, flex, |i| NodeEndpoint::read(cx, i, version)))
                                 .map_err(p::in_field("node_endpoints"))?;
+                        if v != Vec::<NodeEndpoint>::new() {
+                            this.node_endpoints = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1278,7 +1366,7 @@ impl crate::testing::Arbitrary for FetchResponse {
             }
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(1);
+            this.raw_tagged_fields = g.unknown_tagged_fields(1);
         }
         this
     }
@@ -1293,8 +1381,10 @@ pub struct FetchableTopicResponse {
     pub topic_id: Uuid,
     /// `Partitions`: []PartitionData, versions 0+.
     pub partitions: Vec<PartitionData>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for FetchableTopicResponse {
@@ -1303,7 +1393,7 @@ impl Default for FetchableTopicResponse {
             topic: String::new(),
             topic_id: Uuid::ZERO,
             partitions: Vec::<PartitionData>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -1345,12 +1435,15 @@ impl Message for FetchableTopicResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1368,9 +1461,13 @@ impl Message for FetchableTopicResponse {
         n += (p::array_len_len(Some((&self.partitions).len()), flex)
             + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1404,7 +1501,7 @@ impl Message for FetchableTopicResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1426,7 +1523,7 @@ impl crate::testing::Arbitrary for FetchableTopicResponse {
         }
         this.partitions = g.vec(|g| PartitionData::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1457,8 +1554,10 @@ pub struct PartitionData {
     pub preferred_read_replica: i32,
     /// `Records`: bytes, versions 0+, nullable 0+.
     pub records: Option<Bytes>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for PartitionData {
@@ -1475,7 +1574,7 @@ impl Default for PartitionData {
             aborted_transactions: Some(Vec::<AbortedTransaction>::new()),
             preferred_read_replica: -1,
             records: None,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -1495,16 +1594,16 @@ impl Message for PartitionData {
         }
         let flex = version >= 12;
         {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
-            p::write_i64(buf, *(&self.high_watermark));
+            p::write_i64(buf, self.high_watermark);
         }
         if version >= 4 {
-            p::write_i64(buf, *(&self.last_stable_offset));
+            p::write_i64(buf, self.last_stable_offset);
         } else {
             if self.last_stable_offset != -1 {
                 return Err(EncodeError::new(
@@ -1516,7 +1615,7 @@ impl Message for PartitionData {
             }
         }
         if version >= 5 {
-            p::write_i64(buf, *(&self.log_start_offset));
+            p::write_i64(buf, self.log_start_offset);
         } else {
             if self.log_start_offset != -1 {
                 return Err(EncodeError::new(
@@ -1597,7 +1696,7 @@ impl Message for PartitionData {
             }
         }
         if version >= 11 {
-            p::write_i32(buf, *(&self.preferred_read_replica));
+            p::write_i32(buf, self.preferred_read_replica);
         } else {
             if self.preferred_read_replica != -1 {
                 return Err(EncodeError::new(
@@ -1613,7 +1712,13 @@ impl Message for PartitionData {
                 .map_err(|k| EncodeError::new(Self::NAME, "records", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 12) && self.diverging_epoch != EpochEndOffset::default(),
+                1 => (version >= 12) && self.current_leader != LeaderIdAndEpoch::default(),
+                2 => (version >= 12) && self.snapshot_id != SnapshotId::default(),
+                _ => false,
+            };
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             if (version >= 12) && self.diverging_epoch != EpochEndOffset::default() {
                 n += 1;
             }
@@ -1624,15 +1729,17 @@ impl Message for PartitionData {
                 n += 1;
             }
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             if (version >= 12) && self.diverging_epoch != EpochEndOffset::default() {
                 p::write_tag_header(buf, 0, ((&self.diverging_epoch).encoded_len(version)))
                     .map_err(|k| EncodeError::new(Self::NAME, "diverging_epoch", version, k))?;
                 (&self.diverging_epoch).encode(buf, version)?;
             }
             while let Some(u) = unknown.next_if(|u| u.tag < 1) {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
             if (version >= 12) && self.current_leader != LeaderIdAndEpoch::default() {
                 p::write_tag_header(buf, 1, ((&self.current_leader).encoded_len(version)))
@@ -1640,8 +1747,10 @@ impl Message for PartitionData {
                 (&self.current_leader).encode(buf, version)?;
             }
             while let Some(u) = unknown.next_if(|u| u.tag < 2) {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
             if (version >= 12) && self.snapshot_id != SnapshotId::default() {
                 p::write_tag_header(buf, 2, ((&self.snapshot_id).encoded_len(version)))
@@ -1649,8 +1758,10 @@ impl Message for PartitionData {
                 (&self.snapshot_id).encode(buf, version)?;
             }
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1690,9 +1801,18 @@ impl Message for PartitionData {
         }
         n += (p::nullable_bytes_len(self.records.as_deref(), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 12) && self.diverging_epoch != EpochEndOffset::default(),
+                1 => (version >= 12) && self.current_leader != LeaderIdAndEpoch::default(),
+                2 => (version >= 12) && self.snapshot_id != SnapshotId::default(),
+                _ => false,
+            };
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             if (version >= 12) && self.diverging_epoch != EpochEndOffset::default() {
                 count += 1;
@@ -1769,20 +1889,35 @@ impl Message for PartitionData {
                 match tag {
                     0 if version >= 12 => {
                         let i = data;
-                        this.diverging_epoch = p::finish_tagged(tag, data, EpochEndOffset::read(cx, i, version))
+                        let v = p::finish_tagged(tag, data, EpochEndOffset::read(cx, i, version))
                             .map_err(p::in_field("diverging_epoch"))?;
+                        if v != EpochEndOffset::default() {
+                            this.diverging_epoch = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
                     1 if version >= 12 => {
                         let i = data;
-                        this.current_leader = p::finish_tagged(tag, data, LeaderIdAndEpoch::read(cx, i, version))
+                        let v = p::finish_tagged(tag, data, LeaderIdAndEpoch::read(cx, i, version))
                             .map_err(p::in_field("current_leader"))?;
+                        if v != LeaderIdAndEpoch::default() {
+                            this.current_leader = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
                     2 if version >= 12 => {
                         let i = data;
-                        this.snapshot_id = p::finish_tagged(tag, data, SnapshotId::read(cx, i, version))
+                        let v = p::finish_tagged(tag, data, SnapshotId::read(cx, i, version))
                             .map_err(p::in_field("snapshot_id"))?;
+                        if v != SnapshotId::default() {
+                            this.snapshot_id = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1832,7 +1967,7 @@ impl crate::testing::Arbitrary for PartitionData {
         }
         this.records = if true { g.nullable(|g| g.bytes()) } else { Some(g.bytes()) };
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(3);
+            this.raw_tagged_fields = g.unknown_tagged_fields(3);
         }
         this
     }
@@ -1845,13 +1980,15 @@ pub struct EpochEndOffset {
     pub epoch: i32,
     /// `EndOffset`: i64, versions 12+, default `-1`.
     pub end_offset: i64,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for EpochEndOffset {
     fn default() -> Self {
-        Self { epoch: -1, end_offset: -1, unknown_tagged_fields: Vec::new() }
+        Self { epoch: -1, end_offset: -1, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -1870,26 +2007,29 @@ impl Message for EpochEndOffset {
         }
         let flex = version >= 12;
         if version >= 12 {
-            p::write_i32(buf, *(&self.epoch));
+            p::write_i32(buf, self.epoch);
         } else {
             if self.epoch != -1 {
                 return Err(EncodeError::new(Self::NAME, "epoch", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 12 {
-            p::write_i64(buf, *(&self.end_offset));
+            p::write_i64(buf, self.end_offset);
         } else {
             if self.end_offset != -1 {
                 return Err(EncodeError::new(Self::NAME, "end_offset", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1905,9 +2045,13 @@ impl Message for EpochEndOffset {
             n += (8);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1935,7 +2079,7 @@ impl Message for EpochEndOffset {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1956,7 +2100,7 @@ impl crate::testing::Arbitrary for EpochEndOffset {
             this.end_offset = g.i64();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1969,13 +2113,15 @@ pub struct LeaderIdAndEpoch {
     pub leader_id: i32,
     /// `LeaderEpoch`: i32, versions 12+, default `-1`.
     pub leader_epoch: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for LeaderIdAndEpoch {
     fn default() -> Self {
-        Self { leader_id: -1, leader_epoch: -1, unknown_tagged_fields: Vec::new() }
+        Self { leader_id: -1, leader_epoch: -1, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -1994,26 +2140,29 @@ impl Message for LeaderIdAndEpoch {
         }
         let flex = version >= 12;
         if version >= 12 {
-            p::write_i32(buf, *(&self.leader_id));
+            p::write_i32(buf, self.leader_id);
         } else {
             if self.leader_id != -1 {
                 return Err(EncodeError::new(Self::NAME, "leader_id", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 12 {
-            p::write_i32(buf, *(&self.leader_epoch));
+            p::write_i32(buf, self.leader_epoch);
         } else {
             if self.leader_epoch != -1 {
                 return Err(EncodeError::new(Self::NAME, "leader_epoch", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -2029,9 +2178,13 @@ impl Message for LeaderIdAndEpoch {
             n += (4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -2059,7 +2212,7 @@ impl Message for LeaderIdAndEpoch {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -2080,7 +2233,7 @@ impl crate::testing::Arbitrary for LeaderIdAndEpoch {
             this.leader_epoch = g.i32();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -2093,13 +2246,15 @@ pub struct SnapshotId {
     pub end_offset: i64,
     /// `Epoch`: i32, versions 0+, default `-1`.
     pub epoch: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for SnapshotId {
     fn default() -> Self {
-        Self { end_offset: -1, epoch: -1, unknown_tagged_fields: Vec::new() }
+        Self { end_offset: -1, epoch: -1, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -2118,18 +2273,21 @@ impl Message for SnapshotId {
         }
         let flex = version >= 12;
         {
-            p::write_i64(buf, *(&self.end_offset));
+            p::write_i64(buf, self.end_offset);
         }
         {
-            p::write_i32(buf, *(&self.epoch));
+            p::write_i32(buf, self.epoch);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -2141,9 +2299,13 @@ impl Message for SnapshotId {
         n += (8);
         n += (4);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -2171,7 +2333,7 @@ impl Message for SnapshotId {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -2188,7 +2350,7 @@ impl crate::testing::Arbitrary for SnapshotId {
         this.end_offset = g.i64();
         this.epoch = g.i32();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -2201,13 +2363,15 @@ pub struct AbortedTransaction {
     pub producer_id: i64,
     /// `FirstOffset`: i64, versions 4+.
     pub first_offset: i64,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for AbortedTransaction {
     fn default() -> Self {
-        Self { producer_id: 0, first_offset: 0, unknown_tagged_fields: Vec::new() }
+        Self { producer_id: 0, first_offset: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -2226,26 +2390,29 @@ impl Message for AbortedTransaction {
         }
         let flex = version >= 12;
         if version >= 4 {
-            p::write_i64(buf, *(&self.producer_id));
+            p::write_i64(buf, self.producer_id);
         } else {
             if self.producer_id != 0 {
                 return Err(EncodeError::new(Self::NAME, "producer_id", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 4 {
-            p::write_i64(buf, *(&self.first_offset));
+            p::write_i64(buf, self.first_offset);
         } else {
             if self.first_offset != 0 {
                 return Err(EncodeError::new(Self::NAME, "first_offset", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -2261,9 +2428,13 @@ impl Message for AbortedTransaction {
             n += (8);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -2291,7 +2462,7 @@ impl Message for AbortedTransaction {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -2312,7 +2483,7 @@ impl crate::testing::Arbitrary for AbortedTransaction {
             this.first_offset = g.i64();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -2329,13 +2500,15 @@ pub struct NodeEndpoint {
     pub port: i32,
     /// `Rack`: string, versions 16+, nullable 16+, default `null`.
     pub rack: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for NodeEndpoint {
     fn default() -> Self {
-        Self { node_id: 0, host: String::new(), port: 0, rack: None, unknown_tagged_fields: Vec::new() }
+        Self { node_id: 0, host: String::new(), port: 0, rack: None, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -2354,7 +2527,7 @@ impl Message for NodeEndpoint {
         }
         let flex = version >= 12;
         if version >= 16 {
-            p::write_i32(buf, *(&self.node_id));
+            p::write_i32(buf, self.node_id);
         } else {
             if self.node_id != 0 {
                 return Err(EncodeError::new(Self::NAME, "node_id", version, EncodeErrorKind::FieldNotInVersion));
@@ -2369,7 +2542,7 @@ impl Message for NodeEndpoint {
             }
         }
         if version >= 16 {
-            p::write_i32(buf, *(&self.port));
+            p::write_i32(buf, self.port);
         } else {
             if self.port != 0 {
                 return Err(EncodeError::new(Self::NAME, "port", version, EncodeErrorKind::FieldNotInVersion));
@@ -2396,12 +2569,15 @@ impl Message for NodeEndpoint {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -2430,9 +2606,13 @@ impl Message for NodeEndpoint {
             });
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -2475,7 +2655,7 @@ impl Message for NodeEndpoint {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -2502,7 +2682,7 @@ impl crate::testing::Arbitrary for NodeEndpoint {
             this.rack = if version >= 16 { g.nullable(|g| g.string()) } else { Some(g.string()) };
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

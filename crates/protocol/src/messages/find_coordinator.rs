@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -36,18 +39,15 @@ pub struct FindCoordinatorRequest {
     pub key_type: i8,
     /// `CoordinatorKeys`: []string, versions 4+.
     pub coordinator_keys: Vec<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for FindCoordinatorRequest {
     fn default() -> Self {
-        Self {
-            key: String::new(),
-            key_type: 0,
-            coordinator_keys: Vec::<String>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
+        Self { key: String::new(), key_type: 0, coordinator_keys: Vec::<String>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -74,7 +74,7 @@ impl Message for FindCoordinatorRequest {
             }
         }
         if version >= 1 {
-            p::write_i8(buf, *(&self.key_type));
+            p::write_i8(buf, self.key_type);
         } else {
             if self.key_type != 0 {
                 return Err(EncodeError::new(Self::NAME, "key_type", version, EncodeErrorKind::FieldNotInVersion));
@@ -98,12 +98,15 @@ impl Message for FindCoordinatorRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -126,9 +129,13 @@ impl Message for FindCoordinatorRequest {
                     .sum::<usize>());
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -162,7 +169,7 @@ impl Message for FindCoordinatorRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -186,7 +193,7 @@ impl crate::testing::Arbitrary for FindCoordinatorRequest {
             this.coordinator_keys = g.vec(|g| g.string());
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -209,8 +216,10 @@ pub struct FindCoordinatorResponse {
     pub port: i32,
     /// `Coordinators`: []Coordinator, versions 4+.
     pub coordinators: Vec<Coordinator>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for FindCoordinatorResponse {
@@ -223,7 +232,7 @@ impl Default for FindCoordinatorResponse {
             host: String::new(),
             port: 0,
             coordinators: Vec::<Coordinator>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -243,7 +252,7 @@ impl Message for FindCoordinatorResponse {
         }
         let flex = version >= 3;
         if version >= 1 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -255,7 +264,7 @@ impl Message for FindCoordinatorResponse {
             }
         }
         if version <= 3 {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         } else {
             if self.error_code != 0 {
                 return Err(EncodeError::new(Self::NAME, "error_code", version, EncodeErrorKind::FieldNotInVersion));
@@ -287,7 +296,7 @@ impl Message for FindCoordinatorResponse {
             }
         }
         if version <= 3 {
-            p::write_i32(buf, *(&self.node_id));
+            p::write_i32(buf, self.node_id);
         } else {
             if self.node_id != 0 {
                 return Err(EncodeError::new(Self::NAME, "node_id", version, EncodeErrorKind::FieldNotInVersion));
@@ -302,7 +311,7 @@ impl Message for FindCoordinatorResponse {
             }
         }
         if version <= 3 {
-            p::write_i32(buf, *(&self.port));
+            p::write_i32(buf, self.port);
         } else {
             if self.port != 0 {
                 return Err(EncodeError::new(Self::NAME, "port", version, EncodeErrorKind::FieldNotInVersion));
@@ -320,12 +329,15 @@ impl Message for FindCoordinatorResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -364,9 +376,13 @@ impl Message for FindCoordinatorResponse {
                 + (&self.coordinators).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -425,7 +441,7 @@ impl Message for FindCoordinatorResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -461,7 +477,7 @@ impl crate::testing::Arbitrary for FindCoordinatorResponse {
             this.coordinators = g.vec(|g| Coordinator::arbitrary(g, version));
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -482,8 +498,10 @@ pub struct Coordinator {
     pub error_code: i16,
     /// `ErrorMessage`: string, versions 4+, nullable 4+.
     pub error_message: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for Coordinator {
@@ -495,7 +513,7 @@ impl Default for Coordinator {
             port: 0,
             error_code: 0,
             error_message: Some(String::new()),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -523,7 +541,7 @@ impl Message for Coordinator {
             }
         }
         if version >= 4 {
-            p::write_i32(buf, *(&self.node_id));
+            p::write_i32(buf, self.node_id);
         } else {
             if self.node_id != 0 {
                 return Err(EncodeError::new(Self::NAME, "node_id", version, EncodeErrorKind::FieldNotInVersion));
@@ -538,14 +556,14 @@ impl Message for Coordinator {
             }
         }
         if version >= 4 {
-            p::write_i32(buf, *(&self.port));
+            p::write_i32(buf, self.port);
         } else {
             if self.port != 0 {
                 return Err(EncodeError::new(Self::NAME, "port", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 4 {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         } else {
             if self.error_code != 0 {
                 return Err(EncodeError::new(Self::NAME, "error_code", version, EncodeErrorKind::FieldNotInVersion));
@@ -577,12 +595,15 @@ impl Message for Coordinator {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -617,9 +638,13 @@ impl Message for Coordinator {
             });
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -672,7 +697,7 @@ impl Message for Coordinator {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -705,7 +730,7 @@ impl crate::testing::Arbitrary for Coordinator {
             this.error_message = if version >= 4 { g.nullable(|g| g.string()) } else { Some(g.string()) };
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

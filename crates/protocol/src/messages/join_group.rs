@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -46,8 +49,10 @@ pub struct JoinGroupRequest {
     pub protocols: Vec<JoinGroupRequestProtocol>,
     /// `Reason`: string, versions 8+, nullable 8+, default `null`.
     pub reason: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for JoinGroupRequest {
@@ -61,7 +66,7 @@ impl Default for JoinGroupRequest {
             protocol_type: String::new(),
             protocols: Vec::<JoinGroupRequestProtocol>::new(),
             reason: None,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -85,10 +90,10 @@ impl Message for JoinGroupRequest {
                 .map_err(|k| EncodeError::new(Self::NAME, "group_id", version, k))?;
         }
         {
-            p::write_i32(buf, *(&self.session_timeout_ms));
+            p::write_i32(buf, self.session_timeout_ms);
         }
         if version >= 1 {
-            p::write_i32(buf, *(&self.rebalance_timeout_ms));
+            p::write_i32(buf, self.rebalance_timeout_ms);
         } else {
             if self.rebalance_timeout_ms != -1 {
                 return Err(EncodeError::new(
@@ -165,12 +170,15 @@ impl Message for JoinGroupRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -209,9 +217,13 @@ impl Message for JoinGroupRequest {
             });
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -280,7 +292,7 @@ impl Message for JoinGroupRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -309,7 +321,7 @@ impl crate::testing::Arbitrary for JoinGroupRequest {
             this.reason = if version >= 8 { g.nullable(|g| g.string()) } else { Some(g.string()) };
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -322,13 +334,15 @@ pub struct JoinGroupRequestProtocol {
     pub name: String,
     /// `Metadata`: bytes, versions 0+.
     pub metadata: Bytes,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for JoinGroupRequestProtocol {
     fn default() -> Self {
-        Self { name: String::new(), metadata: Bytes::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: String::new(), metadata: Bytes::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -355,12 +369,15 @@ impl Message for JoinGroupRequestProtocol {
                 .map_err(|k| EncodeError::new(Self::NAME, "metadata", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -372,9 +389,13 @@ impl Message for JoinGroupRequestProtocol {
         n += (p::nullable_string_len(Some((&self.name).as_str()), flex));
         n += (p::nullable_bytes_len(Some(&(&self.metadata)[..]), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -402,7 +423,7 @@ impl Message for JoinGroupRequestProtocol {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -419,7 +440,7 @@ impl crate::testing::Arbitrary for JoinGroupRequestProtocol {
         this.name = g.string();
         this.metadata = g.bytes();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -446,8 +467,10 @@ pub struct JoinGroupResponse {
     pub member_id: String,
     /// `Members`: []JoinGroupResponseMember, versions 0+.
     pub members: Vec<JoinGroupResponseMember>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for JoinGroupResponse {
@@ -462,7 +485,7 @@ impl Default for JoinGroupResponse {
             skip_assignment: false,
             member_id: String::new(),
             members: Vec::<JoinGroupResponseMember>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -482,7 +505,7 @@ impl Message for JoinGroupResponse {
         }
         let flex = version >= 6;
         if version >= 2 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -494,10 +517,10 @@ impl Message for JoinGroupResponse {
             }
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
-            p::write_i32(buf, *(&self.generation_id));
+            p::write_i32(buf, self.generation_id);
         }
         if version >= 7 {
             if version >= 7 {
@@ -550,7 +573,7 @@ impl Message for JoinGroupResponse {
                 .map_err(|k| EncodeError::new(Self::NAME, "leader", version, k))?;
         }
         if version >= 9 {
-            p::write_bool(buf, *(&self.skip_assignment));
+            p::write_bool(buf, self.skip_assignment);
         } else {
             if self.skip_assignment != false {
                 return Err(EncodeError::new(
@@ -573,12 +596,15 @@ impl Message for JoinGroupResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -618,9 +644,13 @@ impl Message for JoinGroupResponse {
         n += (p::array_len_len(Some((&self.members).len()), flex)
             + (&self.members).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -694,7 +724,7 @@ impl Message for JoinGroupResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -724,7 +754,7 @@ impl crate::testing::Arbitrary for JoinGroupResponse {
         this.member_id = g.string();
         this.members = g.vec(|g| JoinGroupResponseMember::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -739,8 +769,10 @@ pub struct JoinGroupResponseMember {
     pub group_instance_id: Option<String>,
     /// `Metadata`: bytes, versions 0+.
     pub metadata: Bytes,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for JoinGroupResponseMember {
@@ -749,7 +781,7 @@ impl Default for JoinGroupResponseMember {
             member_id: String::new(),
             group_instance_id: None,
             metadata: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -807,12 +839,15 @@ impl Message for JoinGroupResponseMember {
                 .map_err(|k| EncodeError::new(Self::NAME, "metadata", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -834,9 +869,13 @@ impl Message for JoinGroupResponseMember {
         }
         n += (p::nullable_bytes_len(Some(&(&self.metadata)[..]), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -874,7 +913,7 @@ impl Message for JoinGroupResponseMember {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -894,7 +933,7 @@ impl crate::testing::Arbitrary for JoinGroupResponseMember {
         }
         this.metadata = g.bytes();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -36,8 +39,10 @@ pub struct ListOffsetsRequest {
     pub isolation_level: i8,
     /// `Topics`: []ListOffsetsTopic, versions 0+.
     pub topics: Vec<ListOffsetsTopic>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ListOffsetsRequest {
@@ -46,7 +51,7 @@ impl Default for ListOffsetsRequest {
             replica_id: 0,
             isolation_level: 0,
             topics: Vec::<ListOffsetsTopic>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -66,10 +71,10 @@ impl Message for ListOffsetsRequest {
         }
         let flex = version >= 6;
         {
-            p::write_i32(buf, *(&self.replica_id));
+            p::write_i32(buf, self.replica_id);
         }
         if version >= 2 {
-            p::write_i8(buf, *(&self.isolation_level));
+            p::write_i8(buf, self.isolation_level);
         } else {
             if self.isolation_level != 0 {
                 return Err(EncodeError::new(
@@ -88,12 +93,15 @@ impl Message for ListOffsetsRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -109,9 +117,13 @@ impl Message for ListOffsetsRequest {
         n += (p::array_len_len(Some((&self.topics).len()), flex)
             + (&self.topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -145,7 +157,7 @@ impl Message for ListOffsetsRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -165,7 +177,7 @@ impl crate::testing::Arbitrary for ListOffsetsRequest {
         }
         this.topics = g.vec(|g| ListOffsetsTopic::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -178,13 +190,15 @@ pub struct ListOffsetsTopic {
     pub name: String,
     /// `Partitions`: []ListOffsetsPartition, versions 0+.
     pub partitions: Vec<ListOffsetsPartition>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ListOffsetsTopic {
     fn default() -> Self {
-        Self { name: String::new(), partitions: Vec::<ListOffsetsPartition>::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: String::new(), partitions: Vec::<ListOffsetsPartition>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -214,12 +228,15 @@ impl Message for ListOffsetsTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -232,9 +249,13 @@ impl Message for ListOffsetsTopic {
         n += (p::array_len_len(Some((&self.partitions).len()), flex)
             + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -263,7 +284,7 @@ impl Message for ListOffsetsTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -280,7 +301,7 @@ impl crate::testing::Arbitrary for ListOffsetsTopic {
         this.name = g.string();
         this.partitions = g.vec(|g| ListOffsetsPartition::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -297,8 +318,10 @@ pub struct ListOffsetsPartition {
     pub timestamp: i64,
     /// `MaxNumOffsets`: i32, versions 0, default `1`.
     pub max_num_offsets: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ListOffsetsPartition {
@@ -308,7 +331,7 @@ impl Default for ListOffsetsPartition {
             current_leader_epoch: -1,
             timestamp: 0,
             max_num_offsets: 1,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -328,10 +351,10 @@ impl Message for ListOffsetsPartition {
         }
         let flex = version >= 6;
         {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         }
         if version >= 4 {
-            p::write_i32(buf, *(&self.current_leader_epoch));
+            p::write_i32(buf, self.current_leader_epoch);
         } else {
             if self.current_leader_epoch != -1 {
                 return Err(EncodeError::new(
@@ -343,10 +366,10 @@ impl Message for ListOffsetsPartition {
             }
         }
         {
-            p::write_i64(buf, *(&self.timestamp));
+            p::write_i64(buf, self.timestamp);
         }
         if version <= 0 {
-            p::write_i32(buf, *(&self.max_num_offsets));
+            p::write_i32(buf, self.max_num_offsets);
         } else {
             if self.max_num_offsets != 1 {
                 return Err(EncodeError::new(
@@ -358,12 +381,15 @@ impl Message for ListOffsetsPartition {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -381,9 +407,13 @@ impl Message for ListOffsetsPartition {
             n += (4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -421,7 +451,7 @@ impl Message for ListOffsetsPartition {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -444,7 +474,7 @@ impl crate::testing::Arbitrary for ListOffsetsPartition {
             this.max_num_offsets = g.i32();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -457,13 +487,15 @@ pub struct ListOffsetsResponse {
     pub throttle_time_ms: i32,
     /// `Topics`: []ListOffsetsTopicResponse, versions 0+.
     pub topics: Vec<ListOffsetsTopicResponse>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ListOffsetsResponse {
     fn default() -> Self {
-        Self { throttle_time_ms: 0, topics: Vec::<ListOffsetsTopicResponse>::new(), unknown_tagged_fields: Vec::new() }
+        Self { throttle_time_ms: 0, topics: Vec::<ListOffsetsTopicResponse>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -482,7 +514,7 @@ impl Message for ListOffsetsResponse {
         }
         let flex = version >= 6;
         if version >= 2 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -501,12 +533,15 @@ impl Message for ListOffsetsResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -521,9 +556,13 @@ impl Message for ListOffsetsResponse {
         n += (p::array_len_len(Some((&self.topics).len()), flex)
             + (&self.topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -552,7 +591,7 @@ impl Message for ListOffsetsResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -571,7 +610,7 @@ impl crate::testing::Arbitrary for ListOffsetsResponse {
         }
         this.topics = g.vec(|g| ListOffsetsTopicResponse::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -584,8 +623,10 @@ pub struct ListOffsetsTopicResponse {
     pub name: String,
     /// `Partitions`: []ListOffsetsPartitionResponse, versions 0+.
     pub partitions: Vec<ListOffsetsPartitionResponse>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ListOffsetsTopicResponse {
@@ -593,7 +634,7 @@ impl Default for ListOffsetsTopicResponse {
         Self {
             name: String::new(),
             partitions: Vec::<ListOffsetsPartitionResponse>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -624,12 +665,15 @@ impl Message for ListOffsetsTopicResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -642,9 +686,13 @@ impl Message for ListOffsetsTopicResponse {
         n += (p::array_len_len(Some((&self.partitions).len()), flex)
             + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -673,7 +721,7 @@ impl Message for ListOffsetsTopicResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -690,7 +738,7 @@ impl crate::testing::Arbitrary for ListOffsetsTopicResponse {
         this.name = g.string();
         this.partitions = g.vec(|g| ListOffsetsPartitionResponse::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -711,8 +759,10 @@ pub struct ListOffsetsPartitionResponse {
     pub offset: i64,
     /// `LeaderEpoch`: i32, versions 4+, default `-1`.
     pub leader_epoch: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ListOffsetsPartitionResponse {
@@ -724,7 +774,7 @@ impl Default for ListOffsetsPartitionResponse {
             timestamp: -1,
             offset: -1,
             leader_epoch: -1,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -744,10 +794,10 @@ impl Message for ListOffsetsPartitionResponse {
         }
         let flex = version >= 6;
         {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         if version <= 0 {
             p::write_array_len(buf, Some((&self.old_style_offsets).len()), flex)
@@ -766,33 +816,36 @@ impl Message for ListOffsetsPartitionResponse {
             }
         }
         if version >= 1 {
-            p::write_i64(buf, *(&self.timestamp));
+            p::write_i64(buf, self.timestamp);
         } else {
             if self.timestamp != -1 {
                 return Err(EncodeError::new(Self::NAME, "timestamp", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 1 {
-            p::write_i64(buf, *(&self.offset));
+            p::write_i64(buf, self.offset);
         } else {
             if self.offset != -1 {
                 return Err(EncodeError::new(Self::NAME, "offset", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 4 {
-            p::write_i32(buf, *(&self.leader_epoch));
+            p::write_i32(buf, self.leader_epoch);
         } else {
             if self.leader_epoch != -1 {
                 return Err(EncodeError::new(Self::NAME, "leader_epoch", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -816,9 +869,13 @@ impl Message for ListOffsetsPartitionResponse {
             n += (4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -866,7 +923,7 @@ impl Message for ListOffsetsPartitionResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -895,7 +952,7 @@ impl crate::testing::Arbitrary for ListOffsetsPartitionResponse {
             this.leader_epoch = g.i32();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

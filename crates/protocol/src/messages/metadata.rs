@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -38,8 +41,10 @@ pub struct MetadataRequest {
     pub include_cluster_authorized_operations: bool,
     /// `IncludeTopicAuthorizedOperations`: bool, versions 8+.
     pub include_topic_authorized_operations: bool,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for MetadataRequest {
@@ -49,7 +54,7 @@ impl Default for MetadataRequest {
             allow_auto_topic_creation: true,
             include_cluster_authorized_operations: false,
             include_topic_authorized_operations: false,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -99,7 +104,7 @@ impl Message for MetadataRequest {
             }
         }
         if version >= 4 {
-            p::write_bool(buf, *(&self.allow_auto_topic_creation));
+            p::write_bool(buf, self.allow_auto_topic_creation);
         } else {
             if self.allow_auto_topic_creation != true {
                 return Err(EncodeError::new(
@@ -111,7 +116,7 @@ impl Message for MetadataRequest {
             }
         }
         if (8..=10).contains(&version) {
-            p::write_bool(buf, *(&self.include_cluster_authorized_operations));
+            p::write_bool(buf, self.include_cluster_authorized_operations);
         } else {
             if self.include_cluster_authorized_operations != false {
                 return Err(EncodeError::new(
@@ -123,7 +128,7 @@ impl Message for MetadataRequest {
             }
         }
         if version >= 8 {
-            p::write_bool(buf, *(&self.include_topic_authorized_operations));
+            p::write_bool(buf, self.include_topic_authorized_operations);
         } else {
             if self.include_topic_authorized_operations != false {
                 return Err(EncodeError::new(
@@ -135,12 +140,15 @@ impl Message for MetadataRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -174,9 +182,13 @@ impl Message for MetadataRequest {
             n += (1);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -219,7 +231,7 @@ impl Message for MetadataRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -248,7 +260,7 @@ impl crate::testing::Arbitrary for MetadataRequest {
             this.include_topic_authorized_operations = g.bool();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -261,13 +273,15 @@ pub struct MetadataRequestTopic {
     pub topic_id: Uuid,
     /// `Name`: string, versions 0+, nullable 10+.
     pub name: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for MetadataRequestTopic {
     fn default() -> Self {
-        Self { topic_id: Uuid::ZERO, name: Some(String::new()), unknown_tagged_fields: Vec::new() }
+        Self { topic_id: Uuid::ZERO, name: Some(String::new()), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -309,12 +323,15 @@ impl Message for MetadataRequestTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -335,9 +352,13 @@ impl Message for MetadataRequestTopic {
             }
         });
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -370,7 +391,7 @@ impl Message for MetadataRequestTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -389,7 +410,7 @@ impl crate::testing::Arbitrary for MetadataRequestTopic {
         }
         this.name = if version >= 10 { g.nullable(|g| g.string()) } else { Some(g.string()) };
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -410,8 +431,10 @@ pub struct MetadataResponse {
     pub topics: Vec<MetadataResponseTopic>,
     /// `ClusterAuthorizedOperations`: i32, versions 8-10, default `-2147483648`.
     pub cluster_authorized_operations: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for MetadataResponse {
@@ -423,7 +446,7 @@ impl Default for MetadataResponse {
             controller_id: -1,
             topics: Vec::<MetadataResponseTopic>::new(),
             cluster_authorized_operations: -2147483648,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -443,7 +466,7 @@ impl Message for MetadataResponse {
         }
         let flex = version >= 9;
         if version >= 3 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -487,7 +510,7 @@ impl Message for MetadataResponse {
             }
         }
         if version >= 1 {
-            p::write_i32(buf, *(&self.controller_id));
+            p::write_i32(buf, self.controller_id);
         } else {
             if self.controller_id != -1 {
                 return Err(EncodeError::new(Self::NAME, "controller_id", version, EncodeErrorKind::FieldNotInVersion));
@@ -501,7 +524,7 @@ impl Message for MetadataResponse {
             }
         }
         if (8..=10).contains(&version) {
-            p::write_i32(buf, *(&self.cluster_authorized_operations));
+            p::write_i32(buf, self.cluster_authorized_operations);
         } else {
             if self.cluster_authorized_operations != -2147483648 {
                 return Err(EncodeError::new(
@@ -513,12 +536,15 @@ impl Message for MetadataResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -551,9 +577,13 @@ impl Message for MetadataResponse {
             n += (4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -608,7 +638,7 @@ impl Message for MetadataResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -637,7 +667,7 @@ impl crate::testing::Arbitrary for MetadataResponse {
             this.cluster_authorized_operations = g.i32();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -654,13 +684,15 @@ pub struct MetadataResponseBroker {
     pub port: i32,
     /// `Rack`: string, versions 1+, nullable 1+, default `null`.
     pub rack: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for MetadataResponseBroker {
     fn default() -> Self {
-        Self { node_id: 0, host: String::new(), port: 0, rack: None, unknown_tagged_fields: Vec::new() }
+        Self { node_id: 0, host: String::new(), port: 0, rack: None, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -679,14 +711,14 @@ impl Message for MetadataResponseBroker {
         }
         let flex = version >= 9;
         {
-            p::write_i32(buf, *(&self.node_id));
+            p::write_i32(buf, self.node_id);
         }
         {
             p::write_nullable_string(buf, Some((&self.host).as_str()), flex)
                 .map_err(|k| EncodeError::new(Self::NAME, "host", version, k))?;
         }
         {
-            p::write_i32(buf, *(&self.port));
+            p::write_i32(buf, self.port);
         }
         if version >= 1 {
             if version >= 1 {
@@ -709,12 +741,15 @@ impl Message for MetadataResponseBroker {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -737,9 +772,13 @@ impl Message for MetadataResponseBroker {
             });
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -782,7 +821,7 @@ impl Message for MetadataResponseBroker {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -803,7 +842,7 @@ impl crate::testing::Arbitrary for MetadataResponseBroker {
             this.rack = if version >= 1 { g.nullable(|g| g.string()) } else { Some(g.string()) };
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -824,8 +863,10 @@ pub struct MetadataResponseTopic {
     pub partitions: Vec<MetadataResponsePartition>,
     /// `TopicAuthorizedOperations`: i32, versions 8+, default `-2147483648`.
     pub topic_authorized_operations: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for MetadataResponseTopic {
@@ -837,7 +878,7 @@ impl Default for MetadataResponseTopic {
             is_internal: false,
             partitions: Vec::<MetadataResponsePartition>::new(),
             topic_authorized_operations: -2147483648,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -857,7 +898,7 @@ impl Message for MetadataResponseTopic {
         }
         let flex = version >= 9;
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
             if version >= 12 {
@@ -883,7 +924,7 @@ impl Message for MetadataResponseTopic {
             }
         }
         if version >= 1 {
-            p::write_bool(buf, *(&self.is_internal));
+            p::write_bool(buf, self.is_internal);
         } else {
             if self.is_internal != false {
                 return Err(EncodeError::new(Self::NAME, "is_internal", version, EncodeErrorKind::FieldNotInVersion));
@@ -897,7 +938,7 @@ impl Message for MetadataResponseTopic {
             }
         }
         if version >= 8 {
-            p::write_i32(buf, *(&self.topic_authorized_operations));
+            p::write_i32(buf, self.topic_authorized_operations);
         } else {
             if self.topic_authorized_operations != -2147483648 {
                 return Err(EncodeError::new(
@@ -909,12 +950,15 @@ impl Message for MetadataResponseTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -944,9 +988,13 @@ impl Message for MetadataResponseTopic {
             n += (4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1000,7 +1048,7 @@ impl Message for MetadataResponseTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1027,7 +1075,7 @@ impl crate::testing::Arbitrary for MetadataResponseTopic {
             this.topic_authorized_operations = g.i32();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1050,8 +1098,10 @@ pub struct MetadataResponsePartition {
     pub isr_nodes: Vec<i32>,
     /// `OfflineReplicas`: []i32, versions 5+.
     pub offline_replicas: Vec<i32>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for MetadataResponsePartition {
@@ -1064,7 +1114,7 @@ impl Default for MetadataResponsePartition {
             replica_nodes: Vec::<i32>::new(),
             isr_nodes: Vec::<i32>::new(),
             offline_replicas: Vec::<i32>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -1084,16 +1134,16 @@ impl Message for MetadataResponsePartition {
         }
         let flex = version >= 9;
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         }
         {
-            p::write_i32(buf, *(&self.leader_id));
+            p::write_i32(buf, self.leader_id);
         }
         if version >= 7 {
-            p::write_i32(buf, *(&self.leader_epoch));
+            p::write_i32(buf, self.leader_epoch);
         } else {
             if self.leader_epoch != -1 {
                 return Err(EncodeError::new(Self::NAME, "leader_epoch", version, EncodeErrorKind::FieldNotInVersion));
@@ -1130,12 +1180,15 @@ impl Message for MetadataResponsePartition {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1156,9 +1209,13 @@ impl Message for MetadataResponsePartition {
             n += (p::array_len_len(Some((&self.offline_replicas).len()), flex) + (&self.offline_replicas).len() * 4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1211,7 +1268,7 @@ impl Message for MetadataResponsePartition {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1237,7 +1294,7 @@ impl crate::testing::Arbitrary for MetadataResponsePartition {
             this.offline_replicas = g.vec(|g| g.i32());
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

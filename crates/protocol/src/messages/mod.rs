@@ -19,6 +19,7 @@ pub mod describe_groups;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod get_telemetry_subscriptions;
 pub mod header;
 pub mod heartbeat;
 pub mod init_producer_id;
@@ -31,6 +32,7 @@ pub mod offset_commit;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod push_telemetry;
 pub mod sasl_authenticate;
 pub mod sasl_handshake;
 pub mod sync_group;
@@ -53,6 +55,7 @@ pub use describe_groups::{DescribeGroupsRequest, DescribeGroupsResponse};
 pub use end_txn::{EndTxnRequest, EndTxnResponse};
 pub use fetch::{FetchRequest, FetchResponse};
 pub use find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
+pub use get_telemetry_subscriptions::{GetTelemetrySubscriptionsRequest, GetTelemetrySubscriptionsResponse};
 pub use header::{RequestHeader, ResponseHeader};
 pub use heartbeat::{HeartbeatRequest, HeartbeatResponse};
 pub use init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
@@ -65,6 +68,7 @@ pub use offset_commit::{OffsetCommitRequest, OffsetCommitResponse};
 pub use offset_fetch::{OffsetFetchRequest, OffsetFetchResponse};
 pub use offset_for_leader_epoch::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 pub use produce::{ProduceRequest, ProduceResponse};
+pub use push_telemetry::{PushTelemetryRequest, PushTelemetryResponse};
 pub use sasl_authenticate::{SaslAuthenticateRequest, SaslAuthenticateResponse};
 pub use sasl_handshake::{SaslHandshakeRequest, SaslHandshakeResponse};
 pub use sync_group::{SyncGroupRequest, SyncGroupResponse};
@@ -138,6 +142,10 @@ pub enum ApiKey {
     DescribeCluster = 60,
     /// `ConsumerGroupHeartbeat` (key 68).
     ConsumerGroupHeartbeat = 68,
+    /// `GetTelemetrySubscriptions` (key 71).
+    GetTelemetrySubscriptions = 71,
+    /// `PushTelemetry` (key 72).
+    PushTelemetry = 72,
 }
 
 impl ApiKey {
@@ -173,6 +181,8 @@ impl ApiKey {
         ApiKey::DeleteGroups,
         ApiKey::DescribeCluster,
         ApiKey::ConsumerGroupHeartbeat,
+        ApiKey::GetTelemetrySubscriptions,
+        ApiKey::PushTelemetry,
     ];
 
     /// The API with this key, if krab knows it.
@@ -208,6 +218,8 @@ impl ApiKey {
             42 => Some(ApiKey::DeleteGroups),
             60 => Some(ApiKey::DescribeCluster),
             68 => Some(ApiKey::ConsumerGroupHeartbeat),
+            71 => Some(ApiKey::GetTelemetrySubscriptions),
+            72 => Some(ApiKey::PushTelemetry),
             _ => None,
         }
     }
@@ -245,6 +257,8 @@ impl ApiKey {
             ApiKey::DeleteGroups => "DeleteGroups",
             ApiKey::DescribeCluster => "DescribeCluster",
             ApiKey::ConsumerGroupHeartbeat => "ConsumerGroupHeartbeat",
+            ApiKey::GetTelemetrySubscriptions => "GetTelemetrySubscriptions",
+            ApiKey::PushTelemetry => "PushTelemetry",
         }
     }
 
@@ -281,6 +295,8 @@ impl ApiKey {
             ApiKey::DeleteGroups => VersionRange::new(0, 2),
             ApiKey::DescribeCluster => VersionRange::new(0, 1),
             ApiKey::ConsumerGroupHeartbeat => VersionRange::new(0, 0),
+            ApiKey::GetTelemetrySubscriptions => VersionRange::new(0, 0),
+            ApiKey::PushTelemetry => VersionRange::new(0, 0),
         }
     }
 
@@ -317,6 +333,8 @@ impl ApiKey {
             ApiKey::DeleteGroups => Some(2),
             ApiKey::DescribeCluster => Some(0),
             ApiKey::ConsumerGroupHeartbeat => Some(0),
+            ApiKey::GetTelemetrySubscriptions => Some(0),
+            ApiKey::PushTelemetry => Some(0),
         }
     }
 
@@ -417,6 +435,10 @@ pub enum AnyRequest {
     DescribeCluster(Box<DescribeClusterRequest>),
     /// A `ConsumerGroupHeartbeatRequest`.
     ConsumerGroupHeartbeat(Box<ConsumerGroupHeartbeatRequest>),
+    /// A `GetTelemetrySubscriptionsRequest`.
+    GetTelemetrySubscriptions(Box<GetTelemetrySubscriptionsRequest>),
+    /// A `PushTelemetryRequest`.
+    PushTelemetry(Box<PushTelemetryRequest>),
 }
 
 impl AnyRequest {
@@ -495,6 +517,12 @@ impl AnyRequest {
             Some(ApiKey::ConsumerGroupHeartbeat) => {
                 Ok(AnyRequest::ConsumerGroupHeartbeat(Box::new(ConsumerGroupHeartbeatRequest::decode(buf, version)?)))
             }
+            Some(ApiKey::GetTelemetrySubscriptions) => Ok(AnyRequest::GetTelemetrySubscriptions(Box::new(
+                GetTelemetrySubscriptionsRequest::decode(buf, version)?,
+            ))),
+            Some(ApiKey::PushTelemetry) => {
+                Ok(AnyRequest::PushTelemetry(Box::new(PushTelemetryRequest::decode(buf, version)?)))
+            }
             None => Err(DecodeError::new(DecodeErrorKind::UnknownApiKey(api_key))),
         }
     }
@@ -532,6 +560,8 @@ impl AnyRequest {
             AnyRequest::DeleteGroups(_) => ApiKey::DeleteGroups,
             AnyRequest::DescribeCluster(_) => ApiKey::DescribeCluster,
             AnyRequest::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
+            AnyRequest::GetTelemetrySubscriptions(_) => ApiKey::GetTelemetrySubscriptions,
+            AnyRequest::PushTelemetry(_) => ApiKey::PushTelemetry,
         }
     }
 
@@ -568,6 +598,8 @@ impl AnyRequest {
             AnyRequest::DeleteGroups(m) => m.encode(buf, version),
             AnyRequest::DescribeCluster(m) => m.encode(buf, version),
             AnyRequest::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
+            AnyRequest::GetTelemetrySubscriptions(m) => m.encode(buf, version),
+            AnyRequest::PushTelemetry(m) => m.encode(buf, version),
         }
     }
 
@@ -604,6 +636,8 @@ impl AnyRequest {
             AnyRequest::DeleteGroups(m) => m.encoded_len(version),
             AnyRequest::DescribeCluster(m) => m.encoded_len(version),
             AnyRequest::ConsumerGroupHeartbeat(m) => m.encoded_len(version),
+            AnyRequest::GetTelemetrySubscriptions(m) => m.encoded_len(version),
+            AnyRequest::PushTelemetry(m) => m.encoded_len(version),
         }
     }
 }
@@ -672,6 +706,10 @@ pub enum AnyResponse {
     DescribeCluster(Box<DescribeClusterResponse>),
     /// A `ConsumerGroupHeartbeatResponse`.
     ConsumerGroupHeartbeat(Box<ConsumerGroupHeartbeatResponse>),
+    /// A `GetTelemetrySubscriptionsResponse`.
+    GetTelemetrySubscriptions(Box<GetTelemetrySubscriptionsResponse>),
+    /// A `PushTelemetryResponse`.
+    PushTelemetry(Box<PushTelemetryResponse>),
 }
 
 impl AnyResponse {
@@ -754,6 +792,12 @@ impl AnyResponse {
             Some(ApiKey::ConsumerGroupHeartbeat) => {
                 Ok(AnyResponse::ConsumerGroupHeartbeat(Box::new(ConsumerGroupHeartbeatResponse::decode(buf, version)?)))
             }
+            Some(ApiKey::GetTelemetrySubscriptions) => Ok(AnyResponse::GetTelemetrySubscriptions(Box::new(
+                GetTelemetrySubscriptionsResponse::decode(buf, version)?,
+            ))),
+            Some(ApiKey::PushTelemetry) => {
+                Ok(AnyResponse::PushTelemetry(Box::new(PushTelemetryResponse::decode(buf, version)?)))
+            }
             None => Err(DecodeError::new(DecodeErrorKind::UnknownApiKey(api_key))),
         }
     }
@@ -791,6 +835,8 @@ impl AnyResponse {
             AnyResponse::DeleteGroups(_) => ApiKey::DeleteGroups,
             AnyResponse::DescribeCluster(_) => ApiKey::DescribeCluster,
             AnyResponse::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
+            AnyResponse::GetTelemetrySubscriptions(_) => ApiKey::GetTelemetrySubscriptions,
+            AnyResponse::PushTelemetry(_) => ApiKey::PushTelemetry,
         }
     }
 
@@ -827,6 +873,8 @@ impl AnyResponse {
             AnyResponse::DeleteGroups(m) => m.encode(buf, version),
             AnyResponse::DescribeCluster(m) => m.encode(buf, version),
             AnyResponse::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
+            AnyResponse::GetTelemetrySubscriptions(m) => m.encode(buf, version),
+            AnyResponse::PushTelemetry(m) => m.encode(buf, version),
         }
     }
 
@@ -863,6 +911,8 @@ impl AnyResponse {
             AnyResponse::DeleteGroups(m) => m.encoded_len(version),
             AnyResponse::DescribeCluster(m) => m.encoded_len(version),
             AnyResponse::ConsumerGroupHeartbeat(m) => m.encoded_len(version),
+            AnyResponse::GetTelemetrySubscriptions(m) => m.encoded_len(version),
+            AnyResponse::PushTelemetry(m) => m.encoded_len(version),
         }
     }
 }
@@ -992,6 +1042,14 @@ mod round_trip {
         fn consumer_group_heartbeat_request(seed: u64) { check_round_trip::<super::ConsumerGroupHeartbeatRequest>(seed)?; }
         #[test]
         fn consumer_group_heartbeat_response(seed: u64) { check_round_trip::<super::ConsumerGroupHeartbeatResponse>(seed)?; }
+        #[test]
+        fn get_telemetry_subscriptions_request(seed: u64) { check_round_trip::<super::GetTelemetrySubscriptionsRequest>(seed)?; }
+        #[test]
+        fn get_telemetry_subscriptions_response(seed: u64) { check_round_trip::<super::GetTelemetrySubscriptionsResponse>(seed)?; }
+        #[test]
+        fn push_telemetry_request(seed: u64) { check_round_trip::<super::PushTelemetryRequest>(seed)?; }
+        #[test]
+        fn push_telemetry_response(seed: u64) { check_round_trip::<super::PushTelemetryResponse>(seed)?; }
         #[test]
         fn request_header(seed: u64) { check_round_trip::<super::RequestHeader>(seed)?; }
         #[test]

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -38,8 +41,10 @@ pub struct OffsetFetchRequest {
     pub groups: Vec<OffsetFetchRequestGroup>,
     /// `RequireStable`: bool, versions 7+, default `false`.
     pub require_stable: bool,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetFetchRequest {
@@ -49,7 +54,7 @@ impl Default for OffsetFetchRequest {
             topics: Some(Vec::<OffsetFetchRequestTopic>::new()),
             groups: Vec::<OffsetFetchRequestGroup>::new(),
             require_stable: false,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -122,7 +127,7 @@ impl Message for OffsetFetchRequest {
             }
         }
         if version >= 7 {
-            p::write_bool(buf, *(&self.require_stable));
+            p::write_bool(buf, self.require_stable);
         } else {
             if self.require_stable != false {
                 return Err(EncodeError::new(
@@ -134,12 +139,15 @@ impl Message for OffsetFetchRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -176,9 +184,13 @@ impl Message for OffsetFetchRequest {
             n += (1);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -222,7 +234,7 @@ impl Message for OffsetFetchRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -253,7 +265,7 @@ impl crate::testing::Arbitrary for OffsetFetchRequest {
             this.require_stable = g.bool();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -266,13 +278,15 @@ pub struct OffsetFetchRequestTopic {
     pub name: String,
     /// `PartitionIndexes`: []i32, versions 0-7.
     pub partition_indexes: Vec<i32>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetFetchRequestTopic {
     fn default() -> Self {
-        Self { name: String::new(), partition_indexes: Vec::<i32>::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: String::new(), partition_indexes: Vec::<i32>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -315,12 +329,15 @@ impl Message for OffsetFetchRequestTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -336,9 +353,13 @@ impl Message for OffsetFetchRequestTopic {
             n += (p::array_len_len(Some((&self.partition_indexes).len()), flex) + (&self.partition_indexes).len() * 4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -366,7 +387,7 @@ impl Message for OffsetFetchRequestTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -387,7 +408,7 @@ impl crate::testing::Arbitrary for OffsetFetchRequestTopic {
             this.partition_indexes = g.vec(|g| g.i32());
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -404,8 +425,10 @@ pub struct OffsetFetchRequestGroup {
     pub member_epoch: i32,
     /// `Topics`: []OffsetFetchRequestTopics, versions 8+, nullable 8+.
     pub topics: Option<Vec<OffsetFetchRequestTopics>>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetFetchRequestGroup {
@@ -415,7 +438,7 @@ impl Default for OffsetFetchRequestGroup {
             member_id: None,
             member_epoch: -1,
             topics: Some(Vec::<OffsetFetchRequestTopics>::new()),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -468,7 +491,7 @@ impl Message for OffsetFetchRequestGroup {
             }
         }
         if version >= 9 {
-            p::write_i32(buf, *(&self.member_epoch));
+            p::write_i32(buf, self.member_epoch);
         } else {
             if self.member_epoch != -1 {
                 return Err(EncodeError::new(Self::NAME, "member_epoch", version, EncodeErrorKind::FieldNotInVersion));
@@ -509,12 +532,15 @@ impl Message for OffsetFetchRequestGroup {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -557,9 +583,13 @@ impl Message for OffsetFetchRequestGroup {
             });
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -607,7 +637,7 @@ impl Message for OffsetFetchRequestGroup {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -638,7 +668,7 @@ impl crate::testing::Arbitrary for OffsetFetchRequestGroup {
             };
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -651,13 +681,15 @@ pub struct OffsetFetchRequestTopics {
     pub name: String,
     /// `PartitionIndexes`: []i32, versions 8+.
     pub partition_indexes: Vec<i32>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetFetchRequestTopics {
     fn default() -> Self {
-        Self { name: String::new(), partition_indexes: Vec::<i32>::new(), unknown_tagged_fields: Vec::new() }
+        Self { name: String::new(), partition_indexes: Vec::<i32>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -700,12 +732,15 @@ impl Message for OffsetFetchRequestTopics {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -721,9 +756,13 @@ impl Message for OffsetFetchRequestTopics {
             n += (p::array_len_len(Some((&self.partition_indexes).len()), flex) + (&self.partition_indexes).len() * 4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -751,7 +790,7 @@ impl Message for OffsetFetchRequestTopics {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -772,7 +811,7 @@ impl crate::testing::Arbitrary for OffsetFetchRequestTopics {
             this.partition_indexes = g.vec(|g| g.i32());
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -789,8 +828,10 @@ pub struct OffsetFetchResponse {
     pub error_code: i16,
     /// `Groups`: []OffsetFetchResponseGroup, versions 8+.
     pub groups: Vec<OffsetFetchResponseGroup>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetFetchResponse {
@@ -800,7 +841,7 @@ impl Default for OffsetFetchResponse {
             topics: Vec::<OffsetFetchResponseTopic>::new(),
             error_code: 0,
             groups: Vec::<OffsetFetchResponseGroup>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -820,7 +861,7 @@ impl Message for OffsetFetchResponse {
         }
         let flex = version >= 6;
         if version >= 3 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -843,7 +884,7 @@ impl Message for OffsetFetchResponse {
             }
         }
         if (2..=7).contains(&version) {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         } else {
             if self.error_code != 0 {
                 return Err(EncodeError::new(Self::NAME, "error_code", version, EncodeErrorKind::FieldNotInVersion));
@@ -861,12 +902,15 @@ impl Message for OffsetFetchResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -890,9 +934,13 @@ impl Message for OffsetFetchResponse {
                 + (&self.groups).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -932,7 +980,7 @@ impl Message for OffsetFetchResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -959,7 +1007,7 @@ impl crate::testing::Arbitrary for OffsetFetchResponse {
             this.groups = g.vec(|g| OffsetFetchResponseGroup::arbitrary(g, version));
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -972,8 +1020,10 @@ pub struct OffsetFetchResponseTopic {
     pub name: String,
     /// `Partitions`: []OffsetFetchResponsePartition, versions 0-7.
     pub partitions: Vec<OffsetFetchResponsePartition>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetFetchResponseTopic {
@@ -981,7 +1031,7 @@ impl Default for OffsetFetchResponseTopic {
         Self {
             name: String::new(),
             partitions: Vec::<OffsetFetchResponsePartition>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -1020,12 +1070,15 @@ impl Message for OffsetFetchResponseTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1042,9 +1095,13 @@ impl Message for OffsetFetchResponseTopic {
                 + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1073,7 +1130,7 @@ impl Message for OffsetFetchResponseTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1094,7 +1151,7 @@ impl crate::testing::Arbitrary for OffsetFetchResponseTopic {
             this.partitions = g.vec(|g| OffsetFetchResponsePartition::arbitrary(g, version));
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1113,8 +1170,10 @@ pub struct OffsetFetchResponsePartition {
     pub metadata: Option<String>,
     /// `ErrorCode`: i16, versions 0-7.
     pub error_code: i16,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetFetchResponsePartition {
@@ -1125,7 +1184,7 @@ impl Default for OffsetFetchResponsePartition {
             committed_leader_epoch: -1,
             metadata: Some(String::new()),
             error_code: 0,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -1145,7 +1204,7 @@ impl Message for OffsetFetchResponsePartition {
         }
         let flex = version >= 6;
         if version <= 7 {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         } else {
             if self.partition_index != 0 {
                 return Err(EncodeError::new(
@@ -1157,7 +1216,7 @@ impl Message for OffsetFetchResponsePartition {
             }
         }
         if version <= 7 {
-            p::write_i64(buf, *(&self.committed_offset));
+            p::write_i64(buf, self.committed_offset);
         } else {
             if self.committed_offset != 0 {
                 return Err(EncodeError::new(
@@ -1169,7 +1228,7 @@ impl Message for OffsetFetchResponsePartition {
             }
         }
         if (5..=7).contains(&version) {
-            p::write_i32(buf, *(&self.committed_leader_epoch));
+            p::write_i32(buf, self.committed_leader_epoch);
         } else {
             if self.committed_leader_epoch != -1 {
                 return Err(EncodeError::new(
@@ -1201,19 +1260,22 @@ impl Message for OffsetFetchResponsePartition {
             }
         }
         if version <= 7 {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         } else {
             if self.error_code != 0 {
                 return Err(EncodeError::new(Self::NAME, "error_code", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1245,9 +1307,13 @@ impl Message for OffsetFetchResponsePartition {
             n += (2);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1295,7 +1361,7 @@ impl Message for OffsetFetchResponsePartition {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1325,7 +1391,7 @@ impl crate::testing::Arbitrary for OffsetFetchResponsePartition {
             this.error_code = g.i16();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1340,8 +1406,10 @@ pub struct OffsetFetchResponseGroup {
     pub topics: Vec<OffsetFetchResponseTopics>,
     /// `ErrorCode`: i16, versions 8+, default `0`.
     pub error_code: i16,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetFetchResponseGroup {
@@ -1350,7 +1418,7 @@ impl Default for OffsetFetchResponseGroup {
             group_id: String::new(),
             topics: Vec::<OffsetFetchResponseTopics>::new(),
             error_code: 0,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -1389,19 +1457,22 @@ impl Message for OffsetFetchResponseGroup {
             }
         }
         if version >= 8 {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         } else {
             if self.error_code != 0 {
                 return Err(EncodeError::new(Self::NAME, "error_code", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1421,9 +1492,13 @@ impl Message for OffsetFetchResponseGroup {
             n += (2);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1457,7 +1532,7 @@ impl Message for OffsetFetchResponseGroup {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1481,7 +1556,7 @@ impl crate::testing::Arbitrary for OffsetFetchResponseGroup {
             this.error_code = g.i16();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1494,8 +1569,10 @@ pub struct OffsetFetchResponseTopics {
     pub name: String,
     /// `Partitions`: []OffsetFetchResponsePartitions, versions 8+.
     pub partitions: Vec<OffsetFetchResponsePartitions>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetFetchResponseTopics {
@@ -1503,7 +1580,7 @@ impl Default for OffsetFetchResponseTopics {
         Self {
             name: String::new(),
             partitions: Vec::<OffsetFetchResponsePartitions>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -1542,12 +1619,15 @@ impl Message for OffsetFetchResponseTopics {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1564,9 +1644,13 @@ impl Message for OffsetFetchResponseTopics {
                 + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1595,7 +1679,7 @@ impl Message for OffsetFetchResponseTopics {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1616,7 +1700,7 @@ impl crate::testing::Arbitrary for OffsetFetchResponseTopics {
             this.partitions = g.vec(|g| OffsetFetchResponsePartitions::arbitrary(g, version));
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1635,8 +1719,10 @@ pub struct OffsetFetchResponsePartitions {
     pub metadata: Option<String>,
     /// `ErrorCode`: i16, versions 8+.
     pub error_code: i16,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetFetchResponsePartitions {
@@ -1647,7 +1733,7 @@ impl Default for OffsetFetchResponsePartitions {
             committed_leader_epoch: -1,
             metadata: Some(String::new()),
             error_code: 0,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -1667,7 +1753,7 @@ impl Message for OffsetFetchResponsePartitions {
         }
         let flex = version >= 6;
         if version >= 8 {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         } else {
             if self.partition_index != 0 {
                 return Err(EncodeError::new(
@@ -1679,7 +1765,7 @@ impl Message for OffsetFetchResponsePartitions {
             }
         }
         if version >= 8 {
-            p::write_i64(buf, *(&self.committed_offset));
+            p::write_i64(buf, self.committed_offset);
         } else {
             if self.committed_offset != 0 {
                 return Err(EncodeError::new(
@@ -1691,7 +1777,7 @@ impl Message for OffsetFetchResponsePartitions {
             }
         }
         if version >= 8 {
-            p::write_i32(buf, *(&self.committed_leader_epoch));
+            p::write_i32(buf, self.committed_leader_epoch);
         } else {
             if self.committed_leader_epoch != -1 {
                 return Err(EncodeError::new(
@@ -1723,19 +1809,22 @@ impl Message for OffsetFetchResponsePartitions {
             }
         }
         if version >= 8 {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         } else {
             if self.error_code != 0 {
                 return Err(EncodeError::new(Self::NAME, "error_code", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1767,9 +1856,13 @@ impl Message for OffsetFetchResponsePartitions {
             n += (2);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1817,7 +1910,7 @@ impl Message for OffsetFetchResponsePartitions {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1847,7 +1940,7 @@ impl crate::testing::Arbitrary for OffsetFetchResponsePartitions {
             this.error_code = g.i16();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -34,13 +37,15 @@ pub struct OffsetForLeaderEpochRequest {
     pub replica_id: i32,
     /// `Topics`: []OffsetForLeaderTopic, versions 0+.
     pub topics: Vec<OffsetForLeaderTopic>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetForLeaderEpochRequest {
     fn default() -> Self {
-        Self { replica_id: -2, topics: Vec::<OffsetForLeaderTopic>::new(), unknown_tagged_fields: Vec::new() }
+        Self { replica_id: -2, topics: Vec::<OffsetForLeaderTopic>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -59,7 +64,7 @@ impl Message for OffsetForLeaderEpochRequest {
         }
         let flex = version >= 4;
         if version >= 3 {
-            p::write_i32(buf, *(&self.replica_id));
+            p::write_i32(buf, self.replica_id);
         } else {
             if self.replica_id != -2 {
                 return Err(EncodeError::new(Self::NAME, "replica_id", version, EncodeErrorKind::FieldNotInVersion));
@@ -73,12 +78,15 @@ impl Message for OffsetForLeaderEpochRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -93,9 +101,13 @@ impl Message for OffsetForLeaderEpochRequest {
         n += (p::array_len_len(Some((&self.topics).len()), flex)
             + (&self.topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -124,7 +136,7 @@ impl Message for OffsetForLeaderEpochRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -143,7 +155,7 @@ impl crate::testing::Arbitrary for OffsetForLeaderEpochRequest {
         }
         this.topics = g.vec(|g| OffsetForLeaderTopic::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -156,17 +168,15 @@ pub struct OffsetForLeaderTopic {
     pub topic: String,
     /// `Partitions`: []OffsetForLeaderPartition, versions 0+.
     pub partitions: Vec<OffsetForLeaderPartition>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetForLeaderTopic {
     fn default() -> Self {
-        Self {
-            topic: String::new(),
-            partitions: Vec::<OffsetForLeaderPartition>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
+        Self { topic: String::new(), partitions: Vec::<OffsetForLeaderPartition>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -196,12 +206,15 @@ impl Message for OffsetForLeaderTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -214,9 +227,13 @@ impl Message for OffsetForLeaderTopic {
         n += (p::array_len_len(Some((&self.partitions).len()), flex)
             + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -245,7 +262,7 @@ impl Message for OffsetForLeaderTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -262,7 +279,7 @@ impl crate::testing::Arbitrary for OffsetForLeaderTopic {
         this.topic = g.string();
         this.partitions = g.vec(|g| OffsetForLeaderPartition::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -277,13 +294,15 @@ pub struct OffsetForLeaderPartition {
     pub current_leader_epoch: i32,
     /// `LeaderEpoch`: i32, versions 0+.
     pub leader_epoch: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetForLeaderPartition {
     fn default() -> Self {
-        Self { partition: 0, current_leader_epoch: -1, leader_epoch: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition: 0, current_leader_epoch: -1, leader_epoch: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -302,10 +321,10 @@ impl Message for OffsetForLeaderPartition {
         }
         let flex = version >= 4;
         {
-            p::write_i32(buf, *(&self.partition));
+            p::write_i32(buf, self.partition);
         }
         if version >= 2 {
-            p::write_i32(buf, *(&self.current_leader_epoch));
+            p::write_i32(buf, self.current_leader_epoch);
         } else {
             if self.current_leader_epoch != -1 {
                 return Err(EncodeError::new(
@@ -317,15 +336,18 @@ impl Message for OffsetForLeaderPartition {
             }
         }
         {
-            p::write_i32(buf, *(&self.leader_epoch));
+            p::write_i32(buf, self.leader_epoch);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -340,9 +362,13 @@ impl Message for OffsetForLeaderPartition {
         }
         n += (4);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -375,7 +401,7 @@ impl Message for OffsetForLeaderPartition {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -395,7 +421,7 @@ impl crate::testing::Arbitrary for OffsetForLeaderPartition {
         }
         this.leader_epoch = g.i32();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -408,17 +434,15 @@ pub struct OffsetForLeaderEpochResponse {
     pub throttle_time_ms: i32,
     /// `Topics`: []OffsetForLeaderTopicResult, versions 0+.
     pub topics: Vec<OffsetForLeaderTopicResult>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetForLeaderEpochResponse {
     fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            topics: Vec::<OffsetForLeaderTopicResult>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
+        Self { throttle_time_ms: 0, topics: Vec::<OffsetForLeaderTopicResult>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -437,7 +461,7 @@ impl Message for OffsetForLeaderEpochResponse {
         }
         let flex = version >= 4;
         if version >= 2 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -456,12 +480,15 @@ impl Message for OffsetForLeaderEpochResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -476,9 +503,13 @@ impl Message for OffsetForLeaderEpochResponse {
         n += (p::array_len_len(Some((&self.topics).len()), flex)
             + (&self.topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -507,7 +538,7 @@ impl Message for OffsetForLeaderEpochResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -526,7 +557,7 @@ impl crate::testing::Arbitrary for OffsetForLeaderEpochResponse {
         }
         this.topics = g.vec(|g| OffsetForLeaderTopicResult::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -539,13 +570,15 @@ pub struct OffsetForLeaderTopicResult {
     pub topic: String,
     /// `Partitions`: []EpochEndOffset, versions 0+.
     pub partitions: Vec<EpochEndOffset>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for OffsetForLeaderTopicResult {
     fn default() -> Self {
-        Self { topic: String::new(), partitions: Vec::<EpochEndOffset>::new(), unknown_tagged_fields: Vec::new() }
+        Self { topic: String::new(), partitions: Vec::<EpochEndOffset>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -575,12 +608,15 @@ impl Message for OffsetForLeaderTopicResult {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -593,9 +629,13 @@ impl Message for OffsetForLeaderTopicResult {
         n += (p::array_len_len(Some((&self.partitions).len()), flex)
             + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -624,7 +664,7 @@ impl Message for OffsetForLeaderTopicResult {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -641,7 +681,7 @@ impl crate::testing::Arbitrary for OffsetForLeaderTopicResult {
         this.topic = g.string();
         this.partitions = g.vec(|g| EpochEndOffset::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -658,13 +698,15 @@ pub struct EpochEndOffset {
     pub leader_epoch: i32,
     /// `EndOffset`: i64, versions 0+, default `-1`.
     pub end_offset: i64,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for EpochEndOffset {
     fn default() -> Self {
-        Self { error_code: 0, partition: 0, leader_epoch: -1, end_offset: -1, unknown_tagged_fields: Vec::new() }
+        Self { error_code: 0, partition: 0, leader_epoch: -1, end_offset: -1, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -683,28 +725,31 @@ impl Message for EpochEndOffset {
         }
         let flex = version >= 4;
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
-            p::write_i32(buf, *(&self.partition));
+            p::write_i32(buf, self.partition);
         }
         if version >= 1 {
-            p::write_i32(buf, *(&self.leader_epoch));
+            p::write_i32(buf, self.leader_epoch);
         } else {
             if self.leader_epoch != -1 {
                 return Err(EncodeError::new(Self::NAME, "leader_epoch", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         {
-            p::write_i64(buf, *(&self.end_offset));
+            p::write_i64(buf, self.end_offset);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -720,9 +765,13 @@ impl Message for EpochEndOffset {
         }
         n += (8);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -760,7 +809,7 @@ impl Message for EpochEndOffset {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -781,7 +830,7 @@ impl crate::testing::Arbitrary for EpochEndOffset {
         }
         this.end_offset = g.i64();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

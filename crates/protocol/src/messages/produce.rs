@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -38,8 +41,10 @@ pub struct ProduceRequest {
     pub timeout_ms: i32,
     /// `TopicData`: []TopicProduceData, versions 0+.
     pub topic_data: Vec<TopicProduceData>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ProduceRequest {
@@ -49,7 +54,7 @@ impl Default for ProduceRequest {
             acks: 0,
             timeout_ms: 0,
             topic_data: Vec::<TopicProduceData>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -99,10 +104,10 @@ impl Message for ProduceRequest {
             }
         }
         {
-            p::write_i16(buf, *(&self.acks));
+            p::write_i16(buf, self.acks);
         }
         {
-            p::write_i32(buf, *(&self.timeout_ms));
+            p::write_i32(buf, self.timeout_ms);
         }
         {
             p::write_array_len(buf, Some((&self.topic_data).len()), flex)
@@ -112,12 +117,15 @@ impl Message for ProduceRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -141,9 +149,13 @@ impl Message for ProduceRequest {
         n += (p::array_len_len(Some((&self.topic_data).len()), flex)
             + (&self.topic_data).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -187,7 +199,7 @@ impl Message for ProduceRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -208,7 +220,7 @@ impl crate::testing::Arbitrary for ProduceRequest {
         this.timeout_ms = g.i32();
         this.topic_data = g.vec(|g| TopicProduceData::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -221,17 +233,15 @@ pub struct TopicProduceData {
     pub name: String,
     /// `PartitionData`: []PartitionProduceData, versions 0+.
     pub partition_data: Vec<PartitionProduceData>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for TopicProduceData {
     fn default() -> Self {
-        Self {
-            name: String::new(),
-            partition_data: Vec::<PartitionProduceData>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
+        Self { name: String::new(), partition_data: Vec::<PartitionProduceData>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -261,12 +271,15 @@ impl Message for TopicProduceData {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -279,9 +292,13 @@ impl Message for TopicProduceData {
         n += (p::array_len_len(Some((&self.partition_data).len()), flex)
             + (&self.partition_data).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -310,7 +327,7 @@ impl Message for TopicProduceData {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -327,7 +344,7 @@ impl crate::testing::Arbitrary for TopicProduceData {
         this.name = g.string();
         this.partition_data = g.vec(|g| PartitionProduceData::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -340,13 +357,15 @@ pub struct PartitionProduceData {
     pub index: i32,
     /// `Records`: bytes, versions 0+, nullable 0+.
     pub records: Option<Bytes>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for PartitionProduceData {
     fn default() -> Self {
-        Self { index: 0, records: None, unknown_tagged_fields: Vec::new() }
+        Self { index: 0, records: None, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -365,19 +384,22 @@ impl Message for PartitionProduceData {
         }
         let flex = version >= 9;
         {
-            p::write_i32(buf, *(&self.index));
+            p::write_i32(buf, self.index);
         }
         {
             p::write_nullable_bytes(buf, self.records.as_deref(), flex)
                 .map_err(|k| EncodeError::new(Self::NAME, "records", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -389,9 +411,13 @@ impl Message for PartitionProduceData {
         n += (4);
         n += (p::nullable_bytes_len(self.records.as_deref(), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -419,7 +445,7 @@ impl Message for PartitionProduceData {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -436,7 +462,7 @@ impl crate::testing::Arbitrary for PartitionProduceData {
         this.index = g.i32();
         this.records = if true { g.nullable(|g| g.bytes()) } else { Some(g.bytes()) };
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -451,8 +477,10 @@ pub struct ProduceResponse {
     pub throttle_time_ms: i32,
     /// `NodeEndpoints`: []NodeEndpoint, versions 10+, tagged (tag 0).
     pub node_endpoints: Vec<NodeEndpoint>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for ProduceResponse {
@@ -461,7 +489,7 @@ impl Default for ProduceResponse {
             responses: Vec::<TopicProduceResponse>::new(),
             throttle_time_ms: 0,
             node_endpoints: Vec::<NodeEndpoint>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -488,7 +516,7 @@ impl Message for ProduceResponse {
             }
         }
         if version >= 1 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -510,12 +538,16 @@ impl Message for ProduceResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 10) && self.node_endpoints != Vec::<NodeEndpoint>::new(),
+                _ => false,
+            };
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             if (version >= 10) && self.node_endpoints != Vec::<NodeEndpoint>::new() {
                 n += 1;
             }
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             if (version >= 10) && self.node_endpoints != Vec::<NodeEndpoint>::new() {
                 p::write_tag_header(
                     buf,
@@ -531,8 +563,10 @@ impl Message for ProduceResponse {
                 }
             }
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -547,9 +581,16 @@ impl Message for ProduceResponse {
             n += (4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 10) && self.node_endpoints != Vec::<NodeEndpoint>::new(),
+                _ => false,
+            };
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             if (version >= 10) && self.node_endpoints != Vec::<NodeEndpoint>::new() {
                 count += 1;
@@ -588,11 +629,16 @@ impl Message for ProduceResponse {
                 match tag {
                     0 if version >= 10 => {
                         let i = data;
-                        this.node_endpoints =
+                        let v =
                             p::finish_tagged(tag, data, p::read_array(i, flex, |i| NodeEndpoint::read(cx, i, version)))
                                 .map_err(p::in_field("node_endpoints"))?;
+                        if v != Vec::<NodeEndpoint>::new() {
+                            this.node_endpoints = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -616,7 +662,7 @@ impl crate::testing::Arbitrary for ProduceResponse {
             }
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(1);
+            this.raw_tagged_fields = g.unknown_tagged_fields(1);
         }
         this
     }
@@ -629,8 +675,10 @@ pub struct TopicProduceResponse {
     pub name: String,
     /// `PartitionResponses`: []PartitionProduceResponse, versions 0+.
     pub partition_responses: Vec<PartitionProduceResponse>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for TopicProduceResponse {
@@ -638,7 +686,7 @@ impl Default for TopicProduceResponse {
         Self {
             name: String::new(),
             partition_responses: Vec::<PartitionProduceResponse>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -669,12 +717,15 @@ impl Message for TopicProduceResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -687,9 +738,13 @@ impl Message for TopicProduceResponse {
         n += (p::array_len_len(Some((&self.partition_responses).len()), flex)
             + (&self.partition_responses).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -718,7 +773,7 @@ impl Message for TopicProduceResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -735,7 +790,7 @@ impl crate::testing::Arbitrary for TopicProduceResponse {
         this.name = g.string();
         this.partition_responses = g.vec(|g| PartitionProduceResponse::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -760,8 +815,10 @@ pub struct PartitionProduceResponse {
     pub error_message: Option<String>,
     /// `CurrentLeader`: LeaderIdAndEpoch, versions 10+, tagged (tag 0).
     pub current_leader: LeaderIdAndEpoch,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for PartitionProduceResponse {
@@ -775,7 +832,7 @@ impl Default for PartitionProduceResponse {
             record_errors: Vec::<BatchIndexAndErrorMessage>::new(),
             error_message: None,
             current_leader: LeaderIdAndEpoch::default(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -795,16 +852,16 @@ impl Message for PartitionProduceResponse {
         }
         let flex = version >= 9;
         {
-            p::write_i32(buf, *(&self.index));
+            p::write_i32(buf, self.index);
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
-            p::write_i64(buf, *(&self.base_offset));
+            p::write_i64(buf, self.base_offset);
         }
         if version >= 2 {
-            p::write_i64(buf, *(&self.log_append_time_ms));
+            p::write_i64(buf, self.log_append_time_ms);
         } else {
             if self.log_append_time_ms != -1 {
                 return Err(EncodeError::new(
@@ -816,7 +873,7 @@ impl Message for PartitionProduceResponse {
             }
         }
         if version >= 5 {
-            p::write_i64(buf, *(&self.log_start_offset));
+            p::write_i64(buf, self.log_start_offset);
         } else {
             if self.log_start_offset != -1 {
                 return Err(EncodeError::new(
@@ -874,20 +931,26 @@ impl Message for PartitionProduceResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 10) && self.current_leader != LeaderIdAndEpoch::default(),
+                _ => false,
+            };
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             if (version >= 10) && self.current_leader != LeaderIdAndEpoch::default() {
                 n += 1;
             }
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             if (version >= 10) && self.current_leader != LeaderIdAndEpoch::default() {
                 p::write_tag_header(buf, 0, ((&self.current_leader).encoded_len(version)))
                     .map_err(|k| EncodeError::new(Self::NAME, "current_leader", version, k))?;
                 (&self.current_leader).encode(buf, version)?;
             }
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -920,9 +983,16 @@ impl Message for PartitionProduceResponse {
             });
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |tag: u32| match tag {
+                0 => (version >= 10) && self.current_leader != LeaderIdAndEpoch::default(),
+                _ => false,
+            };
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             if (version >= 10) && self.current_leader != LeaderIdAndEpoch::default() {
                 count += 1;
@@ -987,10 +1057,15 @@ impl Message for PartitionProduceResponse {
                 match tag {
                     0 if version >= 10 => {
                         let i = data;
-                        this.current_leader = p::finish_tagged(tag, data, LeaderIdAndEpoch::read(cx, i, version))
+                        let v = p::finish_tagged(tag, data, LeaderIdAndEpoch::read(cx, i, version))
                             .map_err(p::in_field("current_leader"))?;
+                        if v != LeaderIdAndEpoch::default() {
+                            this.current_leader = v;
+                        } else {
+                            this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) });
+                        }
                     }
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1025,7 +1100,7 @@ impl crate::testing::Arbitrary for PartitionProduceResponse {
             }
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(1);
+            this.raw_tagged_fields = g.unknown_tagged_fields(1);
         }
         this
     }
@@ -1038,13 +1113,15 @@ pub struct BatchIndexAndErrorMessage {
     pub batch_index: i32,
     /// `BatchIndexErrorMessage`: string, versions 8+, nullable 8+, default `null`.
     pub batch_index_error_message: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for BatchIndexAndErrorMessage {
     fn default() -> Self {
-        Self { batch_index: 0, batch_index_error_message: None, unknown_tagged_fields: Vec::new() }
+        Self { batch_index: 0, batch_index_error_message: None, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -1063,7 +1140,7 @@ impl Message for BatchIndexAndErrorMessage {
         }
         let flex = version >= 9;
         if version >= 8 {
-            p::write_i32(buf, *(&self.batch_index));
+            p::write_i32(buf, self.batch_index);
         } else {
             if self.batch_index != 0 {
                 return Err(EncodeError::new(Self::NAME, "batch_index", version, EncodeErrorKind::FieldNotInVersion));
@@ -1100,12 +1177,15 @@ impl Message for BatchIndexAndErrorMessage {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1128,9 +1208,13 @@ impl Message for BatchIndexAndErrorMessage {
             });
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1163,7 +1247,7 @@ impl Message for BatchIndexAndErrorMessage {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1184,7 +1268,7 @@ impl crate::testing::Arbitrary for BatchIndexAndErrorMessage {
             this.batch_index_error_message = if version >= 8 { g.nullable(|g| g.string()) } else { Some(g.string()) };
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1197,13 +1281,15 @@ pub struct LeaderIdAndEpoch {
     pub leader_id: i32,
     /// `LeaderEpoch`: i32, versions 10+, default `-1`.
     pub leader_epoch: i32,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for LeaderIdAndEpoch {
     fn default() -> Self {
-        Self { leader_id: -1, leader_epoch: -1, unknown_tagged_fields: Vec::new() }
+        Self { leader_id: -1, leader_epoch: -1, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -1222,26 +1308,29 @@ impl Message for LeaderIdAndEpoch {
         }
         let flex = version >= 9;
         if version >= 10 {
-            p::write_i32(buf, *(&self.leader_id));
+            p::write_i32(buf, self.leader_id);
         } else {
             if self.leader_id != -1 {
                 return Err(EncodeError::new(Self::NAME, "leader_id", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if version >= 10 {
-            p::write_i32(buf, *(&self.leader_epoch));
+            p::write_i32(buf, self.leader_epoch);
         } else {
             if self.leader_epoch != -1 {
                 return Err(EncodeError::new(Self::NAME, "leader_epoch", version, EncodeErrorKind::FieldNotInVersion));
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1257,9 +1346,13 @@ impl Message for LeaderIdAndEpoch {
             n += (4);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1287,7 +1380,7 @@ impl Message for LeaderIdAndEpoch {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1308,7 +1401,7 @@ impl crate::testing::Arbitrary for LeaderIdAndEpoch {
             this.leader_epoch = g.i32();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -1325,13 +1418,15 @@ pub struct NodeEndpoint {
     pub port: i32,
     /// `Rack`: string, versions 10+, nullable 10+, default `null`.
     pub rack: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for NodeEndpoint {
     fn default() -> Self {
-        Self { node_id: 0, host: String::new(), port: 0, rack: None, unknown_tagged_fields: Vec::new() }
+        Self { node_id: 0, host: String::new(), port: 0, rack: None, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -1350,7 +1445,7 @@ impl Message for NodeEndpoint {
         }
         let flex = version >= 9;
         if version >= 10 {
-            p::write_i32(buf, *(&self.node_id));
+            p::write_i32(buf, self.node_id);
         } else {
             if self.node_id != 0 {
                 return Err(EncodeError::new(Self::NAME, "node_id", version, EncodeErrorKind::FieldNotInVersion));
@@ -1365,7 +1460,7 @@ impl Message for NodeEndpoint {
             }
         }
         if version >= 10 {
-            p::write_i32(buf, *(&self.port));
+            p::write_i32(buf, self.port);
         } else {
             if self.port != 0 {
                 return Err(EncodeError::new(Self::NAME, "port", version, EncodeErrorKind::FieldNotInVersion));
@@ -1392,12 +1487,15 @@ impl Message for NodeEndpoint {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -1426,9 +1524,13 @@ impl Message for NodeEndpoint {
             });
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -1471,7 +1573,7 @@ impl Message for NodeEndpoint {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -1498,7 +1600,7 @@ impl crate::testing::Arbitrary for NodeEndpoint {
             this.rack = if version >= 10 { g.nullable(|g| g.string()) } else { Some(g.string()) };
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -32,13 +35,15 @@ use bytes::{BufMut, Bytes};
 pub struct SaslAuthenticateRequest {
     /// `AuthBytes`: bytes, versions 0+.
     pub auth_bytes: Bytes,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for SaslAuthenticateRequest {
     fn default() -> Self {
-        Self { auth_bytes: Bytes::new(), unknown_tagged_fields: Vec::new() }
+        Self { auth_bytes: Bytes::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -61,12 +66,15 @@ impl Message for SaslAuthenticateRequest {
                 .map_err(|k| EncodeError::new(Self::NAME, "auth_bytes", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -77,9 +85,13 @@ impl Message for SaslAuthenticateRequest {
         let mut n = 0usize;
         n += (p::nullable_bytes_len(Some(&(&self.auth_bytes)[..]), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -102,7 +114,7 @@ impl Message for SaslAuthenticateRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -118,7 +130,7 @@ impl crate::testing::Arbitrary for SaslAuthenticateRequest {
         let mut this = Self::default();
         this.auth_bytes = g.bytes();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -135,8 +147,10 @@ pub struct SaslAuthenticateResponse {
     pub auth_bytes: Bytes,
     /// `SessionLifetimeMs`: i64, versions 1+, default `0`.
     pub session_lifetime_ms: i64,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for SaslAuthenticateResponse {
@@ -146,7 +160,7 @@ impl Default for SaslAuthenticateResponse {
             error_message: Some(String::new()),
             auth_bytes: Bytes::new(),
             session_lifetime_ms: 0,
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -166,7 +180,7 @@ impl Message for SaslAuthenticateResponse {
         }
         let flex = version >= 2;
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         {
             p::write_nullable_string(buf, self.error_message.as_deref(), flex)
@@ -177,7 +191,7 @@ impl Message for SaslAuthenticateResponse {
                 .map_err(|k| EncodeError::new(Self::NAME, "auth_bytes", version, k))?;
         }
         if version >= 1 {
-            p::write_i64(buf, *(&self.session_lifetime_ms));
+            p::write_i64(buf, self.session_lifetime_ms);
         } else {
             if self.session_lifetime_ms != 0 {
                 return Err(EncodeError::new(
@@ -189,12 +203,15 @@ impl Message for SaslAuthenticateResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -210,9 +227,13 @@ impl Message for SaslAuthenticateResponse {
             n += (8);
         }
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -250,7 +271,7 @@ impl Message for SaslAuthenticateResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -271,7 +292,7 @@ impl crate::testing::Arbitrary for SaslAuthenticateResponse {
             this.session_lifetime_ms = g.i64();
         }
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -44,8 +47,10 @@ pub struct SyncGroupRequest {
     pub protocol_name: Option<String>,
     /// `Assignments`: []SyncGroupRequestAssignment, versions 0+.
     pub assignments: Vec<SyncGroupRequestAssignment>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for SyncGroupRequest {
@@ -58,7 +63,7 @@ impl Default for SyncGroupRequest {
             protocol_type: None,
             protocol_name: None,
             assignments: Vec::<SyncGroupRequestAssignment>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -82,7 +87,7 @@ impl Message for SyncGroupRequest {
                 .map_err(|k| EncodeError::new(Self::NAME, "group_id", version, k))?;
         }
         {
-            p::write_i32(buf, *(&self.generation_id));
+            p::write_i32(buf, self.generation_id);
         }
         {
             p::write_nullable_string(buf, Some((&self.member_id).as_str()), flex)
@@ -176,12 +181,15 @@ impl Message for SyncGroupRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -226,9 +234,13 @@ impl Message for SyncGroupRequest {
         n += (p::array_len_len(Some((&self.assignments).len()), flex)
             + (&self.assignments).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -297,7 +309,7 @@ impl Message for SyncGroupRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -325,7 +337,7 @@ impl crate::testing::Arbitrary for SyncGroupRequest {
         }
         this.assignments = g.vec(|g| SyncGroupRequestAssignment::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -338,13 +350,15 @@ pub struct SyncGroupRequestAssignment {
     pub member_id: String,
     /// `Assignment`: bytes, versions 0+.
     pub assignment: Bytes,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for SyncGroupRequestAssignment {
     fn default() -> Self {
-        Self { member_id: String::new(), assignment: Bytes::new(), unknown_tagged_fields: Vec::new() }
+        Self { member_id: String::new(), assignment: Bytes::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -371,12 +385,15 @@ impl Message for SyncGroupRequestAssignment {
                 .map_err(|k| EncodeError::new(Self::NAME, "assignment", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -388,9 +405,13 @@ impl Message for SyncGroupRequestAssignment {
         n += (p::nullable_string_len(Some((&self.member_id).as_str()), flex));
         n += (p::nullable_bytes_len(Some(&(&self.assignment)[..]), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -418,7 +439,7 @@ impl Message for SyncGroupRequestAssignment {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -435,7 +456,7 @@ impl crate::testing::Arbitrary for SyncGroupRequestAssignment {
         this.member_id = g.string();
         this.assignment = g.bytes();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -454,8 +475,10 @@ pub struct SyncGroupResponse {
     pub protocol_name: Option<String>,
     /// `Assignment`: bytes, versions 0+.
     pub assignment: Bytes,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for SyncGroupResponse {
@@ -466,7 +489,7 @@ impl Default for SyncGroupResponse {
             protocol_type: None,
             protocol_name: None,
             assignment: Bytes::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -486,7 +509,7 @@ impl Message for SyncGroupResponse {
         }
         let flex = version >= 4;
         if version >= 1 {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         } else {
             if self.throttle_time_ms != 0 {
                 return Err(EncodeError::new(
@@ -498,7 +521,7 @@ impl Message for SyncGroupResponse {
             }
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         if version >= 5 {
             if version >= 5 {
@@ -555,12 +578,15 @@ impl Message for SyncGroupResponse {
                 .map_err(|k| EncodeError::new(Self::NAME, "assignment", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -595,9 +621,13 @@ impl Message for SyncGroupResponse {
         }
         n += (p::nullable_bytes_len(Some(&(&self.assignment)[..]), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -650,7 +680,7 @@ impl Message for SyncGroupResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -676,7 +706,7 @@ impl crate::testing::Arbitrary for SyncGroupResponse {
         }
         this.assignment = g.bytes();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

@@ -19,7 +19,10 @@
     clippy::collapsible_else_if,
     clippy::derivable_impls,
     clippy::bool_comparison,
-    clippy::needless_question_mark
+    clippy::needless_question_mark,
+    clippy::field_reassign_with_default,
+    clippy::partialeq_to_none,
+    clippy::collapsible_if
 )]
 
 use crate::message::{Message, VersionRange};
@@ -46,8 +49,10 @@ pub struct TxnOffsetCommitRequest {
     pub group_instance_id: Option<String>,
     /// `Topics`: []TxnOffsetCommitRequestTopic, versions 0+.
     pub topics: Vec<TxnOffsetCommitRequestTopic>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for TxnOffsetCommitRequest {
@@ -61,7 +66,7 @@ impl Default for TxnOffsetCommitRequest {
             member_id: String::new(),
             group_instance_id: None,
             topics: Vec::<TxnOffsetCommitRequestTopic>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -89,13 +94,13 @@ impl Message for TxnOffsetCommitRequest {
                 .map_err(|k| EncodeError::new(Self::NAME, "group_id", version, k))?;
         }
         {
-            p::write_i64(buf, *(&self.producer_id));
+            p::write_i64(buf, self.producer_id);
         }
         {
-            p::write_i16(buf, *(&self.producer_epoch));
+            p::write_i16(buf, self.producer_epoch);
         }
         if version >= 3 {
-            p::write_i32(buf, *(&self.generation_id));
+            p::write_i32(buf, self.generation_id);
         } else {
             if self.generation_id != -1 {
                 return Err(EncodeError::new(Self::NAME, "generation_id", version, EncodeErrorKind::FieldNotInVersion));
@@ -147,12 +152,15 @@ impl Message for TxnOffsetCommitRequest {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -184,9 +192,13 @@ impl Message for TxnOffsetCommitRequest {
         n += (p::array_len_len(Some((&self.topics).len()), flex)
             + (&self.topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -250,7 +262,7 @@ impl Message for TxnOffsetCommitRequest {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -279,7 +291,7 @@ impl crate::testing::Arbitrary for TxnOffsetCommitRequest {
         }
         this.topics = g.vec(|g| TxnOffsetCommitRequestTopic::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -292,8 +304,10 @@ pub struct TxnOffsetCommitRequestTopic {
     pub name: String,
     /// `Partitions`: []TxnOffsetCommitRequestPartition, versions 0+.
     pub partitions: Vec<TxnOffsetCommitRequestPartition>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for TxnOffsetCommitRequestTopic {
@@ -301,7 +315,7 @@ impl Default for TxnOffsetCommitRequestTopic {
         Self {
             name: String::new(),
             partitions: Vec::<TxnOffsetCommitRequestPartition>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -332,12 +346,15 @@ impl Message for TxnOffsetCommitRequestTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -350,9 +367,13 @@ impl Message for TxnOffsetCommitRequestTopic {
         n += (p::array_len_len(Some((&self.partitions).len()), flex)
             + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -381,7 +402,7 @@ impl Message for TxnOffsetCommitRequestTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -398,7 +419,7 @@ impl crate::testing::Arbitrary for TxnOffsetCommitRequestTopic {
         this.name = g.string();
         this.partitions = g.vec(|g| TxnOffsetCommitRequestPartition::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -415,8 +436,10 @@ pub struct TxnOffsetCommitRequestPartition {
     pub committed_leader_epoch: i32,
     /// `CommittedMetadata`: string, versions 0+, nullable 0+.
     pub committed_metadata: Option<String>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for TxnOffsetCommitRequestPartition {
@@ -426,7 +449,7 @@ impl Default for TxnOffsetCommitRequestPartition {
             committed_offset: 0,
             committed_leader_epoch: -1,
             committed_metadata: Some(String::new()),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -446,13 +469,13 @@ impl Message for TxnOffsetCommitRequestPartition {
         }
         let flex = version >= 3;
         {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         }
         {
-            p::write_i64(buf, *(&self.committed_offset));
+            p::write_i64(buf, self.committed_offset);
         }
         if version >= 2 {
-            p::write_i32(buf, *(&self.committed_leader_epoch));
+            p::write_i32(buf, self.committed_leader_epoch);
         } else {
             if self.committed_leader_epoch != -1 {
                 return Err(EncodeError::new(
@@ -468,12 +491,15 @@ impl Message for TxnOffsetCommitRequestPartition {
                 .map_err(|k| EncodeError::new(Self::NAME, "committed_metadata", version, k))?;
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -489,9 +515,13 @@ impl Message for TxnOffsetCommitRequestPartition {
         }
         n += (p::nullable_string_len(self.committed_metadata.as_deref(), flex));
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -529,7 +559,7 @@ impl Message for TxnOffsetCommitRequestPartition {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -550,7 +580,7 @@ impl crate::testing::Arbitrary for TxnOffsetCommitRequestPartition {
         }
         this.committed_metadata = if true { g.nullable(|g| g.string()) } else { Some(g.string()) };
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -563,17 +593,15 @@ pub struct TxnOffsetCommitResponse {
     pub throttle_time_ms: i32,
     /// `Topics`: []TxnOffsetCommitResponseTopic, versions 0+.
     pub topics: Vec<TxnOffsetCommitResponseTopic>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for TxnOffsetCommitResponse {
     fn default() -> Self {
-        Self {
-            throttle_time_ms: 0,
-            topics: Vec::<TxnOffsetCommitResponseTopic>::new(),
-            unknown_tagged_fields: Vec::new(),
-        }
+        Self { throttle_time_ms: 0, topics: Vec::<TxnOffsetCommitResponseTopic>::new(), raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -592,7 +620,7 @@ impl Message for TxnOffsetCommitResponse {
         }
         let flex = version >= 3;
         {
-            p::write_i32(buf, *(&self.throttle_time_ms));
+            p::write_i32(buf, self.throttle_time_ms);
         }
         {
             p::write_array_len(buf, Some((&self.topics).len()), flex)
@@ -602,12 +630,15 @@ impl Message for TxnOffsetCommitResponse {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -620,9 +651,13 @@ impl Message for TxnOffsetCommitResponse {
         n += (p::array_len_len(Some((&self.topics).len()), flex)
             + (&self.topics).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -651,7 +686,7 @@ impl Message for TxnOffsetCommitResponse {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -668,7 +703,7 @@ impl crate::testing::Arbitrary for TxnOffsetCommitResponse {
         this.throttle_time_ms = g.i32();
         this.topics = g.vec(|g| TxnOffsetCommitResponseTopic::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -681,8 +716,10 @@ pub struct TxnOffsetCommitResponseTopic {
     pub name: String,
     /// `Partitions`: []TxnOffsetCommitResponsePartition, versions 0+.
     pub partitions: Vec<TxnOffsetCommitResponsePartition>,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for TxnOffsetCommitResponseTopic {
@@ -690,7 +727,7 @@ impl Default for TxnOffsetCommitResponseTopic {
         Self {
             name: String::new(),
             partitions: Vec::<TxnOffsetCommitResponsePartition>::new(),
-            unknown_tagged_fields: Vec::new(),
+            raw_tagged_fields: Vec::new(),
         }
     }
 }
@@ -721,12 +758,15 @@ impl Message for TxnOffsetCommitResponseTopic {
             }
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -739,9 +779,13 @@ impl Message for TxnOffsetCommitResponseTopic {
         n += (p::array_len_len(Some((&self.partitions).len()), flex)
             + (&self.partitions).iter().map(|e| e.encoded_len(version)).sum::<usize>());
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -770,7 +814,7 @@ impl Message for TxnOffsetCommitResponseTopic {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -787,7 +831,7 @@ impl crate::testing::Arbitrary for TxnOffsetCommitResponseTopic {
         this.name = g.string();
         this.partitions = g.vec(|g| TxnOffsetCommitResponsePartition::arbitrary(g, version));
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }
@@ -800,13 +844,15 @@ pub struct TxnOffsetCommitResponsePartition {
     pub partition_index: i32,
     /// `ErrorCode`: i16, versions 0+.
     pub error_code: i16,
-    /// Tagged fields krab does not know, kept so that re-encoding loses nothing.
-    pub unknown_tagged_fields: Vec<RawTaggedField>,
+    /// Tagged fields kept as received, in tag order: tags krab does not know, and known tags
+    /// that arrived holding their default value. Written back as they came, so re-encoding
+    /// loses nothing; a raw entry is skipped when its known field holds a non-default value.
+    pub raw_tagged_fields: Vec<RawTaggedField>,
 }
 
 impl Default for TxnOffsetCommitResponsePartition {
     fn default() -> Self {
-        Self { partition_index: 0, error_code: 0, unknown_tagged_fields: Vec::new() }
+        Self { partition_index: 0, error_code: 0, raw_tagged_fields: Vec::new() }
     }
 }
 
@@ -825,18 +871,21 @@ impl Message for TxnOffsetCommitResponsePartition {
         }
         let flex = version >= 3;
         {
-            p::write_i32(buf, *(&self.partition_index));
+            p::write_i32(buf, self.partition_index);
         }
         {
-            p::write_i16(buf, *(&self.error_code));
+            p::write_i16(buf, self.error_code);
         }
         if flex {
-            let mut n = self.unknown_tagged_fields.len() as u32;
+            let shadowed = |_tag: u32| false;
+            let mut n = self.raw_tagged_fields.iter().filter(|u| !shadowed(u.tag)).count() as u32;
             p::write_uvarint(buf, n);
-            let mut unknown = self.unknown_tagged_fields.iter().peekable();
+            let mut unknown = self.raw_tagged_fields.iter().peekable();
             for u in unknown {
-                p::write_raw_tagged(buf, u)
-                    .map_err(|k| EncodeError::new(Self::NAME, "unknown_tagged_fields", version, k))?;
+                if !shadowed(u.tag) {
+                    p::write_raw_tagged(buf, u)
+                        .map_err(|k| EncodeError::new(Self::NAME, "raw_tagged_fields", version, k))?;
+                }
             }
         }
         Ok(())
@@ -848,9 +897,13 @@ impl Message for TxnOffsetCommitResponsePartition {
         n += (4);
         n += (2);
         if flex {
-            let mut count = self.unknown_tagged_fields.len() as u32;
-            for u in &self.unknown_tagged_fields {
-                n += p::raw_tagged_len(u);
+            let shadowed = |_tag: u32| false;
+            let mut count = 0u32;
+            for u in &self.raw_tagged_fields {
+                if !shadowed(u.tag) {
+                    count += 1;
+                    n += p::raw_tagged_len(u);
+                }
             }
             n += p::uvarint_len(count);
         }
@@ -878,7 +931,7 @@ impl Message for TxnOffsetCommitResponsePartition {
                 let (rest, (tag, data)) = p::read_tagged_field(i)?;
                 i = rest;
                 match tag {
-                    _ => this.unknown_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
+                    _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
                 }
             }
         }
@@ -895,7 +948,7 @@ impl crate::testing::Arbitrary for TxnOffsetCommitResponsePartition {
         this.partition_index = g.i32();
         this.error_code = g.i16();
         if flex {
-            this.unknown_tagged_fields = g.unknown_tagged_fields(0);
+            this.raw_tagged_fields = g.unknown_tagged_fields(0);
         }
         this
     }

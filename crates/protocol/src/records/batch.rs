@@ -709,3 +709,594 @@ pub(crate) fn decode_v2(
         records,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{
+        ControlRecord, ControlRecordType, EndTxnMarker, RecordSet, decode_batches,
+        decode_batches_with,
+    };
+    use proptest::prelude::*;
+
+    const CODECS: [Compression; 5] = [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Snappy,
+        Compression::Lz4,
+        Compression::Zstd,
+    ];
+
+    /// The codecs this build supports.
+    fn codecs() -> Vec<Compression> {
+        CODECS.into_iter().filter(|c| c.is_available()).collect()
+    }
+
+    fn decode(bytes: &[u8]) -> Result<RecordSet, RecordsError> {
+        decode_batches(&Bytes::copy_from_slice(bytes))
+    }
+
+    /// Recomputes batch length and CRC after a test edited the bytes of a single batch.
+    fn reseal(batch: &mut [u8]) {
+        let len = (batch.len() - LOG_OVERHEAD) as i32;
+        batch[8..12].copy_from_slice(&len.to_be_bytes());
+        let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+        batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    }
+
+    fn sample_records(n: usize, base_offset: i64) -> Vec<Record> {
+        (0..n)
+            .map(|i| Record {
+                offset: base_offset + i as i64,
+                timestamp: 1_700_000_000_000 + (i as i64 % 7) * 13,
+                key: (i % 3 != 0).then(|| Bytes::from(format!("key-{i}"))),
+                value: (i % 5 != 4).then(|| Bytes::from(vec![b'a' + (i % 26) as u8; 100])),
+                headers: if i % 4 == 0 {
+                    vec![
+                        RecordHeader::new(&b"trace"[..], Some(Bytes::from(format!("t{i}")))),
+                        RecordHeader::new(&b"empty"[..], None),
+                    ]
+                } else {
+                    Vec::new()
+                },
+            })
+            .collect()
+    }
+
+    /// One batch with two small records, built byte by byte.
+    fn golden_bytes() -> Vec<u8> {
+        let records: &[u8] = &[
+            // record 0: offset delta 0, timestamp delta 0, key "k", value "v1", no headers
+            0x12, 0x00, 0x00, 0x00, 0x02, b'k', 0x04, b'v', b'1', 0x00,
+            // record 1: offset delta 1, timestamp delta 5, null key, value "", 1 header h=null
+            0x12, 0x00, 0x0a, 0x02, 0x01, 0x00, 0x02, 0x02, b'h', 0x01,
+        ];
+        let mut b = Vec::new();
+        b.extend_from_slice(&1000i64.to_be_bytes()); // base offset
+        b.extend_from_slice(&((49 + records.len()) as i32).to_be_bytes()); // batch length
+        b.extend_from_slice(&(-1i32).to_be_bytes()); // partition leader epoch
+        b.push(2); // magic
+        b.extend_from_slice(&[0; 4]); // crc, filled below
+        b.extend_from_slice(&0x0010i16.to_be_bytes()); // attributes: transactional
+        b.extend_from_slice(&1i32.to_be_bytes()); // last offset delta
+        b.extend_from_slice(&5000i64.to_be_bytes()); // base timestamp
+        b.extend_from_slice(&5005i64.to_be_bytes()); // max timestamp
+        b.extend_from_slice(&77i64.to_be_bytes()); // producer id
+        b.extend_from_slice(&3i16.to_be_bytes()); // producer epoch
+        b.extend_from_slice(&40i32.to_be_bytes()); // base sequence
+        b.extend_from_slice(&2i32.to_be_bytes()); // record count
+        assert_eq!(b.len(), BATCH_HEADER_LEN);
+        b.extend_from_slice(records);
+        b
+    }
+
+    fn golden_batch() -> RecordBatch {
+        RecordBatch {
+            base_offset: 1000,
+            is_transactional: true,
+            last_offset_delta: 1,
+            base_timestamp: 5000,
+            max_timestamp: 5005,
+            producer_id: 77,
+            producer_epoch: 3,
+            base_sequence: 40,
+            records: vec![
+                Record::new(1000, 5000, Some(Bytes::from_static(b"k")), Some(Bytes::from_static(b"v1"))),
+                Record {
+                    offset: 1001,
+                    timestamp: 5005,
+                    key: None,
+                    value: Some(Bytes::new()),
+                    headers: vec![RecordHeader::new(&b"h"[..], None)],
+                },
+            ],
+            ..RecordBatch::default()
+        }
+    }
+
+    #[test]
+    fn crc32c_is_castagnoli() {
+        assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn golden_batch_bytes_and_crc() {
+        let mut expected = golden_bytes();
+        // The CRC covers attributes (offset 21) to the end, not the partition leader epoch.
+        let crc = crc32c::crc32c(&expected[21..]);
+        expected[17..21].copy_from_slice(&crc.to_be_bytes());
+
+        let encoded = golden_batch().to_bytes().unwrap();
+        assert_eq!(&encoded[..], &expected[..]);
+        assert_eq!(
+            u32::from_be_bytes(encoded[17..21].try_into().unwrap()),
+            crc,
+            "header CRC field"
+        );
+        // Changing the partition leader epoch keeps the CRC valid.
+        let mut epoch_changed = expected.clone();
+        epoch_changed[12..16].copy_from_slice(&9i32.to_be_bytes());
+        let set = decode(&epoch_changed).unwrap();
+        assert_eq!(set.batches[0].partition_leader_epoch, 9);
+
+        let set = decode(&expected).unwrap();
+        assert!(!set.is_partial());
+        assert_eq!(set.batches, vec![golden_batch()]);
+
+        // The streaming encoder writes the same bytes.
+        let mut enc = RecordBatchEncoder::new(Compression::None)
+            .base_offset(1000)
+            .producer(77, 3, 40)
+            .transactional(true);
+        enc.append(5000, Some(b"k"), Some(b"v1"), &[]).unwrap();
+        enc.append(5005, None, Some(b""), &[RecordHeader::new(&b"h"[..], None)])
+            .unwrap();
+        assert_eq!(enc.uncompressed_size(), expected.len());
+        assert_eq!(&enc.finish().unwrap()[..], &expected[..]);
+    }
+
+    #[test]
+    fn uncompressed_decode_is_zero_copy() {
+        let bytes = RecordBatch::new(sample_records(20, 0)).to_bytes().unwrap();
+        let range = bytes.as_ptr_range();
+        let set = decode_batches(&bytes).unwrap();
+        for r in set.records() {
+            for field in [&r.key, &r.value].into_iter().flatten() {
+                assert!(field.is_empty() || range.contains(&field.as_ptr()));
+            }
+            for h in &r.headers {
+                assert!(range.contains(&h.key.as_ptr()));
+            }
+        }
+    }
+
+    #[test]
+    fn round_trip_every_codec_and_flag() {
+        for compression in codecs() {
+            for (ts_type, control) in [
+                (TimestampType::CreateTime, false),
+                (TimestampType::LogAppendTime, false),
+                (TimestampType::CreateTime, true),
+            ] {
+                let mut batch = RecordBatch::new(sample_records(300, 12_345));
+                batch.compression = compression;
+                batch.timestamp_type = ts_type;
+                batch.is_control = control;
+                batch.has_delete_horizon = control;
+                batch.partition_leader_epoch = 4;
+                let bytes = batch.to_bytes().unwrap();
+                let mut set = decode_batches(&bytes).unwrap();
+                assert_eq!(set.batches.len(), 1);
+                if ts_type == TimestampType::LogAppendTime {
+                    for r in &mut batch.records {
+                        r.timestamp = batch.max_timestamp;
+                    }
+                }
+                assert_eq!(set.batches.pop().unwrap(), batch, "{compression} {ts_type:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn encoder_matches_batch_encode() {
+        let records = sample_records(500, 0);
+        for compression in codecs() {
+            let mut enc = RecordBatchEncoder::new(compression);
+            let mut size = BATCH_HEADER_LEN;
+            for r in &records {
+                size += enc.record_size(r.timestamp, r.key.as_deref(), r.value.as_deref(), &r.headers);
+                enc.append_record(r).unwrap();
+                assert_eq!(enc.uncompressed_size(), size);
+            }
+            assert_eq!(enc.len(), 500);
+            let streamed = enc.finish().unwrap();
+            let mut batch = RecordBatch::new(records.clone());
+            batch.compression = compression;
+            assert_eq!(batch.uncompressed_size().unwrap(), size);
+            if compression == Compression::None {
+                assert_eq!(streamed, batch.to_bytes().unwrap());
+                assert_eq!(streamed.len(), size);
+            }
+            assert_eq!(decode_batches(&streamed).unwrap().batches, vec![batch]);
+        }
+    }
+
+    #[test]
+    fn compression_levels_are_used() {
+        let records = sample_records(200, 0);
+        for (compression, level) in [(Compression::Gzip, 1), (Compression::Zstd, 19)] {
+            if !compression.is_available() {
+                continue;
+            }
+            let mut enc = RecordBatchEncoder::new(compression).compression_level(level);
+            for r in &records {
+                enc.append_record(r).unwrap();
+            }
+            let set = decode_batches(&enc.finish().unwrap()).unwrap();
+            assert_eq!(set.batches[0].records, records);
+        }
+    }
+
+    #[test]
+    fn empty_batch() {
+        for compression in codecs() {
+            let bytes = RecordBatchEncoder::new(compression).finish().unwrap();
+            let b = &decode_batches(&bytes).unwrap().batches[0];
+            assert!(b.records.is_empty());
+            assert_eq!((b.last_offset_delta, b.base_timestamp), (-1, -1));
+        }
+    }
+
+    #[test]
+    fn unavailable_codecs_are_typed_errors() {
+        for compression in CODECS.into_iter().filter(|c| !c.is_available()) {
+            let mut batch = golden_batch();
+            batch.compression = compression;
+            assert!(matches!(
+                batch.to_bytes(),
+                Err(RecordsError::CompressionUnavailable { compression: c }) if c == compression
+            ));
+            let mut b = golden_bytes();
+            b[22] |= compression.code();
+            reseal(&mut b);
+            assert!(matches!(
+                decode(&b),
+                Err(RecordsError::CompressionUnavailable { compression: c }) if c == compression
+            ));
+        }
+    }
+
+    #[test]
+    fn control_batch_markers() {
+        let mut enc = RecordBatchEncoder::new(Compression::None)
+            .producer(5, 1, -1)
+            .transactional(true)
+            .control(true);
+        let key = ControlRecord {
+            version: 0,
+            kind: ControlRecordType::Abort,
+        };
+        let value = EndTxnMarker {
+            version: 0,
+            coordinator_epoch: 12,
+        };
+        enc.append(1, Some(&key.to_bytes()), Some(&value.to_bytes()), &[])
+            .unwrap();
+        let set = decode_batches(&enc.finish().unwrap()).unwrap();
+        let b = &set.batches[0];
+        assert!(b.is_control && b.is_transactional);
+        let r = &b.records[0];
+        assert_eq!(ControlRecord::parse(r.key.as_ref().unwrap()).unwrap(), key);
+        assert_eq!(EndTxnMarker::parse(r.value.as_ref().unwrap()).unwrap(), value);
+    }
+
+    #[test]
+    fn many_batches_and_legacy_in_one_set() {
+        let mut set = BytesMut::new();
+        let n = codecs().len();
+        for (i, c) in codecs().into_iter().enumerate() {
+            let mut b = RecordBatch::new(sample_records(10, i as i64 * 10));
+            b.compression = c;
+            b.encode(&mut set).unwrap();
+        }
+        set.extend_from_slice(&crate::records::legacy::tests::message(
+            n as i64 * 10,
+            1,
+            0,
+            9,
+            None,
+            Some(b"old"),
+        ));
+        let out = decode_batches(&set.freeze()).unwrap();
+        assert_eq!(out.batches.len(), n + 1);
+        let offsets: Vec<i64> = out.records().map(|r| r.offset).collect();
+        assert_eq!(offsets, (0..=n as i64 * 10).collect::<Vec<_>>());
+        assert_eq!(out.batches[n].magic, 1);
+        let got: Vec<Compression> = out.batches[..n].iter().map(|b| b.compression).collect();
+        assert_eq!(got, codecs());
+    }
+
+    #[test]
+    fn truncation_at_every_byte_is_a_clean_partial() {
+        let mut whole = golden_batch().to_bytes().unwrap().to_vec();
+        let first_len = whole.len();
+        let mut second = golden_batch();
+        second.compression = *codecs().last().unwrap();
+        whole.extend_from_slice(&second.to_bytes().unwrap());
+        for cut in 0..whole.len() {
+            let set = decode(&whole[..cut]).unwrap_or_else(|e| panic!("cut {cut}: {e}"));
+            let complete = usize::from(cut >= first_len);
+            assert_eq!(set.batches.len(), complete, "cut {cut}");
+            let expected_partial = cut - if complete == 1 { first_len } else { 0 };
+            assert_eq!(set.partial_bytes, expected_partial, "cut {cut}");
+        }
+        assert_eq!(decode(&whole).unwrap().batches.len(), 2);
+    }
+
+    #[test]
+    fn truncated_records_inside_a_complete_batch_are_errors() {
+        let whole = golden_batch().to_bytes().unwrap().to_vec();
+        // Cut the records section at every byte but keep the header self-consistent.
+        for cut in BATCH_HEADER_LEN..whole.len() {
+            let mut b = whole[..cut].to_vec();
+            reseal(&mut b);
+            let err = decode(&b).expect_err(&format!("cut {cut}"));
+            assert!(
+                matches!(
+                    err,
+                    RecordsError::Truncated { .. }
+                        | RecordsError::InvalidLength { what: "record count", .. }
+                        | RecordsError::RecordSizeMismatch { .. }
+                ),
+                "cut {cut}: {err:?}"
+            );
+        }
+        // Header shorter than 61 bytes, length consistent.
+        let mut short = whole[..40].to_vec();
+        reseal(&mut short);
+        assert!(matches!(
+            decode(&short),
+            Err(RecordsError::InvalidLength { offset: 8, .. })
+        ));
+    }
+
+    #[test]
+    fn malformed_batches() {
+        let good = golden_batch().to_bytes().unwrap().to_vec();
+
+        // Bad CRC: typed error, and accepted when verification is off.
+        let mut bad = good.clone();
+        bad[68] ^= 0x40; // inside the first record's value
+        let stored = u32::from_be_bytes(bad[17..21].try_into().unwrap());
+        let actual = crc32c::crc32c(&bad[21..]);
+        match decode(&bad) {
+            Err(RecordsError::CrcMismatch {
+                expected,
+                actual: a,
+                offset: 0,
+            }) => assert_eq!((expected, a), (stored, actual)),
+            other => panic!("{other:?}"),
+        }
+        let lenient = DecodeOptions::default().with_verify_crc(false);
+        assert!(decode_batches_with(&Bytes::from(bad), &lenient).is_ok());
+
+        // Batch length negative or too small: error, even as the last batch.
+        for len in [-1i32, 0, 13, i32::MIN] {
+            let mut b = good.clone();
+            b[8..12].copy_from_slice(&len.to_be_bytes());
+            assert!(
+                matches!(
+                    decode(&b),
+                    Err(RecordsError::InvalidLength { what: "batch length", offset: 8, .. })
+                ),
+                "{len}"
+            );
+        }
+        // Batch length huge: the broker cut it, a partial set.
+        let mut b = good.clone();
+        b[8..12].copy_from_slice(&i32::MAX.to_be_bytes());
+        assert_eq!(decode(&b).unwrap().partial_bytes, good.len());
+
+        // Record count negative or beyond what the bytes can hold.
+        for count in [-1i32, 3, 1000, i32::MAX] {
+            let mut b = good.clone();
+            b[57..61].copy_from_slice(&count.to_be_bytes());
+            reseal(&mut b);
+            let err = decode(&b).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    RecordsError::InvalidLength { what: "record count", offset: 57, .. }
+                        | RecordsError::Truncated { .. }
+                ),
+                "{count}: {err:?}"
+            );
+        }
+        // Fewer records than present: trailing bytes.
+        let mut b = good.clone();
+        b[57..61].copy_from_slice(&1i32.to_be_bytes());
+        reseal(&mut b);
+        assert!(matches!(
+            decode(&b),
+            Err(RecordsError::TrailingBytes { offset: 71, count: 10, .. })
+        ));
+
+        // Unknown compression codes.
+        for code in 5u8..=7 {
+            let mut b = good.clone();
+            b[22] = (b[22] & !0x07) | code;
+            reseal(&mut b);
+            assert!(matches!(
+                decode(&b),
+                Err(RecordsError::UnknownCompression { code: c, offset: 21 }) if c == code
+            ));
+        }
+
+        // Unknown magic.
+        let mut b = good.clone();
+        b[16] = 3;
+        assert!(matches!(
+            decode(&b),
+            Err(RecordsError::UnsupportedMagic { magic: 3, offset: 0 })
+        ));
+
+        // Bad varint: the first record's timestamp delta made 11 bytes long.
+        let mut b = good[..BATCH_HEADER_LEN].to_vec();
+        b.extend_from_slice(&[0x20, 0x00]);
+        b.extend_from_slice(&[0xff; 11]);
+        b.extend_from_slice(&[0x00; 4]);
+        b[57..61].copy_from_slice(&1i32.to_be_bytes());
+        reseal(&mut b);
+        assert!(matches!(
+            decode(&b),
+            Err(RecordsError::InvalidVarint { what: "record timestamp delta", offset: 63 })
+        ));
+
+        // Negative record length.
+        let mut b = good.clone();
+        b[61] = 0x03;
+        reseal(&mut b);
+        assert!(matches!(
+            decode(&b),
+            Err(RecordsError::InvalidLength { what: "record length", value: -2, offset: 61 })
+        ));
+
+        // An error after the first batch still fails the set, but the iterator keeps the
+        // batches before it.
+        let mut two = good.clone();
+        let mut broken = good.clone();
+        broken[61] = 0x03;
+        reseal(&mut broken);
+        two.extend_from_slice(&broken);
+        let two = Bytes::from(two);
+        assert!(decode_batches(&two).is_err());
+        let mut it = crate::records::RecordBatches::new(two);
+        assert!(it.next().unwrap().is_ok());
+        assert!(it.next().unwrap().is_err());
+        assert!(it.next().is_none());
+    }
+
+    #[cfg(all(feature = "lz4", feature = "zstd"))]
+    #[test]
+    fn compressed_batch_errors() {
+        // A corrupt record inside a valid lz4 payload is reported with its batch.
+        let plain = &golden_bytes()[BATCH_HEADER_LEN..];
+        let mut corrupted = plain.to_vec();
+        corrupted[0] = 0x03; // record length -2
+        let mut b = golden_bytes()[..BATCH_HEADER_LEN].to_vec();
+        b[22] |= Compression::Lz4.code();
+        let mut payload = BytesMut::new();
+        compress(Compression::Lz4, None, &corrupted, &mut payload).unwrap();
+        b.extend_from_slice(&payload);
+        reseal(&mut b);
+        match decode(&b) {
+            Err(RecordsError::InCompressedBatch {
+                compression: Compression::Lz4,
+                batch_offset: 0,
+                source,
+            }) => assert!(matches!(
+                *source,
+                RecordsError::InvalidLength { what: "record length", offset: 0, .. }
+            )),
+            other => panic!("{other:?}"),
+        }
+
+        // A batch inflating past the limit.
+        let mut big = RecordBatch::new(vec![Record::new(0, 0, None, Some(Bytes::from(vec![0u8; 1 << 20])))]);
+        big.compression = Compression::Zstd;
+        let bytes = big.to_bytes().unwrap();
+        let opts = DecodeOptions::default().with_max_decompressed_size(64 << 10);
+        assert!(matches!(
+            decode_batches_with(&bytes, &opts),
+            Err(RecordsError::DecompressedTooLarge { limit: 65536, offset: 61, .. })
+        ));
+        assert!(decode_batches(&bytes).is_ok());
+    }
+
+    #[test]
+    fn encode_rejects_unrepresentable_batches() {
+        let mut b = RecordBatch::new(vec![Record::new(0, 0, None, None)]);
+        b.records.push(Record::new(i64::from(i32::MAX) + 1, 0, None, None));
+        let mut out = BytesMut::from(&b"keep"[..]);
+        assert!(matches!(b.encode(&mut out), Err(RecordsError::InvalidInput { .. })));
+        assert_eq!(&out[..], b"keep");
+        let legacy = RecordBatch {
+            magic: 1,
+            ..RecordBatch::default()
+        };
+        assert!(legacy.to_bytes().is_err());
+    }
+
+    fn arb_bytes() -> impl Strategy<Value = Option<Bytes>> {
+        proptest::option::of(proptest::collection::vec(any::<u8>(), 0..300).prop_map(Bytes::from))
+    }
+
+    fn arb_record() -> impl Strategy<Value = (i64, Option<Bytes>, Option<Bytes>, Vec<RecordHeader>)> {
+        let header = (proptest::collection::vec(any::<u8>(), 0..20), arb_bytes())
+            .prop_map(|(k, v)| RecordHeader::new(k, v));
+        (
+            any::<i64>(),
+            arb_bytes(),
+            arb_bytes(),
+            proptest::collection::vec(header, 0..4),
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+
+        #[test]
+        fn prop_round_trip(
+            raw in proptest::collection::vec(arb_record(), 0..40),
+            codec in 0usize..5,
+            base_offset in 0i64..(1 << 40),
+            gaps in proptest::collection::vec(0i64..1000, 40),
+            producer in any::<(i64, i16, i32)>(),
+        ) {
+            let mut offset = base_offset;
+            let records: Vec<Record> = raw
+                .into_iter()
+                .zip(gaps)
+                .map(|((timestamp, key, value, headers), gap)| {
+                    offset += gap; // compaction leaves gaps
+                    Record { offset, timestamp, key, value, headers }
+                })
+                .collect();
+            let mut batch = RecordBatch::new(records);
+            let codecs = codecs();
+            batch.compression = codecs[codec % codecs.len()];
+            (batch.producer_id, batch.producer_epoch, batch.base_sequence) = producer;
+            let bytes = batch.to_bytes().unwrap();
+            if batch.compression == Compression::None {
+                prop_assert_eq!(bytes.len(), batch.uncompressed_size().unwrap());
+            }
+            let set = decode_batches(&bytes).unwrap();
+            prop_assert!(!set.is_partial());
+            prop_assert_eq!(set.batches, vec![batch]);
+        }
+
+        #[test]
+        fn prop_corrupted_input_never_panics(
+            codec in 0usize..5,
+            edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..8),
+            cut in any::<prop::sample::Index>(),
+        ) {
+            let mut batch = RecordBatch::new(sample_records(8, 0));
+            let codecs = codecs();
+            batch.compression = codecs[codec % codecs.len()];
+            let mut bytes = batch.to_bytes().unwrap().to_vec();
+            for (i, v) in edits {
+                let i = i.index(bytes.len());
+                bytes[i] = v;
+            }
+            bytes.truncate(cut.index(bytes.len() + 1));
+            if bytes.len() > LOG_OVERHEAD {
+                // Keep the header self-consistent so the decoder gets past the CRC.
+                let len = (bytes.len() - LOG_OVERHEAD) as i32;
+                bytes[8..12].copy_from_slice(&len.to_be_bytes());
+            }
+            let opts = DecodeOptions::default().with_verify_crc(false);
+            let _ = decode_batches_with(&Bytes::from(bytes), &opts);
+        }
+    }
+}

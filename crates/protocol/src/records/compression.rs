@@ -227,7 +227,8 @@ fn gzip_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8>,
 // --- snappy -----------------------------------------------------------------------------------
 
 /// The 8-byte magic that opens snappy-java's (xerial) stream framing.
-pub(crate) const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
+#[cfg(feature = "snappy")]
+const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
 
 #[cfg(feature = "snappy")]
 fn snappy_compress(input: &[u8], out: &mut BytesMut) -> Result<(), RecordsError> {
