@@ -24,7 +24,7 @@ use nom::number::complete::{be_i8, be_i16, be_i32, be_i64, be_u32};
 
 use super::compression::{compress, decompress};
 use super::record::{
-    MIN_RECORD_SIZE, RecordContext, body_len, check_lengths, decode_records, framed_len,
+    MIN_RECORD_SIZE, RecordContext, body_len, decode_records, framed_len, record_bound,
     write_record,
 };
 use super::{Compression, DecodeOptions, Record, RecordHeader, RecordsError};
@@ -191,7 +191,7 @@ fn offset_delta(offset: i64, base_offset: i64) -> Result<i32, RecordsError> {
     offset
         .checked_sub(base_offset)
         .and_then(|d| i32::try_from(d).ok())
-        .ok_or(RecordsError::InvalidInput {
+        .ok_or_else(|| RecordsError::InvalidInput {
             reason: "record offset not within i32 of the batch's base offset",
         })
 }
@@ -242,32 +242,34 @@ impl RecordBatch {
     pub fn uncompressed_size(&self) -> Result<usize, RecordsError> {
         let mut n = BATCH_HEADER_LEN;
         for r in &self.records {
-            n += self.record_size(r)?;
+            let (key, value) = (r.key.as_deref(), r.value.as_deref());
+            record_bound(key, value, &r.headers)?;
+            let delta = offset_delta(r.offset, self.base_offset)?;
+            let ts = r.timestamp.wrapping_sub(self.base_timestamp);
+            n += framed_len(body_len(delta, ts, key, value, &r.headers));
         }
         Ok(n)
     }
 
-    fn record_size(&self, r: &Record) -> Result<usize, RecordsError> {
-        let delta = offset_delta(r.offset, self.base_offset)?;
-        check_lengths(r.key.as_deref(), r.value.as_deref(), &r.headers)?;
-        Ok(framed_len(body_len(
-            delta,
-            r.timestamp.wrapping_sub(self.base_timestamp),
-            r.key.as_deref(),
-            r.value.as_deref(),
-            &r.headers,
-        )))
+    /// An upper bound of the records' encoded size; checks every record is representable.
+    fn records_bound(&self) -> Result<usize, RecordsError> {
+        let mut n = 0usize;
+        for r in &self.records {
+            n = n.saturating_add(record_bound(r.key.as_deref(), r.value.as_deref(), &r.headers)?);
+        }
+        Ok(n)
     }
 
-    fn write_records(&self, out: &mut BytesMut) {
+    /// Writes the records; lengths were checked by `records_bound`, offsets are checked here.
+    fn write_records(&self, out: &mut BytesMut) -> Result<(), RecordsError> {
         for r in &self.records {
-            // Deltas were validated by `uncompressed_size`.
-            let delta = (r.offset.wrapping_sub(self.base_offset)) as i32;
+            let delta = offset_delta(r.offset, self.base_offset)?;
             let ts = r.timestamp.wrapping_sub(self.base_timestamp);
             let (key, value) = (r.key.as_deref(), r.value.as_deref());
             let body = body_len(delta, ts, key, value, &r.headers);
             write_record(out, body, delta, ts, key, value, &r.headers);
         }
+        Ok(())
     }
 
     /// Appends this batch to `out` in the v2 format, with the header fields written as they
@@ -286,7 +288,8 @@ impl RecordBatch {
         let count = i32::try_from(self.records.len()).map_err(|_| RecordsError::InvalidInput {
             reason: "more than i32::MAX records",
         })?;
-        let size = self.uncompressed_size()?;
+        // One cheap pass for an upper bound, so the buffer never grows while writing.
+        let bound = self.records_bound()?;
         let header = Header {
             base_offset: self.base_offset,
             partition_leader_epoch: self.partition_leader_epoch,
@@ -298,24 +301,24 @@ impl RecordBatch {
             producer_epoch: self.producer_epoch,
             base_sequence: self.base_sequence,
             record_count: count,
-        };
-        let start = out.len();
-        if self.compression == Compression::None {
-            out.reserve(size);
-            out.extend_from_slice(&header.to_bytes());
-            self.write_records(out);
-            debug_assert_eq!(out.len() - start, size);
-        } else {
-            let mut plain = BytesMut::with_capacity(size - BATCH_HEADER_LEN);
-            self.write_records(&mut plain);
-            out.reserve(BATCH_HEADER_LEN + plain.len() / 2 + 64);
-            out.extend_from_slice(&header.to_bytes());
-            if let Err(e) = compress(self.compression, None, &plain, out) {
-                out.truncate(start);
-                return Err(e);
-            }
         }
-        seal(out, start).inspect_err(|_| out.truncate(start))
+        .to_bytes();
+        let start = out.len();
+        let written = if self.compression == Compression::None {
+            out.reserve(BATCH_HEADER_LEN.saturating_add(bound));
+            out.extend_from_slice(&header);
+            self.write_records(out)
+        } else {
+            let mut plain = BytesMut::with_capacity(bound);
+            self.write_records(&mut plain).and_then(|()| {
+                out.reserve(BATCH_HEADER_LEN + plain.len() / 2 + 64);
+                out.extend_from_slice(&header);
+                compress(self.compression, None, &plain, out)
+            })
+        };
+        written
+            .and_then(|()| seal(out, start))
+            .inspect_err(|_| out.truncate(start))
     }
 
     /// [`RecordBatch::encode`] into a new buffer.
@@ -482,7 +485,7 @@ impl RecordBatchEncoder {
         value: Option<&[u8]>,
         headers: &[RecordHeader],
     ) -> Result<(), RecordsError> {
-        check_lengths(key, value, headers)?;
+        record_bound(key, value, headers)?;
         if self.count == i32::MAX {
             return Err(RecordsError::InvalidInput {
                 reason: "more than i32::MAX records",
@@ -639,7 +642,7 @@ pub(crate) fn decode_v2(
     }
     let code = (h.attributes & 0x7) as u8;
     let compression =
-        Compression::from_code(code).ok_or(RecordsError::UnknownCompression {
+        Compression::from_code(code).ok_or_else(|| RecordsError::UnknownCompression {
             code,
             offset: start + ATTRIBUTES_OFFSET,
         })?;

@@ -143,7 +143,7 @@ fn parse_message(
         }
     }
     let code = (attributes & 0x7) as u8;
-    let compression = Compression::from_code(code).ok_or(RecordsError::UnknownCompression {
+    let compression = Compression::from_code(code).ok_or_else(|| RecordsError::UnknownCompression {
         code,
         offset: start + 17,
     })?;

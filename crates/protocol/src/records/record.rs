@@ -205,35 +205,37 @@ impl EndTxnMarker {
 #[inline(always)]
 fn nullable_len(field: Option<&[u8]>) -> usize {
     match field {
-        // Lengths are checked against i32::MAX by `check_lengths` before encoding.
+        // Lengths are checked against i32::MAX by `record_bound` before encoding.
         Some(b) => varint_len(b.len() as i32) + b.len(),
         None => 1,
     }
 }
 
-/// Checks every length in a record fits the wire's `i32` varints.
-#[inline]
-pub(crate) fn check_lengths(
+/// An upper bound of a record's framed size (every varint counted at its widest), failing if
+/// the record could not be represented: every length on the wire is an `i32`, and a record
+/// whose bound fits `i32` has all its lengths and its own size within range.
+#[inline(always)]
+pub(crate) fn record_bound(
     key: Option<&[u8]>,
     value: Option<&[u8]>,
     headers: &[RecordHeader],
-) -> Result<(), RecordsError> {
-    const MAX: usize = i32::MAX as usize;
-    if key.is_some_and(|k| k.len() > MAX) || value.is_some_and(|v| v.len() > MAX) {
+) -> Result<usize, RecordsError> {
+    // length 5, attributes 1, timestamp delta 10, offset delta 5, key and value lengths 5 + 5,
+    // header count 5
+    let mut n = 36usize
+        .saturating_add(key.map_or(0, <[u8]>::len))
+        .saturating_add(value.map_or(0, <[u8]>::len));
+    for h in headers {
+        n = n
+            .saturating_add(10 + h.key.len())
+            .saturating_add(h.value.as_ref().map_or(0, Bytes::len));
+    }
+    if n > i32::MAX as usize {
         return Err(RecordsError::InvalidInput {
-            reason: "record key or value longer than i32::MAX bytes",
+            reason: "record larger than i32::MAX bytes",
         });
     }
-    if headers.len() > MAX
-        || headers
-            .iter()
-            .any(|h| h.key.len() > MAX || h.value.as_ref().is_some_and(|v| v.len() > MAX))
-    {
-        return Err(RecordsError::InvalidInput {
-            reason: "record header count or size above i32::MAX",
-        });
-    }
-    Ok(())
+    Ok(n)
 }
 
 /// Size of the record body (everything after the length varint).
@@ -270,7 +272,7 @@ fn put_nullable(out: &mut BytesMut, field: Option<&[u8]>) {
             put_varint(out, b.len() as i32);
             out.extend_from_slice(b);
         }
-        None => put_varint(out, -1),
+        None => out.extend_from_slice(&[1]), // -1
     }
 }
 

@@ -1,7 +1,7 @@
 //! Zig-zag varints as used inside v2 records: `varint` (an `i32`, at most 5 bytes) and
 //! `varlong` (an `i64`, at most 10 bytes), little-endian base-128 groups.
 
-use bytes::BufMut;
+use bytes::BytesMut;
 
 use super::RecordsError;
 
@@ -60,42 +60,57 @@ pub(crate) const fn varlong_len(v: i64) -> usize {
     bits.div_ceil(7)
 }
 
-/// Writes `v` as a zig-zag varint.
+/// Base-128 encodes `u` (below 2^56, so at most 8 groups) into the low bytes of a `u64`, first
+/// group lowest; returns the bits and the byte count.
 #[inline(always)]
-pub(crate) fn put_varint<B: BufMut>(buf: &mut B, v: i32) {
-    let mut u = zigzag32(v);
-    if u < 0x80 {
-        buf.put_u8(u as u8);
-        return;
-    }
-    let mut tmp = [0u8; 5];
+fn groups(mut u: u64) -> (u64, usize) {
+    let mut bits = 0u64;
     let mut n = 0;
     while u >= 0x80 {
-        tmp[n] = (u as u8) | 0x80;
+        bits |= ((u & 0x7f) | 0x80) << (8 * n);
         u >>= 7;
         n += 1;
     }
-    tmp[n] = u as u8;
-    buf.put_slice(&tmp[..=n]);
+    (bits | (u << (8 * n)), n + 1)
 }
 
-/// Writes `v` as a zig-zag varlong.
+/// Appends the first `n` bytes of `bits` (little-endian) with one fixed-size 8-byte copy,
+/// then cuts the excess off: no `memcpy` call and no byte-by-byte buffer.
 #[inline(always)]
-pub(crate) fn put_varlong<B: BufMut>(buf: &mut B, v: i64) {
-    let mut u = zigzag64(v);
+fn put_groups(out: &mut BytesMut, bits: u64, n: usize) {
+    let end = out.len() + n;
+    out.extend_from_slice(&bits.to_le_bytes());
+    out.truncate(end);
+}
+
+/// Appends `v` as a zig-zag varint.
+#[inline(always)]
+pub(crate) fn put_varint(out: &mut BytesMut, v: i32) {
+    let u = zigzag32(v);
     if u < 0x80 {
-        buf.put_u8(u as u8);
-        return;
+        out.extend_from_slice(&[u as u8]);
+    } else {
+        let (bits, n) = groups(u64::from(u));
+        put_groups(out, bits, n);
     }
-    let mut tmp = [0u8; 10];
-    let mut n = 0;
-    while u >= 0x80 {
-        tmp[n] = (u as u8) | 0x80;
-        u >>= 7;
-        n += 1;
+}
+
+/// Appends `v` as a zig-zag varlong.
+#[inline(always)]
+pub(crate) fn put_varlong(out: &mut BytesMut, v: i64) {
+    let u = zigzag64(v);
+    if u < 0x80 {
+        out.extend_from_slice(&[u as u8]);
+    } else if u < 1 << 56 {
+        let (bits, n) = groups(u);
+        put_groups(out, bits, n);
+    } else {
+        // 9 or 10 bytes: the low 56 bits as 8 continued groups, then the rest.
+        let (bits, _) = groups(u & ((1 << 56) - 1));
+        put_groups(out, bits | 0x80 << 56, 8);
+        let (bits, n) = groups(u >> 56);
+        put_groups(out, bits, n);
     }
-    tmp[n] = u as u8;
-    buf.put_slice(&tmp[..=n]);
 }
 
 /// Reads a zig-zag varint from `buf` at `*pos`, advancing `*pos` past it.
@@ -170,15 +185,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn enc32(v: i32) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         put_varint(&mut out, v);
-        out
+        out.to_vec()
     }
 
     fn enc64(v: i64) -> Vec<u8> {
-        let mut out = Vec::new();
+        let mut out = BytesMut::new();
         put_varlong(&mut out, v);
-        out
+        out.to_vec()
     }
 
     #[test]

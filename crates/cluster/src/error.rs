@@ -1,0 +1,214 @@
+//! Errors of the cluster layer. Every variant carries the context a caller needs to act: which
+//! broker, which API, and whether a failed request may have reached the broker.
+
+use krab_protocol::error_code::ErrorCode;
+use krab_protocol::{ApiKey, DecodeError, EncodeError, VersionRange};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a connection stopped. Shared by every request that was in flight on it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DisconnectReason {
+    /// The broker closed the connection.
+    #[error("the broker closed the connection")]
+    Eof,
+    /// Reading or writing the socket failed.
+    #[error("I/O error ({kind:?}): {message}")]
+    Io {
+        /// The error's kind (refused, reset, ...).
+        kind: std::io::ErrorKind,
+        /// The error's text.
+        message: Arc<str>,
+    },
+    /// A response announced a size above the configured maximum; it was refused before being
+    /// buffered, and the stream cannot be resynchronised.
+    #[error("a response of {size} bytes exceeds the {max}-byte limit")]
+    ResponseTooLarge {
+        /// The announced size.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// A frame announced a negative length.
+    #[error("a response frame announced a negative length ({0})")]
+    NegativeFrameLength(i32),
+    /// A response arrived for a correlation id no request is waiting for.
+    #[error("a response arrived for unknown correlation id {0}")]
+    UnexpectedCorrelationId(i32),
+    /// A request timed out; like Kafka's own clients, the connection is then closed, since the
+    /// broker answers requests in order and a stuck response blocks all that follow it.
+    #[error("a request timed out after {0:?}")]
+    RequestTimedOut(Duration),
+    /// Closed on purpose (idle, or the cluster shut down).
+    #[error("closed by the client")]
+    ClosedByClient,
+}
+
+impl From<std::io::Error> for DisconnectReason {
+    fn from(e: std::io::Error) -> Self {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            return DisconnectReason::Eof;
+        }
+        DisconnectReason::Io { kind: e.kind(), message: e.to_string().into() }
+    }
+}
+
+/// A request sent on one connection failed.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum RequestError {
+    /// The connection stopped before the response arrived.
+    #[error("connection lost: {reason}; the request {}", if *sent { "may have reached the broker" } else { "was never sent" })]
+    ConnectionLost {
+        /// Why the connection stopped.
+        reason: DisconnectReason,
+        /// Whether any byte of the request had been written: if so, the broker may have applied
+        /// it, and retrying a produce is safe only with idempotence.
+        sent: bool,
+    },
+    /// No response within the request timeout. The request may have reached the broker.
+    #[error("no response within {0:?}; the request may have reached the broker")]
+    TimedOut(Duration),
+    /// The response to this request was larger than the configured maximum.
+    #[error("the response ({size} bytes) exceeds the {max}-byte limit")]
+    ResponseTooLarge {
+        /// The announced size.
+        size: usize,
+        /// The configured maximum.
+        max: usize,
+    },
+    /// The request could not be encoded at the chosen version.
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// The response could not be decoded.
+    #[error("malformed response: {0}")]
+    Decode(#[from] DecodeError),
+}
+
+impl RequestError {
+    /// Whether the broker may have received (and applied) the request.
+    pub fn may_have_reached_broker(&self) -> bool {
+        match self {
+            RequestError::ConnectionLost { sent, .. } => *sent,
+            RequestError::TimedOut(_) | RequestError::ResponseTooLarge { .. } | RequestError::Decode(_) => true,
+            RequestError::Encode(_) => false,
+        }
+    }
+}
+
+/// The cluster layer's error: connecting, negotiating, talking to brokers, reading metadata.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ClusterError {
+    /// A request to a broker failed.
+    #[error("{api} request to broker {broker} failed: {source}")]
+    Request {
+        /// The broker (its id, or its address before metadata is known).
+        broker: String,
+        /// The API.
+        api: ApiKey,
+        /// What went wrong.
+        source: RequestError,
+    },
+    /// Connecting to a broker failed.
+    #[error("cannot connect to broker {broker} at {addr}: {reason}")]
+    Connect {
+        /// The broker (its id, or "bootstrap").
+        broker: String,
+        /// The address tried.
+        addr: String,
+        /// Why.
+        reason: DisconnectReason,
+    },
+    /// The broker is in reconnect backoff after a failure; try again later.
+    #[error("broker {broker} is unavailable (retry in {retry_in:?}): {reason}")]
+    BrokerUnavailable {
+        /// The broker id.
+        broker: i32,
+        /// Time left until the next connection attempt.
+        retry_in: Duration,
+        /// The last failure.
+        reason: DisconnectReason,
+    },
+    /// No bootstrap server could be reached.
+    #[error("no bootstrap server reachable (tried {tried}): {last}")]
+    NoBootstrap {
+        /// The servers tried, comma-separated.
+        tried: String,
+        /// The last failure.
+        last: Box<ClusterError>,
+    },
+    /// The broker and krab have no version of an API in common.
+    #[error("broker {broker} supports {api} versions {theirs}, krab supports {ours}: no common version")]
+    NoCommonVersion {
+        /// The broker.
+        broker: String,
+        /// The API.
+        api: ApiKey,
+        /// The broker's range.
+        theirs: VersionRange,
+        /// krab's range.
+        ours: VersionRange,
+    },
+    /// The broker does not offer the API at all.
+    #[error("broker {broker} does not support {api}")]
+    UnsupportedApi {
+        /// The broker.
+        broker: String,
+        /// The API.
+        api: ApiKey,
+    },
+    /// The broker answered with an error code.
+    #[error("{api} failed on broker {broker}: {code}{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Broker {
+        /// The broker.
+        broker: String,
+        /// The API.
+        api: ApiKey,
+        /// The error code.
+        code: ErrorCode,
+        /// The broker's message, if any.
+        message: Option<String>,
+    },
+    /// The partition is not in the current metadata.
+    #[error("partition {topic}-{partition} is not in the metadata")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// The partition has no leader right now (election in progress, or its leader is gone).
+    #[error("partition {topic}-{partition} has no leader")]
+    NoLeader {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: i32,
+    },
+    /// A broker id not present in the current metadata.
+    #[error("unknown broker id {0}")]
+    UnknownBroker(i32),
+    /// A configuration value is invalid.
+    #[error("invalid configuration `{key}`: {message}")]
+    Config {
+        /// The setting.
+        key: &'static str,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The cluster handle was shut down.
+    #[error("the cluster was shut down")]
+    Shutdown,
+}
+
+impl ClusterError {
+    /// The broker error code, if the broker answered with one.
+    pub fn error_code(&self) -> Option<ErrorCode> {
+        match self {
+            ClusterError::Broker { code, .. } => Some(*code),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,37 @@
+//! krab's cluster layer: the only crate that owns sockets and correlation ids.
+//!
+//! - [`handshake`] turns any byte stream into a pipelined broker connection: a cheap-to-clone
+//!   [`BrokerClient`] and the [`Connection`] driver that owns the socket.
+//! - [`negotiate`] runs the ApiVersions exchange (with the KIP-511 fallback); [`Broker`] is a
+//!   connection plus the versions agreed with the broker.
+//! - [`Cluster`] bootstraps, keeps a lazy pool of broker connections with reconnect backoff, and
+//!   publishes metadata as an immutable [`ClusterSnapshot`] read without locks.
+//! - [`MetadataResolver`] is the topic resolver: a `tower::Service<ResolveRequest>` that
+//!   coalesces callers into single Metadata requests. Swap it for your own if you like.
+//! - [`rebalance`] decides which failures mean "re-resolve this partition".
+//! - The transport is a seam: any `tower::Service<BrokerAddr>` yielding a byte stream.
+#![forbid(unsafe_code)]
+
+mod admin;
+mod broker;
+mod cluster;
+mod connection;
+mod error;
+pub mod rebalance;
+mod resolver;
+mod snapshot;
+pub mod transport;
+mod versions;
+
+pub use admin::NewTopic;
+pub use broker::Broker;
+pub use cluster::{Cluster, ClusterConfig};
+pub use connection::{BrokerClient, Connection, ConnectionConfig, handshake};
+pub use error::{ClusterError, DisconnectReason, RequestError};
+pub use resolver::{MetadataResolver, ResolveError, ResolveRequest, ResolverConfig};
+pub use snapshot::{BrokerInfo, ClusterSnapshot, PartitionInfo, TopicInfo};
+pub use transport::{BrokerAddr, TcpTransport};
+pub use versions::{ApiVersions, negotiate};
+
+/// A type-erased resolver, for code that takes whatever resolver the user supplies.
+pub type BoxResolver = tower::util::BoxCloneSyncService<ResolveRequest, std::sync::Arc<ClusterSnapshot>, ResolveError>;
