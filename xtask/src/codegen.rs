@@ -256,10 +256,7 @@ impl Ty {
         matches!(self, Ty::String | Ty::Bytes | Ty::Records | Ty::Array(_) | Ty::Struct(_))
     }
     fn is_copy_scalar(&self) -> bool {
-        matches!(
-            self,
-            Ty::Bool | Ty::Int8 | Ty::Int16 | Ty::Uint16 | Ty::Int32 | Ty::Uint32 | Ty::Int64 | Ty::Float64
-        )
+        matches!(self, Ty::Bool | Ty::Int8 | Ty::Int16 | Ty::Uint16 | Ty::Int32 | Ty::Uint32 | Ty::Int64 | Ty::Float64)
     }
 }
 
@@ -294,7 +291,8 @@ struct Spec {
 fn load(dir: &Path, name: &str) -> Result<Spec> {
     let path = dir.join(format!("{name}.json"));
     let raw = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    let json: Value = serde_json::from_str(&strip_comments(&raw)).with_context(|| format!("parsing {}", path.display()))?;
+    let json: Value =
+        serde_json::from_str(&strip_comments(&raw)).with_context(|| format!("parsing {}", path.display()))?;
     parse_spec(&json).with_context(|| format!("in {}", path.display()))
 }
 
@@ -599,9 +597,9 @@ fn write_nullable_stmt(ty: &Ty, v: &str, compact: &str, fname: &str) -> String {
             "match &{v} {{ None => {{ p::write_array_len(buf, None, {compact}){err} }} Some(a) => {{ {} }} }}",
             write_stmt(ty, "a", compact, fname)
         ),
-        Ty::Struct(_) => format!(
-            "match &{v} {{ None => buf.put_i8(-1), Some(s) => {{ buf.put_i8(1); s.encode(buf, version)?; }} }}"
-        ),
+        Ty::Struct(_) => {
+            format!("match &{v} {{ None => buf.put_i8(-1), Some(s) => {{ buf.put_i8(1); s.encode(buf, version)?; }} }}")
+        }
         _ => unreachable!("scalars are never null"),
     }
 }
@@ -689,7 +687,9 @@ fn emit_file(specs: &[&Spec], api: Option<&str>) -> Result<String> {
          clippy::bool_comparison, clippy::needless_question_mark, clippy::field_reassign_with_default, clippy::partialeq_to_none, clippy::collapsible_if)]\n\n",
     );
     out.push_str("use crate::message::{Message, VersionRange};\n");
-    out.push_str("use crate::primitives::{self as p, Cx, EncodeError, EncodeErrorKind, PResult, RawTaggedField, Uuid};\n");
+    out.push_str(
+        "use crate::primitives::{self as p, Cx, EncodeError, EncodeErrorKind, PResult, RawTaggedField, Uuid};\n",
+    );
     out.push_str("#[allow(unused_imports)]\nuse bytes::{BufMut, Bytes};\n\n");
 
     // One namespace per file: a nested struct name used twice must mean the same thing.
@@ -977,7 +977,14 @@ fn shadowed_closure(tagged: &[&Ctx<'_>], valid: Vers) -> Result<String> {
     }
     let mut s = String::from("let shadowed = |tag: u32| match tag {\n");
     for c in tagged {
-        writeln!(s, "{} => ({}) && self.{} != {},", c.f.tag.unwrap_or_default(), c.present().cond(valid), c.id(), c.default_expr()?)?;
+        writeln!(
+            s,
+            "{} => ({}) && self.{} != {},",
+            c.f.tag.unwrap_or_default(),
+            c.present().cond(valid),
+            c.id(),
+            c.default_expr()?
+        )?;
     }
     s.push_str("_ => false,\n};\n");
     Ok(s)
@@ -1000,9 +1007,8 @@ fn field_write(c: &Ctx<'_>) -> Result<String> {
         return Ok(write_stmt(&c.f.ty, &format!("(&{v})"), &compact, &fname));
     }
     let nullable = c.nullable_cond();
-    let null_err = format!(
-        "return Err(EncodeError::new(Self::NAME, {fname:?}, version, EncodeErrorKind::NullNotAllowed));"
-    );
+    let null_err =
+        format!("return Err(EncodeError::new(Self::NAME, {fname:?}, version, EncodeErrorKind::NullNotAllowed));");
     let strict = write_stmt(&c.f.ty, "x", &compact, &fname);
     let loose = write_nullable_stmt(&c.f.ty, &v, &compact, &fname);
     Ok(match nullable.as_str() {
@@ -1024,9 +1030,7 @@ fn field_len(c: &Ctx<'_>) -> Result<String> {
     let nullable = c.nullable_cond();
     Ok(match nullable.as_str() {
         "true" => format!("({loose})"),
-        _ => format!(
-            "(if {nullable} {{ {loose} }} else {{ match &{v} {{ Some(x) => {strict}, None => 0 }} }})"
-        ),
+        _ => format!("(if {nullable} {{ {loose} }} else {{ match &{v} {{ Some(x) => {strict}, None => 0 }} }})"),
     })
 }
 
@@ -1069,7 +1073,12 @@ fn emit_index(apis: &[(String, String, Spec)], others: &[(String, Vec<String>)])
 
     out.push_str("/// The Kafka APIs krab knows, by key.\n#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\n#[non_exhaustive]\npub enum ApiKey {\n");
     for (api, _, s) in &sorted {
-        let _ = writeln!(out, "    /// `{api}` (key {}).\n    {api} = {},", s.api_key.unwrap_or(-1), s.api_key.unwrap_or(-1));
+        let _ = writeln!(
+            out,
+            "    /// `{api}` (key {}).\n    {api} = {},",
+            s.api_key.unwrap_or(-1),
+            s.api_key.unwrap_or(-1)
+        );
     }
     out.push_str("}\n\n");
 
@@ -1083,7 +1092,9 @@ fn emit_index(apis: &[(String, String, Spec)], others: &[(String, Vec<String>)])
         let _ = writeln!(out, "            {} => Some(ApiKey::{api}),", s.api_key.unwrap_or(-1));
     }
     out.push_str("            _ => None,\n        }\n    }\n\n");
-    out.push_str("    /// The API's name, as Kafka spells it.\n    pub fn name(self) -> &'static str {\n        match self {\n");
+    out.push_str(
+        "    /// The API's name, as Kafka spells it.\n    pub fn name(self) -> &'static str {\n        match self {\n",
+    );
     for (api, _, _) in &sorted {
         let _ = writeln!(out, "            ApiKey::{api} => {api:?},");
     }
@@ -1128,7 +1139,9 @@ fn emit_index(apis: &[(String, String, Spec)], others: &[(String, Vec<String>)])
                 "            Some(ApiKey::{api}) => Ok({en}::{api}(Box::new({api}{suffix}::decode(buf, version)?))),"
             );
         }
-        out.push_str("            None => Err(DecodeError::new(DecodeErrorKind::UnknownApiKey(api_key))),\n        }\n    }\n\n");
+        out.push_str(
+            "            None => Err(DecodeError::new(DecodeErrorKind::UnknownApiKey(api_key))),\n        }\n    }\n\n",
+        );
         out.push_str("    /// The API key.\n    pub fn api_key(&self) -> ApiKey {\n        match self {\n");
         for (api, _, _) in &sorted {
             let _ = writeln!(out, "            {en}::{api}(_) => ApiKey::{api},");
@@ -1149,7 +1162,9 @@ fn emit_index(apis: &[(String, String, Spec)], others: &[(String, Vec<String>)])
         out.push_str("        }\n    }\n}\n\n");
     }
 
-    out.push_str("#[cfg(test)]\nmod round_trip {\n    use crate::testing::check_round_trip;\n\n    proptest::proptest! {\n");
+    out.push_str(
+        "#[cfg(test)]\nmod round_trip {\n    use crate::testing::check_round_trip;\n\n    proptest::proptest! {\n",
+    );
     for (api, stem, _) in apis {
         for suffix in ["Request", "Response"] {
             let _ = writeln!(

@@ -3,6 +3,8 @@
 mod brokers;
 mod capture;
 mod codegen;
+#[cfg(feature = "krab")]
+mod it;
 
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};
@@ -13,7 +15,10 @@ usage: cargo xtask <task> [options]
 tasks:
   codegen [--check] [--specs DIR]   generate crates/protocol/src/messages from Kafka's JSON specs
   broker tansu [--port N]           start tansu on 127.0.0.1, print `BOOTSTRAP host:port`, run until stdin closes
+  broker mock [--brokers N]         start librdkafka's mock cluster (ids 1..=N, default 3), print `BOOTSTRAP ...`,
+                                    forward stdin lines as commands (create/leader/down/up/err/rtt/track/count/quit)
   capture [--out DIR] [--verbose]   capture golden client<->tansu traffic into crates/protocol/tests/fixtures/golden
+  it [--only tansu|mock]            the integration suite: starts tansu and the mock cluster, runs every scenario
 ";
 
 fn main() -> Result<()> {
@@ -27,6 +32,8 @@ fn main() -> Result<()> {
         "codegen" => codegen::run(&rest),
         "broker" => brokers::run(&rest),
         "capture" => capture::run(&rest),
+        #[cfg(feature = "krab")]
+        "it" => it::run(&rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

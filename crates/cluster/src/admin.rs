@@ -62,7 +62,11 @@ impl Cluster {
                         configs: t
                             .configs
                             .iter()
-                            .map(|(k, v)| CreateableTopicConfig { name: k.clone(), value: Some(v.clone()), ..Default::default() })
+                            .map(|(k, v)| CreateableTopicConfig {
+                                name: k.clone(),
+                                value: Some(v.clone()),
+                                ..Default::default()
+                            })
                             .collect(),
                         ..Default::default()
                     })
@@ -96,7 +100,10 @@ impl Cluster {
             .call(|version| {
                 if version >= 6 {
                     DeleteTopicsRequest {
-                        topics: names.iter().map(|n| DeleteTopicState { name: Some(n.clone()), ..Default::default() }).collect(),
+                        topics: names
+                            .iter()
+                            .map(|n| DeleteTopicState { name: Some(n.clone()), ..Default::default() })
+                            .collect(),
                         timeout_ms,
                         ..Default::default()
                     }

@@ -209,14 +209,14 @@ impl Cluster {
                 }
             }
         };
-        match next {
-            // Another caller is connecting: share its outcome.
-            Next::Join(cell) => cell.get_or_init(|| async { Err(ClusterError::Shutdown) }).await.clone(),
-            Next::Connect(cell, failures) => {
-                let this = self.clone();
-                cell.get_or_init(|| async move { this.connect_broker(id, failures).await }).await.clone()
-            }
-        }
+        let (cell, failures) = match next {
+            // Another caller is connecting: share its outcome. Should that caller give up (its
+            // future dropped mid-connect), the cell is left empty and this caller connects.
+            Next::Join(cell) => (cell, 0),
+            Next::Connect(cell, failures) => (cell, failures),
+        };
+        let this = self.clone();
+        cell.get_or_init(|| async move { this.connect_broker(id, failures).await }).await.clone()
     }
 
     async fn connect_broker(&self, id: i32, failures: u32) -> Result<Broker, ClusterError> {
@@ -237,7 +237,9 @@ impl Cluster {
             Err(e) => {
                 let reason = match e {
                     ClusterError::Connect { reason, .. } => reason.clone(),
-                    other => DisconnectReason::Io { kind: std::io::ErrorKind::Other, message: other.to_string().into() },
+                    other => {
+                        DisconnectReason::Io { kind: std::io::ErrorKind::Other, message: other.to_string().into() }
+                    }
                 };
                 let delay = backoff(cfg.reconnect_backoff, cfg.reconnect_backoff_max, failures);
                 tracing::debug!(broker = id, ?delay, error = %e, "broker connection failed; backing off");
@@ -298,9 +300,12 @@ impl Cluster {
                     None if version >= 1 => None,
                     // Version 0 has no "all topics" null: an empty list meant all.
                     None => Some(Vec::new()),
-                    Some(names) => {
-                        Some(names.iter().map(|n| MetadataRequestTopic { name: Some(n.clone()), ..Default::default() }).collect())
-                    }
+                    Some(names) => Some(
+                        names
+                            .iter()
+                            .map(|n| MetadataRequestTopic { name: Some(n.clone()), ..Default::default() })
+                            .collect(),
+                    ),
                 },
                 allow_auto_topic_creation: if version >= 4 { allow } else { true },
                 ..Default::default()
@@ -347,14 +352,12 @@ impl Cluster {
         let now = Instant::now();
         let mut pool = lock(&self.inner.pool);
         pool.retain(|id, slot| match slot {
-            Slot::Ready { broker, last_used } if now.duration_since(*last_used) >= idle => {
-                if broker.client().in_flight() == 0 {
-                    tracing::debug!(broker = id, "closing idle connection");
-                    broker.client().close();
-                    false
-                } else {
-                    true
-                }
+            Slot::Ready { broker, last_used }
+                if now.duration_since(*last_used) >= idle && broker.client().in_flight() == 0 =>
+            {
+                tracing::debug!(broker = id, "closing idle connection");
+                broker.client().close();
+                false
             }
             _ => true,
         });

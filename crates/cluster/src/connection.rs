@@ -58,6 +58,10 @@ const MAX_UNANSWERED: usize = 1024;
 struct Waiting {
     tx: oneshot::Sender<Result<Bytes, RequestError>>,
     sent: bool,
+    /// The in-flight slot, held until the entry leaves the table (answered, timed out, or the
+    /// connection stopped), so that a caller giving up does not free a slot the broker still
+    /// occupies.
+    _permit: OwnedSemaphorePermit,
 }
 
 #[derive(Default)]
@@ -142,10 +146,7 @@ pub struct BrokerClient {
 
 impl std::fmt::Debug for BrokerClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BrokerClient")
-            .field("closed", &self.is_closed())
-            .field("in_flight", &self.in_flight())
-            .finish()
+        f.debug_struct("BrokerClient").field("closed", &self.is_closed()).field("in_flight", &self.in_flight()).finish()
     }
 }
 
@@ -185,7 +186,8 @@ where
     let (read_half, write_half) = tokio::io::split(io);
     let reader = FramedRead::new(read_half, FrameCodec::new(config.max_response_size));
     let driver = drive(shared.clone(), reader, BufWriter::with_capacity(64 * 1024, write_half), rx);
-    let client = BrokerClient { inner: Arc::new(ClientInner { shared, writer: tx, next_id: AtomicI32::new(1), config }) };
+    let client =
+        BrokerClient { inner: Arc::new(ClientInner { shared, writer: tx, next_id: AtomicI32::new(1), config }) };
     (client, Connection { fut: Box::pin(driver) })
 }
 
@@ -221,10 +223,17 @@ async fn read_loop<R: AsyncRead + Send + Unpin>(
     loop {
         let frame = match reader.next().await {
             Some(Ok(frame)) => frame,
-            Some(Err(FrameError::TooLarge { size, max })) => return Err(DisconnectReason::ResponseTooLarge { size, max }),
+            Some(Err(FrameError::TooLarge { size, max })) => {
+                return Err(DisconnectReason::ResponseTooLarge { size, max });
+            }
             Some(Err(FrameError::NegativeLength(n))) => return Err(DisconnectReason::NegativeFrameLength(n)),
             Some(Err(FrameError::Io(e))) => return Err(e.into()),
-            Some(Err(e)) => return Err(DisconnectReason::Io { kind: std::io::ErrorKind::InvalidData, message: e.to_string().into() }),
+            Some(Err(e)) => {
+                return Err(DisconnectReason::Io {
+                    kind: std::io::ErrorKind::InvalidData,
+                    message: e.to_string().into(),
+                });
+            }
             None => return Err(DisconnectReason::Eof),
         };
         let Some(id) = krab_protocol::message::peek_correlation_id(&frame) else {
@@ -348,7 +357,7 @@ impl BrokerClient {
             if let Some(reason) = &t.closed {
                 return Err(RequestError::ConnectionLost { reason: reason.clone(), sent: false });
             }
-            t.waiting.insert(id, Waiting { tx, sent: false });
+            t.waiting.insert(id, Waiting { tx, sent: false, _permit: permit });
         }
         if self.inner.writer.send(Outgoing { frame, correlation_id: id, flushed: None }).is_err() {
             self.inner.shared.table().waiting.remove(&id);
@@ -358,7 +367,7 @@ impl BrokerClient {
             });
         }
         let timeout = self.inner.config.request_timeout;
-        let result = match tokio::time::timeout(timeout, rx).await {
+        match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r,
             Ok(Err(_)) => Err(RequestError::ConnectionLost {
                 reason: self.close_reason().unwrap_or(DisconnectReason::ClosedByClient),
@@ -370,12 +379,13 @@ impl BrokerClient {
                 if sent {
                     Err(RequestError::TimedOut(timeout))
                 } else {
-                    Err(RequestError::ConnectionLost { reason: DisconnectReason::RequestTimedOut(timeout), sent: false })
+                    Err(RequestError::ConnectionLost {
+                        reason: DisconnectReason::RequestTimedOut(timeout),
+                        sent: false,
+                    })
                 }
             }
-        };
-        drop(permit);
-        result
+        }
     }
 
     /// Sends `request` at `version` and decodes its response.
@@ -389,7 +399,8 @@ impl BrokerClient {
     pub async fn send_no_response<R: Request>(&self, request: &R, version: i16) -> Result<(), RequestError> {
         let (id, frame) = self.encode(request, version)?;
         let (tx, rx) = oneshot::channel();
-        if self.is_closed() || self.inner.writer.send(Outgoing { frame, correlation_id: id, flushed: Some(tx) }).is_err()
+        if self.is_closed()
+            || self.inner.writer.send(Outgoing { frame, correlation_id: id, flushed: Some(tx) }).is_err()
         {
             return Err(RequestError::ConnectionLost {
                 reason: self.close_reason().unwrap_or(DisconnectReason::ClosedByClient),

@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn leadership_errors_reresolve() {
-        for code in [6, 5, 74, 76, 56, 16] {
+        for code in [6, 5, 74, 75, 56, 16] {
             assert_eq!(classify_code(ErrorCode::from_code(code)), Recovery::Reresolve, "code {code}");
         }
         assert_eq!(classify_code(ErrorCode::UnknownTopicOrPartition), Recovery::ReresolveBounded);
@@ -106,10 +106,14 @@ mod tests {
             },
         };
         assert!(is_rebalancing(&reset));
-        let timeout =
-            ClusterError::Request { broker: "2".into(), api: ApiKey::Produce, source: RequestError::TimedOut(Duration::from_secs(1)) };
+        let timeout = ClusterError::Request {
+            broker: "2".into(),
+            api: ApiKey::Produce,
+            source: RequestError::TimedOut(Duration::from_secs(1)),
+        };
         assert!(is_rebalancing(&timeout));
-        let backoff = ClusterError::BrokerUnavailable { broker: 2, retry_in: Duration::ZERO, reason: DisconnectReason::Eof };
+        let backoff =
+            ClusterError::BrokerUnavailable { broker: 2, retry_in: Duration::ZERO, reason: DisconnectReason::Eof };
         assert!(is_rebalancing(&backoff));
         let too_large = ClusterError::Request {
             broker: "2".into(),

@@ -107,7 +107,11 @@ pub struct ResolverConfig {
 
 impl Default for ResolverConfig {
     fn default() -> Self {
-        Self { pile_on: Duration::from_millis(10), min_interval: Duration::from_millis(100), deadline: Duration::from_secs(30) }
+        Self {
+            pile_on: Duration::from_millis(10),
+            min_interval: Duration::from_millis(100),
+            deadline: Duration::from_secs(30),
+        }
     }
 }
 
@@ -172,7 +176,11 @@ impl tower::Service<ResolveRequest> for MetadataResolver {
         let (reply, rx) = oneshot::channel();
         let queued = self.jobs.send(Job { request, reply }).is_ok();
         let deadline = self.deadline;
+        // The loop ends when its last sender is dropped: the call holds one, so that it is
+        // answered even if the caller drops its resolver handle meanwhile (`oneshot` does).
+        let keep_alive = self.jobs.clone();
         Box::pin(async move {
+            let _keep_alive = keep_alive;
             if !queued {
                 return Err(ResolveError::Shutdown);
             }

@@ -123,7 +123,11 @@ impl ClusterSnapshot {
             .brokers
             .iter()
             .map(|b| {
-                let info = BrokerInfo { id: b.node_id, addr: BrokerAddr::new(b.host.clone(), b.port as u16), rack: b.rack.clone() };
+                let info = BrokerInfo {
+                    id: b.node_id,
+                    addr: BrokerAddr::new(b.host.clone(), b.port as u16),
+                    rack: b.rack.clone(),
+                };
                 (b.node_id, info)
             })
             .collect();
@@ -188,7 +192,12 @@ mod tests {
     fn response(leaders: &[(i32, i32, i32)]) -> MetadataResponse {
         MetadataResponse {
             brokers: (1..=3)
-                .map(|id| MetadataResponseBroker { node_id: id, host: "h".into(), port: 9000 + id, ..Default::default() })
+                .map(|id| MetadataResponseBroker {
+                    node_id: id,
+                    host: "h".into(),
+                    port: 9000 + id,
+                    ..Default::default()
+                })
                 .collect(),
             controller_id: 1,
             topics: vec![MetadataResponseTopic {

@@ -125,7 +125,12 @@ mod tests {
         let response = ApiVersionsResponse {
             api_keys: entries
                 .iter()
-                .map(|&(k, min, max)| ApiVersion { api_key: k as i16, min_version: min, max_version: max, ..Default::default() })
+                .map(|&(k, min, max)| ApiVersion {
+                    api_key: k as i16,
+                    min_version: min,
+                    max_version: max,
+                    ..Default::default()
+                })
                 .collect(),
             ..Default::default()
         };

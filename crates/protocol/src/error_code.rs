@@ -482,14 +482,10 @@ mod tests {
 
     #[test]
     fn retriable_set() {
-        let retriable: Vec<i16> = ErrorCode::ALL
-            .iter()
-            .filter(|e| e.is_retriable())
-            .map(|e| e.code())
-            .collect();
+        let retriable: Vec<i16> = ErrorCode::ALL.iter().filter(|e| e.is_retriable()).map(|e| e.code()).collect();
         let expected = [
-            2, 3, 5, 6, 7, 9, 13, 14, 15, 16, 19, 20, 41, 51, 56, 70, 71, 72, 74, 75, 78, 80, 83,
-            84, 88, 89, 100, 103, 106, 122, 123,
+            2, 3, 5, 6, 7, 9, 13, 14, 15, 16, 19, 20, 41, 51, 56, 70, 71, 72, 74, 75, 78, 80, 83, 84, 88, 89, 100, 103,
+            106, 122, 123,
         ];
         assert_eq!(retriable, expected);
     }
@@ -505,10 +501,7 @@ mod tests {
             assert!(!error.is_retriable());
             assert!(!error.is_ok());
         }
-        assert_eq!(
-            ErrorCode::from_code(9999).to_string(),
-            "UNKNOWN_CODE (9999)"
-        );
+        assert_eq!(ErrorCode::from_code(9999).to_string(), "UNKNOWN_CODE (9999)");
         assert_eq!(ErrorCode::from_code(-2).to_string(), "UNKNOWN_CODE (-2)");
     }
 
@@ -519,18 +512,9 @@ mod tests {
         assert_eq!(ErrorCode::None.into_result(), Ok(()));
         assert!(!ErrorCode::NotLeaderOrFollower.is_ok());
         assert!(ErrorCode::NotLeaderOrFollower.is_err());
-        assert_eq!(
-            ErrorCode::NotLeaderOrFollower.into_result(),
-            Err(ErrorCode::NotLeaderOrFollower)
-        );
-        assert_eq!(
-            ErrorCode::NotLeaderOrFollower.to_string(),
-            "NOT_LEADER_OR_FOLLOWER (6)"
-        );
-        assert_eq!(
-            ErrorCode::UnknownServerError.to_string(),
-            "UNKNOWN_SERVER_ERROR (-1)"
-        );
+        assert_eq!(ErrorCode::NotLeaderOrFollower.into_result(), Err(ErrorCode::NotLeaderOrFollower));
+        assert_eq!(ErrorCode::NotLeaderOrFollower.to_string(), "NOT_LEADER_OR_FOLLOWER (6)");
+        assert_eq!(ErrorCode::UnknownServerError.to_string(), "UNKNOWN_SERVER_ERROR (-1)");
         let boxed: Box<dyn std::error::Error> = Box::new(ErrorCode::RequestTimedOut);
         assert_eq!(boxed.to_string(), "REQUEST_TIMED_OUT (7)");
     }

@@ -63,11 +63,7 @@ impl FrameCodec {
     /// express.
     #[must_use]
     pub const fn new(max_frame_size: usize) -> Self {
-        let max_frame_size = if max_frame_size > WIRE_MAX {
-            WIRE_MAX
-        } else {
-            max_frame_size
-        };
+        let max_frame_size = if max_frame_size > WIRE_MAX { WIRE_MAX } else { max_frame_size };
         Self { max_frame_size }
     }
 
@@ -78,23 +74,14 @@ impl FrameCodec {
     }
 
     fn check_size(self, size: usize) -> Result<(), FrameError> {
-        if size > self.max_frame_size {
-            Err(FrameError::TooLarge {
-                size,
-                max: self.max_frame_size,
-            })
-        } else {
-            Ok(())
-        }
+        if size > self.max_frame_size { Err(FrameError::TooLarge { size, max: self.max_frame_size }) } else { Ok(()) }
     }
 
     fn encode_slice(self, body: &[u8], dst: &mut BytesMut) -> Result<(), FrameError> {
         self.check_size(body.len())?;
         // `check_size` bounds the length by `max_frame_size <= i32::MAX`.
-        let prefix = i32::try_from(body.len()).map_err(|_| FrameError::TooLarge {
-            size: body.len(),
-            max: self.max_frame_size,
-        })?;
+        let prefix = i32::try_from(body.len())
+            .map_err(|_| FrameError::TooLarge { size: body.len(), max: self.max_frame_size })?;
         dst.reserve(LENGTH_PREFIX_SIZE + body.len());
         dst.put_i32(prefix);
         dst.put_slice(body);
@@ -167,10 +154,7 @@ mod tests {
         for split in 0..wire.len() {
             let mut codec = FrameCodec::default();
             let mut buf = BytesMut::from(&wire[..split]);
-            assert!(
-                codec.decode(&mut buf).unwrap().is_none(),
-                "split at {split}"
-            );
+            assert!(codec.decode(&mut buf).unwrap().is_none(), "split at {split}");
             // Nothing consumed while incomplete.
             assert_eq!(buf.len(), split);
             buf.extend_from_slice(&wire[split..]);
@@ -206,10 +190,7 @@ mod tests {
         let mut codec = FrameCodec::default();
         let mut buf = BytesMut::from(&wire[..]);
         assert_eq!(&codec.decode(&mut buf).unwrap().unwrap()[..], b"first");
-        assert_eq!(
-            &codec.decode(&mut buf).unwrap().unwrap()[..],
-            b"second frame"
-        );
+        assert_eq!(&codec.decode(&mut buf).unwrap().unwrap()[..], b"second frame");
         assert!(codec.decode(&mut buf).unwrap().is_none());
         assert_eq!(buf.len(), 6);
     }
@@ -238,10 +219,7 @@ mod tests {
         // A huge announced length must not cause a matching allocation.
         let mut codec = FrameCodec::default();
         let mut buf = BytesMut::from(&i32::MAX.to_be_bytes()[..]);
-        assert!(matches!(
-            codec.decode(&mut buf),
-            Err(FrameError::TooLarge { .. })
-        ));
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::TooLarge { .. })));
         assert!(buf.capacity() < DEFAULT_MAX_FRAME_SIZE);
     }
 
@@ -249,30 +227,19 @@ mod tests {
     fn encoder_refuses_oversized_frames() {
         let mut codec = FrameCodec::new(16);
         let mut out = BytesMut::new();
-        let err = codec
-            .encode(Bytes::from(vec![0u8; 17]), &mut out)
-            .unwrap_err();
+        let err = codec.encode(Bytes::from(vec![0u8; 17]), &mut out).unwrap_err();
         assert!(matches!(err, FrameError::TooLarge { size: 17, max: 16 }));
         assert!(out.is_empty());
-        assert_eq!(
-            err.to_string(),
-            "frame of 17 bytes exceeds the maximum of 16 bytes"
-        );
+        assert_eq!(err.to_string(), "frame of 17 bytes exceeds the maximum of 16 bytes");
     }
 
     #[test]
     fn negative_length() {
         let mut codec = FrameCodec::default();
         let mut buf = BytesMut::from(&(-1i32).to_be_bytes()[..]);
-        assert!(matches!(
-            codec.decode(&mut buf),
-            Err(FrameError::NegativeLength(-1))
-        ));
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::NegativeLength(-1))));
         let mut buf = BytesMut::from(&i32::MIN.to_be_bytes()[..]);
-        assert!(matches!(
-            codec.decode(&mut buf),
-            Err(FrameError::NegativeLength(i32::MIN))
-        ));
+        assert!(matches!(codec.decode(&mut buf), Err(FrameError::NegativeLength(i32::MIN))));
     }
 
     #[test]
@@ -294,9 +261,7 @@ mod tests {
         let mut codec = FrameCodec::new(1024);
         let mut wire = BytesMut::new();
         for body in bodies {
-            codec
-                .encode(Bytes::copy_from_slice(body), &mut wire)
-                .unwrap();
+            codec.encode(Bytes::copy_from_slice(body), &mut wire).unwrap();
             codec.encode(body, &mut wire).unwrap();
         }
         for body in bodies {
@@ -318,13 +283,7 @@ mod tests {
 
     #[test]
     fn limit_is_capped_at_wire_max() {
-        assert_eq!(
-            FrameCodec::new(usize::MAX).max_frame_size(),
-            i32::MAX as usize
-        );
-        assert_eq!(
-            FrameCodec::default().max_frame_size(),
-            DEFAULT_MAX_FRAME_SIZE
-        );
+        assert_eq!(FrameCodec::new(usize::MAX).max_frame_size(), i32::MAX as usize);
+        assert_eq!(FrameCodec::default().max_frame_size(), DEFAULT_MAX_FRAME_SIZE);
     }
 }

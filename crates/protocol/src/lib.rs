@@ -8,14 +8,14 @@
 //! This crate never touches a socket, a clock or a runtime.
 #![forbid(unsafe_code)]
 
+pub mod error_code;
+pub mod frame;
 pub mod message;
 pub mod messages;
 pub mod primitives;
 pub mod records;
 #[cfg(test)]
 mod testing;
-pub mod error_code;
-pub mod frame;
 
 pub use message::{Message, Request, VersionRange, decode_response, encode_request, request_len};
 pub use messages::ApiKey;

@@ -150,11 +150,7 @@ impl Failure {
 
     fn into_decode_error(mut self, base: &[u8]) -> DecodeError {
         self.path.reverse();
-        DecodeError {
-            kind: self.kind,
-            offset: self.at.saturating_sub(base.as_ptr() as usize),
-            path: self.path,
-        }
+        DecodeError { kind: self.kind, offset: self.at.saturating_sub(base.as_ptr() as usize), path: self.path }
     }
 }
 
@@ -263,11 +259,7 @@ impl<'b> Cx<'b> {
 
     /// A zero-copy `Bytes` for `sub`, which must be a slice of this context's buffer.
     pub fn slice(&self, sub: &[u8]) -> Bytes {
-        if sub.is_empty() {
-            Bytes::new()
-        } else {
-            self.buf.slice_ref(sub)
-        }
+        if sub.is_empty() { Bytes::new() } else { self.buf.slice_ref(sub) }
     }
 
     /// Runs `parse` over the whole buffer and converts a failure into a located [`DecodeError`].
@@ -281,11 +273,7 @@ impl<'b> Cx<'b> {
         match parse(self, base) {
             Ok((rest, value)) => {
                 if !rest.is_empty() {
-                    tracing::trace!(
-                        message = what,
-                        trailing = rest.len(),
-                        "ignoring bytes after a complete value"
-                    );
+                    tracing::trace!(message = what, trailing = rest.len(), "ignoring bytes after a complete value");
                 }
                 Ok(value)
             }
@@ -395,11 +383,7 @@ pub fn read_uvarint(i: &[u8]) -> PResult<'_, u32> {
             return Ok((&i[n + 1..], value));
         }
     }
-    if i.len() < 5 {
-        fail(i, DecodeErrorKind::Truncated)
-    } else {
-        fail(i, DecodeErrorKind::InvalidVarint)
-    }
+    if i.len() < 5 { fail(i, DecodeErrorKind::Truncated) } else { fail(i, DecodeErrorKind::InvalidVarint) }
 }
 
 /// Writes an unsigned varint.
@@ -462,12 +446,11 @@ fn write_len<B: BufMut>(buf: &mut B, len: Option<usize>, compact: bool, wide: bo
         (None, false) if wide => buf.put_i32(-1),
         (None, false) => buf.put_i16(-1),
         (Some(n), true) => {
-            let v = u32::try_from(n).ok().filter(|&v| v < i32::MAX as u32).ok_or(EncodeErrorKind::TooLong { length: n })?;
+            let v =
+                u32::try_from(n).ok().filter(|&v| v < i32::MAX as u32).ok_or(EncodeErrorKind::TooLong { length: n })?;
             write_uvarint(buf, v + 1)
         }
-        (Some(n), false) if wide => {
-            buf.put_i32(i32::try_from(n).map_err(|_| EncodeErrorKind::TooLong { length: n })?)
-        }
+        (Some(n), false) if wide => buf.put_i32(i32::try_from(n).map_err(|_| EncodeErrorKind::TooLong { length: n })?),
         (Some(n), false) => buf.put_i16(i16::try_from(n).map_err(|_| EncodeErrorKind::TooLong { length: n })?),
     }
     Ok(())

@@ -7,7 +7,7 @@
 use crate::message::Message;
 use crate::primitives::{RawTaggedField, Uuid};
 use bytes::{Bytes, BytesMut};
-use proptest::test_runner::{TestCaseError, TestRng, RngAlgorithm};
+use proptest::test_runner::{RngAlgorithm, TestCaseError, TestRng};
 use rand::Rng;
 
 /// A seeded source of protocol values, kept small so that nested arrays stay cheap.

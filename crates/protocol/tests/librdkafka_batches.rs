@@ -47,10 +47,8 @@ fn nullable_hex(v: Option<&Value>, what: &str) -> Option<Vec<u8>> {
 type Expected = (Option<Vec<u8>>, Option<Vec<u8>>, Vec<(String, Option<Vec<u8>>)>);
 
 fn expected_records(path: &Path) -> Vec<(Expected, Option<i64>)> {
-    let text = std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
-    let json: Value =
-        serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
+    let text = std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()));
+    let json: Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("parsing {}: {e}", path.display()));
     let Value::Array(items) = json else {
         panic!("{}: expected a JSON array", path.display());
     };
@@ -62,21 +60,14 @@ fn expected_records(path: &Path) -> Vec<(Expected, Option<i64>)> {
                 Some(Value::Array(hs)) => hs
                     .iter()
                     .map(|h| {
-                        let key = h
-                            .get(0)
-                            .and_then(Value::as_str)
-                            .unwrap_or_else(|| panic!("header key in {h}"))
-                            .to_owned();
+                        let key =
+                            h.get(0).and_then(Value::as_str).unwrap_or_else(|| panic!("header key in {h}")).to_owned();
                         (key, nullable_hex(h.get(1), "header value"))
                     })
                     .collect(),
                 Some(other) => panic!("headers: expected an array, got {other}"),
             };
-            let record = (
-                nullable_hex(item.get("key"), "key"),
-                nullable_hex(item.get("value"), "value"),
-                headers,
-            );
+            let record = (nullable_hex(item.get("key"), "key"), nullable_hex(item.get("value"), "value"), headers);
             (record, item.get("timestamp").and_then(Value::as_i64))
         })
         .collect()
@@ -90,10 +81,7 @@ fn actual(record: &Record) -> Expected {
             .headers
             .iter()
             .map(|h| {
-                let key = h
-                    .key_str()
-                    .unwrap_or_else(|| panic!("header key {:?} is not UTF-8", h.key))
-                    .to_owned();
+                let key = h.key_str().unwrap_or_else(|| panic!("header key {:?} is not UTF-8", h.key)).to_owned();
                 (key, h.value.as_ref().map(|v| v.to_vec()))
             })
             .collect(),
@@ -114,12 +102,8 @@ fn captures() -> Vec<(String, Compression, PathBuf)> {
         .filter_map(|e| {
             let path = e.ok()?.path();
             let file = path.file_name()?.to_str()?.to_owned();
-            let name = file
-                .strip_prefix("produce_")?
-                .strip_suffix(".records.bin")?
-                .to_owned();
-            let codec = codec_named(&name)
-                .unwrap_or_else(|| panic!("{file}: unknown codec name {name:?}"));
+            let name = file.strip_prefix("produce_")?.strip_suffix(".records.bin")?.to_owned();
+            let codec = codec_named(&name).unwrap_or_else(|| panic!("{file}: unknown codec name {name:?}"));
             Some((name, codec, path))
         })
         .collect();
@@ -128,9 +112,7 @@ fn captures() -> Vec<(String, Compression, PathBuf)> {
 }
 
 fn check_capture(name: &str, codec: Compression, bin: &Path) {
-    let input = Bytes::from(
-        std::fs::read(bin).unwrap_or_else(|e| panic!("reading {}: {e}", bin.display())),
-    );
+    let input = Bytes::from(std::fs::read(bin).unwrap_or_else(|e| panic!("reading {}: {e}", bin.display())));
     let expected = expected_records(&bin.with_file_name(format!("produce_{name}.expected.json")));
     let set = decode_batches(&input).unwrap_or_else(|e| panic!("{name}: decode failed: {e}"));
     assert!(!set.is_partial(), "{name}: a Produce request holds whole batches");
@@ -162,9 +144,7 @@ fn check_capture(name: &str, codec: Compression, bin: &Path) {
     // canonical), and record for record with it.
     let mut reencoded = BytesMut::new();
     for batch in &set.batches {
-        batch
-            .encode(&mut reencoded)
-            .unwrap_or_else(|e| panic!("{name}: re-encode failed: {e}"));
+        batch.encode(&mut reencoded).unwrap_or_else(|e| panic!("{name}: re-encode failed: {e}"));
     }
     let reencoded = reencoded.freeze();
     if codec == Compression::None {

@@ -45,7 +45,7 @@ fn check(err: RDKafkaRespErr) -> Result<(), MockError> {
         return Ok(());
     }
     let code = RDKafkaErrorCode::from(err);
-    Err(MockError(format!("{code:?} ({}): {code}", err as i32)))
+    Err(MockError(format!("{code} [code {}]", err as i32)))
 }
 
 /// A Kafka (or librdkafka-internal) error code librdkafka knows.

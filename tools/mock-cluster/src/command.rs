@@ -74,9 +74,11 @@ impl Command {
                 partitions: num("PARTITIONS", w(), 1..=MAX_PARTITIONS)?,
                 rf: num("RF", w(), 1..=i32::from(i16::MAX))?,
             },
-            "leader" => {
-                Command::Leader { topic: topic(w())?, partition: num("PARTITION", w(), 0..=i32::MAX)?, broker: broker(w())? }
-            }
+            "leader" => Command::Leader {
+                topic: topic(w())?,
+                partition: num("PARTITION", w(), 0..=i32::MAX)?,
+                broker: broker(w())?,
+            },
             "down" => Command::Down(broker(w())?),
             "up" => Command::Up(broker(w())?),
             "err" => Command::Err {
@@ -170,10 +172,7 @@ mod tests {
 
     #[test]
     fn parses_every_command() {
-        assert_eq!(
-            Command::parse("create t 12 3"),
-            Ok(Command::Create { topic: "t".into(), partitions: 12, rf: 3 })
-        );
+        assert_eq!(Command::parse("create t 12 3"), Ok(Command::Create { topic: "t".into(), partitions: 12, rf: 3 }));
         assert_eq!(
             Command::parse("  leader t 0 2 "),
             Ok(Command::Leader { topic: "t".into(), partition: 0, broker: 2 })

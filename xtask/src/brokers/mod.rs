@@ -7,7 +7,11 @@
 //!
 //! `cargo xtask broker tansu [--port N]` starts a broker, prints
 //! `BOOTSTRAP 127.0.0.1:PORT` and runs until stdin closes or Ctrl-C.
+//! `cargo xtask broker mock [--brokers N]` starts librdkafka's mock cluster
+//! (the `krab-mock-cluster` process), prints its `BOOTSTRAP` line and
+//! forwards stdin lines to it as commands.
 
+pub(crate) mod mock;
 pub(crate) mod tansu;
 
 use anyhow::{Context, Result, bail};
@@ -24,11 +28,12 @@ const PY_REQUIREMENTS: &[(&str, &str)] =
 /// `cargo xtask broker ...`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask broker tansu [--port N]");
+        bail!("usage: cargo xtask broker tansu [--port N] | broker mock [--brokers N]");
     };
     match which.as_str() {
         "tansu" => run_tansu(rest),
-        other => bail!("unknown broker `{other}` (known: tansu)"),
+        "mock" => mock::run(rest),
+        other => bail!("unknown broker `{other}` (known: tansu, mock)"),
     }
 }
 

@@ -23,10 +23,8 @@ use nom::Parser;
 use nom::number::complete::{be_i8, be_i16, be_i32, be_i64, be_u32};
 
 use super::compression::{compress, decompress};
-use super::record::{
-    MIN_RECORD_SIZE, RecordContext, body_len, decode_records, framed_len, record_bound,
-    write_record,
-};
+use super::record::{MIN_RECORD_SIZE, RecordContext, body_len, decode_records, framed_len, record_bound, write_record};
+use super::varint::SliceWriter;
 use super::{Compression, DecodeOptions, Record, RecordHeader, RecordsError};
 
 /// Size of the v2 batch header, up to and including `recordCount`.
@@ -178,9 +176,8 @@ fn attributes(
 /// Patches batch length and CRC of the batch that starts at `start` and ends at `out`'s end.
 fn seal(out: &mut BytesMut, start: usize) -> Result<(), RecordsError> {
     let length = out.len() - start - LOG_OVERHEAD;
-    let length = i32::try_from(length).map_err(|_| RecordsError::InvalidInput {
-        reason: "batch larger than i32::MAX bytes",
-    })?;
+    let length =
+        i32::try_from(length).map_err(|_| RecordsError::InvalidInput { reason: "batch larger than i32::MAX bytes" })?;
     out[start + 8..start + 12].copy_from_slice(&length.to_be_bytes());
     let crc = crc32c::crc32c(&out[start + ATTRIBUTES_OFFSET..]);
     out[start + CRC_OFFSET..start + CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
@@ -191,9 +188,7 @@ fn offset_delta(offset: i64, base_offset: i64) -> Result<i32, RecordsError> {
     offset
         .checked_sub(base_offset)
         .and_then(|d| i32::try_from(d).ok())
-        .ok_or_else(|| RecordsError::InvalidInput {
-            reason: "record offset not within i32 of the batch's base offset",
-        })
+        .ok_or_else(|| RecordsError::InvalidInput { reason: "record offset not within i32 of the batch's base offset" })
 }
 
 impl RecordBatch {
@@ -202,9 +197,8 @@ impl RecordBatch {
     /// first record's timestamp and `max_timestamp` the largest; no compression, no producer.
     pub fn new(records: Vec<Record>) -> Self {
         let base_offset = records.first().map_or(0, |r| r.offset);
-        let last_offset_delta = records.last().map_or(-1, |r| {
-            i32::try_from(r.offset.wrapping_sub(base_offset)).unwrap_or(i32::MAX)
-        });
+        let last_offset_delta =
+            records.last().map_or(-1, |r| i32::try_from(r.offset.wrapping_sub(base_offset)).unwrap_or(i32::MAX));
         RecordBatch {
             base_offset,
             last_offset_delta,
@@ -217,8 +211,7 @@ impl RecordBatch {
 
     /// Offset of the last record slot (`base_offset + last_offset_delta`).
     pub fn last_offset(&self) -> i64 {
-        self.base_offset
-            .wrapping_add(i64::from(self.last_offset_delta))
+        self.base_offset.wrapping_add(i64::from(self.last_offset_delta))
     }
 
     /// The offset to fetch after this batch.
@@ -260,16 +253,17 @@ impl RecordBatch {
         Ok(n)
     }
 
-    /// Writes the records; lengths were checked by `records_bound`, offsets are checked here.
-    fn write_records(&self, out: &mut BytesMut) -> Result<(), RecordsError> {
+    /// Writes the records into `buf`, sized `records_bound() + SliceWriter::SLACK`, and
+    /// returns the bytes written. Lengths were checked by `records_bound`, offsets are checked
+    /// here.
+    fn write_records(&self, buf: &mut [u8]) -> Result<usize, RecordsError> {
+        let mut w = SliceWriter::new(buf);
         for r in &self.records {
             let delta = offset_delta(r.offset, self.base_offset)?;
             let ts = r.timestamp.wrapping_sub(self.base_timestamp);
-            let (key, value) = (r.key.as_deref(), r.value.as_deref());
-            let body = body_len(delta, ts, key, value, &r.headers);
-            write_record(out, body, delta, ts, key, value, &r.headers);
+            write_record(&mut w, delta, ts, r.key.as_deref(), r.value.as_deref(), &r.headers);
         }
-        Ok(())
+        Ok(w.position())
     }
 
     /// Appends this batch to `out` in the v2 format, with the header fields written as they
@@ -281,13 +275,10 @@ impl RecordBatch {
     /// On error nothing is appended.
     pub fn encode(&self, out: &mut BytesMut) -> Result<(), RecordsError> {
         if self.magic != 2 {
-            return Err(RecordsError::InvalidInput {
-                reason: "only magic 2 batches can be encoded",
-            });
+            return Err(RecordsError::InvalidInput { reason: "only magic 2 batches can be encoded" });
         }
-        let count = i32::try_from(self.records.len()).map_err(|_| RecordsError::InvalidInput {
-            reason: "more than i32::MAX records",
-        })?;
+        let count = i32::try_from(self.records.len())
+            .map_err(|_| RecordsError::InvalidInput { reason: "more than i32::MAX records" })?;
         // One cheap pass for an upper bound, so the buffer never grows while writing.
         let bound = self.records_bound()?;
         let header = Header {
@@ -304,21 +295,21 @@ impl RecordBatch {
         }
         .to_bytes();
         let start = out.len();
+        let room = bound.saturating_add(SliceWriter::SLACK);
         let written = if self.compression == Compression::None {
-            out.reserve(BATCH_HEADER_LEN.saturating_add(bound));
-            out.extend_from_slice(&header);
-            self.write_records(out)
+            // Size the buffer once and write records straight into it.
+            out.resize(start + BATCH_HEADER_LEN + room, 0);
+            out[start..start + BATCH_HEADER_LEN].copy_from_slice(&header);
+            self.write_records(&mut out[start + BATCH_HEADER_LEN..]).map(|n| out.truncate(start + BATCH_HEADER_LEN + n))
         } else {
-            let mut plain = BytesMut::with_capacity(bound);
-            self.write_records(&mut plain).and_then(|()| {
-                out.reserve(BATCH_HEADER_LEN + plain.len() / 2 + 64);
+            let mut plain = vec![0u8; room];
+            self.write_records(&mut plain).and_then(|n| {
+                out.reserve(BATCH_HEADER_LEN + n / 2 + 64);
                 out.extend_from_slice(&header);
-                compress(self.compression, None, &plain, out)
+                compress(self.compression, None, &plain[..n], out)
             })
         };
-        written
-            .and_then(|()| seal(out, start))
-            .inspect_err(|_| out.truncate(start))
+        written.and_then(|()| seal(out, start)).inspect_err(|_| out.truncate(start))
     }
 
     /// [`RecordBatch::encode`] into a new buffer.
@@ -356,8 +347,10 @@ pub struct RecordBatchEncoder {
     timestamp_type: TimestampType,
     transactional: bool,
     control: bool,
-    /// Uncompressed: header placeholder then records. Compressed: records only.
+    /// Uncompressed: header placeholder then records. Compressed: records only. Only the first
+    /// `len` bytes are written; the rest is zeroed room for the next records.
     buf: BytesMut,
+    len: usize,
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
@@ -371,13 +364,9 @@ impl RecordBatchEncoder {
 
     /// Like [`new`](Self::new), reserving room for `capacity` bytes of records.
     pub fn with_capacity(compression: Compression, capacity: usize) -> Self {
-        let mut buf;
-        if compression == Compression::None {
-            buf = BytesMut::with_capacity(BATCH_HEADER_LEN + capacity);
-            buf.extend_from_slice(&[0u8; BATCH_HEADER_LEN]);
-        } else {
-            buf = BytesMut::with_capacity(capacity);
-        }
+        let len = if compression == Compression::None { BATCH_HEADER_LEN } else { 0 };
+        let mut buf = BytesMut::new();
+        buf.resize(len + capacity, 0);
         RecordBatchEncoder {
             compression,
             level: None,
@@ -390,6 +379,7 @@ impl RecordBatchEncoder {
             transactional: false,
             control: false,
             buf,
+            len,
             count: 0,
             base_timestamp: -1,
             max_timestamp: -1,
@@ -453,11 +443,7 @@ impl RecordBatchEncoder {
     /// Exact size the batch would have if finished now without compression (header included).
     /// With compression this is an upper bound in practice, not a promise.
     pub fn uncompressed_size(&self) -> usize {
-        if self.compression == Compression::None {
-            self.buf.len()
-        } else {
-            BATCH_HEADER_LEN + self.buf.len()
-        }
+        if self.compression == Compression::None { self.len } else { BATCH_HEADER_LEN + self.len }
     }
 
     /// Bytes [`append`](Self::append) with these arguments would add to
@@ -469,11 +455,7 @@ impl RecordBatchEncoder {
         value: Option<&[u8]>,
         headers: &[RecordHeader],
     ) -> usize {
-        let ts = if self.count == 0 {
-            0
-        } else {
-            timestamp.wrapping_sub(self.base_timestamp)
-        };
+        let ts = if self.count == 0 { 0 } else { timestamp.wrapping_sub(self.base_timestamp) };
         framed_len(body_len(self.count, ts, key, value, headers))
     }
 
@@ -485,11 +467,9 @@ impl RecordBatchEncoder {
         value: Option<&[u8]>,
         headers: &[RecordHeader],
     ) -> Result<(), RecordsError> {
-        record_bound(key, value, headers)?;
+        let room = record_bound(key, value, headers)? + SliceWriter::SLACK;
         if self.count == i32::MAX {
-            return Err(RecordsError::InvalidInput {
-                reason: "more than i32::MAX records",
-            });
+            return Err(RecordsError::InvalidInput { reason: "more than i32::MAX records" });
         }
         if self.count == 0 {
             self.base_timestamp = timestamp;
@@ -498,9 +478,14 @@ impl RecordBatchEncoder {
             self.max_timestamp = timestamp;
         }
         let ts = timestamp.wrapping_sub(self.base_timestamp);
-        let body = body_len(self.count, ts, key, value, headers);
-        self.buf.reserve(framed_len(body));
-        write_record(&mut self.buf, body, self.count, ts, key, value, headers);
+        if self.buf.len() - self.len < room {
+            // Grow the zeroed room geometrically: amortized, one memset per doubling.
+            let new_len = (self.len + room).max(self.buf.len().saturating_mul(2));
+            self.buf.resize(new_len, 0);
+        }
+        let mut w = SliceWriter::new(&mut self.buf[self.len..]);
+        write_record(&mut w, self.count, ts, key, value, headers);
+        self.len += w.position();
         self.count += 1;
         Ok(())
     }
@@ -508,25 +493,14 @@ impl RecordBatchEncoder {
     /// Appends `record`'s timestamp, key, value and headers (its offset is ignored: the
     /// encoder assigns the next one).
     pub fn append_record(&mut self, record: &Record) -> Result<(), RecordsError> {
-        self.append(
-            record.timestamp,
-            record.key.as_deref(),
-            record.value.as_deref(),
-            &record.headers,
-        )
+        self.append(record.timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers)
     }
 
     fn header(&self) -> Header {
         Header {
             base_offset: self.base_offset,
             partition_leader_epoch: self.partition_leader_epoch,
-            attributes: attributes(
-                self.compression,
-                self.timestamp_type,
-                self.transactional,
-                self.control,
-                false,
-            ),
+            attributes: attributes(self.compression, self.timestamp_type, self.transactional, self.control, false),
             last_offset_delta: self.count - 1,
             base_timestamp: self.base_timestamp,
             max_timestamp: self.max_timestamp,
@@ -541,6 +515,7 @@ impl RecordBatchEncoder {
     /// Without compression this hands back the encoder's own buffer: no copy.
     pub fn finish(mut self) -> Result<Bytes, RecordsError> {
         let header = self.header().to_bytes();
+        self.buf.truncate(self.len);
         if self.compression == Compression::None {
             self.buf[..BATCH_HEADER_LEN].copy_from_slice(&header);
             seal(&mut self.buf, 0)?;
@@ -590,10 +565,7 @@ fn parse_header(input: &[u8]) -> nom::IResult<&[u8], RawHeader> {
             base_sequence,
             record_count,
         ),
-    ) = (
-        be_i64, be_i32, be_i32, be_i8, be_u32, be_i16, be_i32, be_i64, be_i64, be_i64, be_i16,
-        be_i32, be_i32,
-    )
+    ) = (be_i64, be_i32, be_i32, be_i8, be_u32, be_i16, be_i32, be_i64, be_i64, be_i64, be_i16, be_i32, be_i32)
         .parse(input)?;
     Ok((
         rest,
@@ -633,24 +605,14 @@ pub(crate) fn decode_v2(
     if opts.verify_crc {
         let actual = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
         if actual != h.crc {
-            return Err(RecordsError::CrcMismatch {
-                expected: h.crc,
-                actual,
-                offset: start,
-            });
+            return Err(RecordsError::CrcMismatch { expected: h.crc, actual, offset: start });
         }
     }
     let code = (h.attributes & 0x7) as u8;
-    let compression =
-        Compression::from_code(code).ok_or_else(|| RecordsError::UnknownCompression {
-            code,
-            offset: start + ATTRIBUTES_OFFSET,
-        })?;
-    let timestamp_type = if h.attributes & TIMESTAMP_TYPE_BIT != 0 {
-        TimestampType::LogAppendTime
-    } else {
-        TimestampType::CreateTime
-    };
+    let compression = Compression::from_code(code)
+        .ok_or_else(|| RecordsError::UnknownCompression { code, offset: start + ATTRIBUTES_OFFSET })?;
+    let timestamp_type =
+        if h.attributes & TIMESTAMP_TYPE_BIT != 0 { TimestampType::LogAppendTime } else { TimestampType::CreateTime };
     if h.record_count < 0 {
         return Err(RecordsError::invalid_length(
             "record count",
@@ -662,17 +624,12 @@ pub(crate) fn decode_v2(
     let ctx = RecordContext {
         base_offset: h.base_offset,
         base_timestamp: h.base_timestamp,
-        log_append_time: (timestamp_type == TimestampType::LogAppendTime)
-            .then_some(h.max_timestamp),
+        log_append_time: (timestamp_type == TimestampType::LogAppendTime).then_some(h.max_timestamp),
     };
     let records_start = start + BATCH_HEADER_LEN;
     let too_many = |available: usize| {
         (count > available / MIN_RECORD_SIZE).then(|| {
-            RecordsError::invalid_length(
-                "record count",
-                i64::from(h.record_count),
-                start + RECORD_COUNT_OFFSET,
-            )
+            RecordsError::invalid_length("record count", i64::from(h.record_count), start + RECORD_COUNT_OFFSET)
         })
     };
     let records = if compression == Compression::None {
@@ -681,18 +638,12 @@ pub(crate) fn decode_v2(
         }
         decode_records(src, records_start, end, count, ctx)?
     } else {
-        let plain = decompress(
-            compression,
-            &src[records_start..end],
-            opts.max_decompressed_size,
-            records_start,
-        )?;
+        let plain = decompress(compression, &src[records_start..end], opts.max_decompressed_size, records_start)?;
         let plain = Bytes::from(plain);
         if let Some(e) = too_many(plain.len()) {
             return Err(e);
         }
-        decode_records(&plain, 0, plain.len(), count, ctx)
-            .map_err(|e| e.in_compressed(compression, start))?
+        decode_records(&plain, 0, plain.len(), count, ctx).map_err(|e| e.in_compressed(compression, start))?
     };
     Ok(RecordBatch {
         base_offset: h.base_offset,
@@ -717,18 +668,12 @@ pub(crate) fn decode_v2(
 mod tests {
     use super::*;
     use crate::records::{
-        ControlRecord, ControlRecordType, EndTxnMarker, RecordSet, decode_batches,
-        decode_batches_with,
+        ControlRecord, ControlRecordType, EndTxnMarker, RecordSet, decode_batches, decode_batches_with,
     };
     use proptest::prelude::*;
 
-    const CODECS: [Compression; 5] = [
-        Compression::None,
-        Compression::Gzip,
-        Compression::Snappy,
-        Compression::Lz4,
-        Compression::Zstd,
-    ];
+    const CODECS: [Compression; 5] =
+        [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd];
 
     /// The codecs this build supports.
     fn codecs() -> Vec<Compression> {
@@ -831,11 +776,7 @@ mod tests {
 
         let encoded = golden_batch().to_bytes().unwrap();
         assert_eq!(&encoded[..], &expected[..]);
-        assert_eq!(
-            u32::from_be_bytes(encoded[17..21].try_into().unwrap()),
-            crc,
-            "header CRC field"
-        );
+        assert_eq!(u32::from_be_bytes(encoded[17..21].try_into().unwrap()), crc, "header CRC field");
         // Changing the partition leader epoch keeps the CRC valid.
         let mut epoch_changed = expected.clone();
         epoch_changed[12..16].copy_from_slice(&9i32.to_be_bytes());
@@ -847,13 +788,10 @@ mod tests {
         assert_eq!(set.batches, vec![golden_batch()]);
 
         // The streaming encoder writes the same bytes.
-        let mut enc = RecordBatchEncoder::new(Compression::None)
-            .base_offset(1000)
-            .producer(77, 3, 40)
-            .transactional(true);
+        let mut enc =
+            RecordBatchEncoder::new(Compression::None).base_offset(1000).producer(77, 3, 40).transactional(true);
         enc.append(5000, Some(b"k"), Some(b"v1"), &[]).unwrap();
-        enc.append(5005, None, Some(b""), &[RecordHeader::new(&b"h"[..], None)])
-            .unwrap();
+        enc.append(5005, None, Some(b""), &[RecordHeader::new(&b"h"[..], None)]).unwrap();
         assert_eq!(enc.uncompressed_size(), expected.len());
         assert_eq!(&enc.finish().unwrap()[..], &expected[..]);
     }
@@ -971,20 +909,10 @@ mod tests {
 
     #[test]
     fn control_batch_markers() {
-        let mut enc = RecordBatchEncoder::new(Compression::None)
-            .producer(5, 1, -1)
-            .transactional(true)
-            .control(true);
-        let key = ControlRecord {
-            version: 0,
-            kind: ControlRecordType::Abort,
-        };
-        let value = EndTxnMarker {
-            version: 0,
-            coordinator_epoch: 12,
-        };
-        enc.append(1, Some(&key.to_bytes()), Some(&value.to_bytes()), &[])
-            .unwrap();
+        let mut enc = RecordBatchEncoder::new(Compression::None).producer(5, 1, -1).transactional(true).control(true);
+        let key = ControlRecord { version: 0, kind: ControlRecordType::Abort };
+        let value = EndTxnMarker { version: 0, coordinator_epoch: 12 };
+        enc.append(1, Some(&key.to_bytes()), Some(&value.to_bytes()), &[]).unwrap();
         let set = decode_batches(&enc.finish().unwrap()).unwrap();
         let b = &set.batches[0];
         assert!(b.is_control && b.is_transactional);
@@ -1002,14 +930,7 @@ mod tests {
             b.compression = c;
             b.encode(&mut set).unwrap();
         }
-        set.extend_from_slice(&crate::records::legacy::tests::message(
-            n as i64 * 10,
-            1,
-            0,
-            9,
-            None,
-            Some(b"old"),
-        ));
+        set.extend_from_slice(&crate::records::legacy::tests::message(n as i64 * 10, 1, 0, 9, None, Some(b"old")));
         let out = decode_batches(&set.freeze()).unwrap();
         assert_eq!(out.batches.len(), n + 1);
         let offsets: Vec<i64> = out.records().map(|r| r.offset).collect();
@@ -1057,10 +978,7 @@ mod tests {
         // Header shorter than 61 bytes, length consistent.
         let mut short = whole[..40].to_vec();
         reseal(&mut short);
-        assert!(matches!(
-            decode(&short),
-            Err(RecordsError::InvalidLength { offset: 8, .. })
-        ));
+        assert!(matches!(decode(&short), Err(RecordsError::InvalidLength { offset: 8, .. })));
     }
 
     #[test]
@@ -1073,11 +991,9 @@ mod tests {
         let stored = u32::from_be_bytes(bad[17..21].try_into().unwrap());
         let actual = crc32c::crc32c(&bad[21..]);
         match decode(&bad) {
-            Err(RecordsError::CrcMismatch {
-                expected,
-                actual: a,
-                offset: 0,
-            }) => assert_eq!((expected, a), (stored, actual)),
+            Err(RecordsError::CrcMismatch { expected, actual: a, offset: 0 }) => {
+                assert_eq!((expected, a), (stored, actual))
+            }
             other => panic!("{other:?}"),
         }
         let lenient = DecodeOptions::default().with_verify_crc(false);
@@ -1088,10 +1004,7 @@ mod tests {
             let mut b = good.clone();
             b[8..12].copy_from_slice(&len.to_be_bytes());
             assert!(
-                matches!(
-                    decode(&b),
-                    Err(RecordsError::InvalidLength { what: "batch length", offset: 8, .. })
-                ),
+                matches!(decode(&b), Err(RecordsError::InvalidLength { what: "batch length", offset: 8, .. })),
                 "{len}"
             );
         }
@@ -1119,10 +1032,7 @@ mod tests {
         let mut b = good.clone();
         b[57..61].copy_from_slice(&1i32.to_be_bytes());
         reseal(&mut b);
-        assert!(matches!(
-            decode(&b),
-            Err(RecordsError::TrailingBytes { offset: 71, count: 10, .. })
-        ));
+        assert!(matches!(decode(&b), Err(RecordsError::TrailingBytes { offset: 71, count: 10, .. })));
 
         // Unknown compression codes.
         for code in 5u8..=7 {
@@ -1138,10 +1048,7 @@ mod tests {
         // Unknown magic.
         let mut b = good.clone();
         b[16] = 3;
-        assert!(matches!(
-            decode(&b),
-            Err(RecordsError::UnsupportedMagic { magic: 3, offset: 0 })
-        ));
+        assert!(matches!(decode(&b), Err(RecordsError::UnsupportedMagic { magic: 3, offset: 0 })));
 
         // Bad varint: the first record's timestamp delta made 11 bytes long.
         let mut b = good[..BATCH_HEADER_LEN].to_vec();
@@ -1150,10 +1057,7 @@ mod tests {
         b.extend_from_slice(&[0x00; 4]);
         b[57..61].copy_from_slice(&1i32.to_be_bytes());
         reseal(&mut b);
-        assert!(matches!(
-            decode(&b),
-            Err(RecordsError::InvalidVarint { what: "record timestamp delta", offset: 63 })
-        ));
+        assert!(matches!(decode(&b), Err(RecordsError::InvalidVarint { what: "record timestamp delta", offset: 63 })));
 
         // Negative record length.
         let mut b = good.clone();
@@ -1193,14 +1097,9 @@ mod tests {
         b.extend_from_slice(&payload);
         reseal(&mut b);
         match decode(&b) {
-            Err(RecordsError::InCompressedBatch {
-                compression: Compression::Lz4,
-                batch_offset: 0,
-                source,
-            }) => assert!(matches!(
-                *source,
-                RecordsError::InvalidLength { what: "record length", offset: 0, .. }
-            )),
+            Err(RecordsError::InCompressedBatch { compression: Compression::Lz4, batch_offset: 0, source }) => {
+                assert!(matches!(*source, RecordsError::InvalidLength { what: "record length", offset: 0, .. }))
+            }
             other => panic!("{other:?}"),
         }
 
@@ -1223,10 +1122,7 @@ mod tests {
         let mut out = BytesMut::from(&b"keep"[..]);
         assert!(matches!(b.encode(&mut out), Err(RecordsError::InvalidInput { .. })));
         assert_eq!(&out[..], b"keep");
-        let legacy = RecordBatch {
-            magic: 1,
-            ..RecordBatch::default()
-        };
+        let legacy = RecordBatch { magic: 1, ..RecordBatch::default() };
         assert!(legacy.to_bytes().is_err());
     }
 
@@ -1235,18 +1131,16 @@ mod tests {
     }
 
     fn arb_record() -> impl Strategy<Value = (i64, Option<Bytes>, Option<Bytes>, Vec<RecordHeader>)> {
-        let header = (proptest::collection::vec(any::<u8>(), 0..20), arb_bytes())
-            .prop_map(|(k, v)| RecordHeader::new(k, v));
-        (
-            any::<i64>(),
-            arb_bytes(),
-            arb_bytes(),
-            proptest::collection::vec(header, 0..4),
-        )
+        let header =
+            (proptest::collection::vec(any::<u8>(), 0..20), arb_bytes()).prop_map(|(k, v)| RecordHeader::new(k, v));
+        (any::<i64>(), arb_bytes(), arb_bytes(), proptest::collection::vec(header, 0..4))
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig::with_cases(64))]
+        // 64 cases by default; PROPTEST_CASES raises it for a longer fuzzing run.
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(64)
+        ))]
 
         #[test]
         fn prop_round_trip(

@@ -90,25 +90,13 @@ fn unavailable(compression: Compression) -> RecordsError {
 }
 
 #[allow(dead_code)] // used only by some feature combinations
-fn codec_error(
-    compression: Compression,
-    offset: usize,
-    source: impl Into<super::error::CodecError>,
-) -> RecordsError {
-    RecordsError::Decompress {
-        compression,
-        offset,
-        source: source.into(),
-    }
+fn codec_error(compression: Compression, offset: usize, source: impl Into<super::error::CodecError>) -> RecordsError {
+    RecordsError::Decompress { compression, offset, source: source.into() }
 }
 
 #[allow(dead_code)] // used only by some feature combinations
 fn too_large(compression: Compression, limit: usize, offset: usize) -> RecordsError {
-    RecordsError::DecompressedTooLarge {
-        compression,
-        limit,
-        offset,
-    }
+    RecordsError::DecompressedTooLarge { compression, limit, offset }
 }
 
 /// Appends `input` compressed with `compression` to `out`. `level` is codec-specific
@@ -207,10 +195,7 @@ fn gzip_compress(input: &[u8], level: Option<i32>, out: &mut BytesMut) -> Result
     let mut enc = flate2::write::GzEncoder::new(out.writer(), flate2::Compression::new(level));
     enc.write_all(input)
         .and_then(|()| enc.finish().map(drop))
-        .map_err(|e| RecordsError::Compress {
-            compression: Compression::Gzip,
-            source: e.into(),
-        })
+        .map_err(|e| RecordsError::Compress { compression: Compression::Gzip, source: e.into() })
 }
 
 #[cfg(feature = "gzip")]
@@ -234,9 +219,7 @@ const XERIAL_MAGIC: [u8; 8] = [0x82, b'S', b'N', b'A', b'P', b'P', b'Y', 0];
 fn snappy_compress(input: &[u8], out: &mut BytesMut) -> Result<(), RecordsError> {
     let max = snap::raw::max_compress_len(input.len());
     if max == 0 && !input.is_empty() {
-        return Err(RecordsError::InvalidInput {
-            reason: "payload too large for snappy",
-        });
+        return Err(RecordsError::InvalidInput { reason: "payload too large for snappy" });
     }
     let start = out.len();
     out.resize(start + max, 0);
@@ -247,22 +230,14 @@ fn snappy_compress(input: &[u8], out: &mut BytesMut) -> Result<(), RecordsError>
         }
         Err(e) => {
             out.truncate(start);
-            Err(RecordsError::Compress {
-                compression: Compression::Snappy,
-                source: e.into(),
-            })
+            Err(RecordsError::Compress { compression: Compression::Snappy, source: e.into() })
         }
     }
 }
 
 /// Appends one raw snappy block to `out`, checking its announced size against `limit` first.
 #[cfg(feature = "snappy")]
-fn snappy_block(
-    block: &[u8],
-    out: &mut Vec<u8>,
-    limit: usize,
-    offset: usize,
-) -> Result<(), RecordsError> {
+fn snappy_block(block: &[u8], out: &mut Vec<u8>, limit: usize, offset: usize) -> Result<(), RecordsError> {
     let c = Compression::Snappy;
     let len = snap::raw::decompress_len(block).map_err(|e| codec_error(c, offset, e))?;
     if len > limit - out.len() {
@@ -270,9 +245,7 @@ fn snappy_block(
     }
     let start = out.len();
     out.resize(start + len, 0);
-    let n = snap::raw::Decoder::new()
-        .decompress(block, &mut out[start..])
-        .map_err(|e| codec_error(c, offset, e))?;
+    let n = snap::raw::Decoder::new().decompress(block, &mut out[start..]).map_err(|e| codec_error(c, offset, e))?;
     out.truncate(start + n);
     Ok(())
 }
@@ -288,40 +261,21 @@ fn snappy_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8
     // [BE i32 length][raw snappy block].
     let mut pos = XERIAL_MAGIC.len() + 8;
     if input.len() < pos {
-        return Err(RecordsError::truncated(
-            "xerial snappy header",
-            offset,
-            pos,
-            input.len(),
-        ));
+        return Err(RecordsError::truncated("xerial snappy header", offset, pos, input.len()));
     }
     out.reserve(capacity_hint(input.len(), limit));
     while pos < input.len() {
         let Some(len_bytes) = input.get(pos..pos + 4) else {
-            return Err(RecordsError::truncated(
-                "xerial snappy block length",
-                offset + pos,
-                4,
-                input.len() - pos,
-            ));
+            return Err(RecordsError::truncated("xerial snappy block length", offset + pos, 4, input.len() - pos));
         };
         let len = i32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]);
         if len < 0 {
-            return Err(RecordsError::invalid_length(
-                "xerial snappy block length",
-                i64::from(len),
-                offset + pos,
-            ));
+            return Err(RecordsError::invalid_length("xerial snappy block length", i64::from(len), offset + pos));
         }
         pos += 4;
         let len = len as usize;
         if len > input.len() - pos {
-            return Err(RecordsError::truncated(
-                "xerial snappy block",
-                offset + pos,
-                len,
-                input.len() - pos,
-            ));
+            return Err(RecordsError::truncated("xerial snappy block", offset + pos, len, input.len() - pos));
         }
         snappy_block(&input[pos..pos + len], &mut out, limit, offset + pos)?;
         pos += len;
@@ -369,14 +323,10 @@ fn lz4_compress(input: &[u8], out: &mut BytesMut) {
 #[cfg(feature = "lz4")]
 fn lz4_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8>, RecordsError> {
     let c = Compression::Lz4;
-    let trunc = |what, pos: usize, needed| {
-        RecordsError::truncated(what, offset + pos, needed, input.len().saturating_sub(pos))
-    };
-    let le32 = |pos: usize| -> Option<u32> {
-        input
-            .get(pos..pos + 4)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-    };
+    let trunc =
+        |what, pos: usize, needed| RecordsError::truncated(what, offset + pos, needed, input.len().saturating_sub(pos));
+    let le32 =
+        |pos: usize| -> Option<u32> { input.get(pos..pos + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])) };
     let mut out: Vec<u8> = Vec::new();
     let mut pos = 0;
     // Frames may be concatenated; read until the input is used up.
@@ -393,20 +343,14 @@ fn lz4_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8>, 
             continue;
         }
         if magic != LZ4_MAGIC {
-            return Err(RecordsError::Malformed {
-                what: "lz4 frame magic",
-                offset: offset + pos,
-            });
+            return Err(RecordsError::Malformed { what: "lz4 frame magic", offset: offset + pos });
         }
         pos += 4;
         let (Some(&flg), Some(&bd)) = (input.get(pos), input.get(pos + 1)) else {
             return Err(trunc("lz4 frame descriptor", pos, 2));
         };
         if flg >> 6 != 0b01 || flg & 0b10 != 0 || bd & 0x8F != 0 {
-            return Err(RecordsError::Malformed {
-                what: "lz4 frame descriptor",
-                offset: offset + pos,
-            });
+            return Err(RecordsError::Malformed { what: "lz4 frame descriptor", offset: offset + pos });
         }
         if flg & 0b1 != 0 {
             return Err(codec_error(c, offset + pos, "lz4 dictionaries are not supported"));
@@ -421,17 +365,12 @@ fn lz4_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8>, 
             6 => 1 << 20,
             7 => 4 << 20,
             _ => {
-                return Err(RecordsError::Malformed {
-                    what: "lz4 block size",
-                    offset: offset + pos + 1,
-                });
+                return Err(RecordsError::Malformed { what: "lz4 block size", offset: offset + pos + 1 });
             }
         };
         pos += 2;
         if has_content_size {
-            let b = input
-                .get(pos..pos + 8)
-                .ok_or_else(|| trunc("lz4 content size", pos, 8))?;
+            let b = input.get(pos..pos + 8).ok_or_else(|| trunc("lz4 content size", pos, 8))?;
             let size = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
             if size > (limit - out.len()) as u64 {
                 return Err(too_large(c, limit, offset));
@@ -456,11 +395,7 @@ fn lz4_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8>, 
             let stored = size & 0x8000_0000 != 0;
             let len = (size & 0x7FFF_FFFF) as usize;
             if len > block_max {
-                return Err(RecordsError::invalid_length(
-                    "lz4 block size",
-                    len as i64,
-                    offset + pos - 4,
-                ));
+                return Err(RecordsError::invalid_length("lz4 block size", len as i64, offset + pos - 4));
             }
             if len > input.len() - pos {
                 return Err(trunc("lz4 block", pos, len));
@@ -520,10 +455,7 @@ fn zstd_compress(input: &[u8], level: Option<i32>, out: &mut BytesMut) -> Result
         }
         Err(e) => {
             out.truncate(start);
-            Err(RecordsError::Compress {
-                compression: Compression::Zstd,
-                source: e.into(),
-            })
+            Err(RecordsError::Compress { compression: Compression::Zstd, source: e.into() })
         }
     }
 }
@@ -536,8 +468,7 @@ fn zstd_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8>,
         Ok(Some(size)) => size as usize,
         _ => capacity_hint(input.len(), limit),
     };
-    let decoder = zstd::stream::read::Decoder::with_buffer(input)
-        .map_err(|e| codec_error(c, offset, e))?;
+    let decoder = zstd::stream::read::Decoder::with_buffer(input).map_err(|e| codec_error(c, offset, e))?;
     read_bounded(decoder, capacity, c, limit, offset)
 }
 
@@ -549,19 +480,11 @@ mod tests {
 
     fn sample(len: usize) -> Vec<u8> {
         // Compressible but not trivially so.
-        (0..len)
-            .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] % 16)
-            .collect()
+        (0..len).map(|i| (i as u32).wrapping_mul(2_654_435_761).to_be_bytes()[0] % 16).collect()
     }
 
     fn all() -> [Compression; 5] {
-        [
-            Compression::None,
-            Compression::Gzip,
-            Compression::Snappy,
-            Compression::Lz4,
-            Compression::Zstd,
-        ]
+        [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd]
     }
 
     #[test]
@@ -591,36 +514,78 @@ mod tests {
         }
     }
 
+    /// xxHash32 for inputs shorter than 16 bytes (enough for an LZ4 frame descriptor).
+    fn xxh32_short(input: &[u8], seed: u32) -> u32 {
+        const P1: u32 = 0x9E37_79B1;
+        const P2: u32 = 0x85EB_CA77;
+        const P3: u32 = 0xC2B2_AE3D;
+        const P4: u32 = 0x27D4_EB2F;
+        const P5: u32 = 0x1656_67B1;
+        assert!(input.len() < 16);
+        let mut h = seed.wrapping_add(P5).wrapping_add(input.len() as u32);
+        let mut chunks = input.chunks_exact(4);
+        for c in chunks.by_ref() {
+            let v = u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            h = h.wrapping_add(v.wrapping_mul(P3)).rotate_left(17).wrapping_mul(P4);
+        }
+        for &b in chunks.remainder() {
+            h = h.wrapping_add(u32::from(b).wrapping_mul(P5)).rotate_left(11).wrapping_mul(P1);
+        }
+        h ^= h >> 15;
+        h = h.wrapping_mul(P2);
+        h ^= h >> 13;
+        h = h.wrapping_mul(P3);
+        h ^ (h >> 16)
+    }
+
     #[cfg(feature = "lz4")]
     #[test]
     fn lz4_frames_are_standard() {
-        use std::io::{Read, Write};
-        // Ours read by lz4_flex's frame decoder (which checks the header checksum)...
+        // The header checksum byte we write is the one the LZ4 frame spec asks for.
+        assert_eq!(xxh32_short(b"", 0), 0x02CC_5D05);
+        assert_eq!(((xxh32_short(&LZ4_HEADER[4..6], 0) >> 8) & 0xff) as u8, LZ4_HEADER[6]);
+
         let input = sample(200_000);
         let mut ours = BytesMut::new();
         lz4_compress(&input, &mut ours);
-        let mut back = Vec::new();
-        lz4_flex::frame::FrameDecoder::new(&ours[..])
-            .read_to_end(&mut back)
-            .unwrap();
-        assert_eq!(back, input);
-        // ... and theirs, with linked blocks, checksums and content size, read by ours.
-        let info = lz4_flex::frame::FrameInfo::new()
-            .block_mode(lz4_flex::frame::BlockMode::Linked)
-            .block_checksums(true)
-            .content_checksum(true)
-            .content_size(Some(input.len() as u64));
-        let mut enc = lz4_flex::frame::FrameEncoder::with_frame_info(info, Vec::new());
-        enc.write_all(&input).unwrap();
-        let theirs = enc.finish().unwrap();
-        assert_eq!(lz4_decompress(&theirs, LIMIT, 0).unwrap(), input);
+        assert_eq!(&ours[..7], &LZ4_HEADER);
+        assert_eq!(lz4_decompress(&ours, LIMIT, 0).unwrap(), input);
+
+        // A frame with linked blocks, block and content checksums and a content size, as
+        // other writers may produce, built by hand around lz4_flex blocks.
+        let flg = 0b0100_0000 | 0b1_0000 | 0b1000 | 0b100;
+        let mut frame = vec![0x04, 0x22, 0x4D, 0x18, flg, 0x40];
+        frame.extend_from_slice(&(input.len() as u64).to_le_bytes());
+        let hc = ((xxh32_short(&frame[4..], 0) >> 8) & 0xff) as u8;
+        frame.push(hc);
+        for (i, chunk) in input.chunks(LZ4_BLOCK).enumerate() {
+            let start = i * LZ4_BLOCK;
+            let dict = &input[start.saturating_sub(LZ4_BLOCK)..start];
+            let block = lz4_flex::block::compress_with_dict(chunk, dict);
+            frame.extend_from_slice(&(block.len() as u32).to_le_bytes());
+            frame.extend_from_slice(&block);
+            frame.extend_from_slice(&[0xAA; 4]); // block checksum (not verified)
+        }
+        frame.extend_from_slice(&0u32.to_le_bytes());
+        frame.extend_from_slice(&[0xBB; 4]); // content checksum (not verified)
+        assert_eq!(lz4_decompress(&frame, LIMIT, 0).unwrap(), input);
+        // Two frames back to back, with a skippable frame between them.
+        let mut two = ours.to_vec();
+        two.extend_from_slice(&[0x50, 0x2A, 0x4D, 0x18, 3, 0, 0, 0, 1, 2, 3]);
+        two.extend_from_slice(&frame);
+        assert_eq!(lz4_decompress(&two, LIMIT, 0).unwrap(), [&input[..], &input[..]].concat());
+
         // Incompressible data is stored.
-        let noise: Vec<u8> = (0..1000u32)
-            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
-            .collect();
+        let noise: Vec<u8> = (0..1000u32).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
         let mut stored = BytesMut::new();
         lz4_compress(&noise, &mut stored);
         assert_eq!(lz4_decompress(&stored, LIMIT, 0).unwrap(), noise);
+
+        // Truncated frames are typed errors at every cut.
+        let n = ours.len();
+        for cut in (1..n).filter(|&c| c < 64 || c % 997 == 0 || c > n - 16) {
+            assert!(lz4_decompress(&ours[..cut], LIMIT, 0).is_err(), "{cut}");
+        }
     }
 
     #[cfg(feature = "snappy")]
@@ -664,6 +629,30 @@ mod tests {
             );
             // Exactly at the limit is fine.
             assert_eq!(decompress(c, &out, zeros.len(), 0).unwrap().len(), zeros.len());
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn corrupted_payloads_never_panic(
+            codec in 1u8..5,
+            edits in proptest::collection::vec((proptest::prelude::any::<proptest::sample::Index>(), proptest::prelude::any::<u8>()), 1..6),
+            cut in proptest::prelude::any::<proptest::sample::Index>(),
+        ) {
+            let c = Compression::from_code(codec).unwrap();
+            if c.is_available() {
+                let mut out = BytesMut::new();
+                compress(c, None, &sample(3000), &mut out).unwrap();
+                let mut bytes = out.to_vec();
+                for (i, v) in edits {
+                    let i = i.index(bytes.len());
+                    bytes[i] = v;
+                }
+                bytes.truncate(cut.index(bytes.len() + 1));
+                if let Ok(plain) = decompress(c, &bytes, LIMIT, 0) {
+                    proptest::prop_assert!(plain.len() <= LIMIT);
+                }
+            }
         }
     }
 

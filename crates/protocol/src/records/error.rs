@@ -50,9 +50,7 @@ pub enum RecordsError {
     },
 
     /// A record's fields do not add up to its declared length.
-    #[error(
-        "record at byte {offset} declares {declared} bytes after its length but its fields use {actual}"
-    )]
+    #[error("record at byte {offset} declares {declared} bytes after its length but its fields use {actual}")]
     RecordSizeMismatch {
         /// Where the record (its length varint) starts.
         offset: usize,
@@ -182,36 +180,18 @@ pub enum RecordsError {
 impl RecordsError {
     /// Wraps an error found in the decompressed payload of a compressed batch.
     pub(crate) fn in_compressed(self, compression: Compression, batch_offset: usize) -> Self {
-        RecordsError::InCompressedBatch {
-            compression,
-            batch_offset,
-            source: Box::new(self),
-        }
+        RecordsError::InCompressedBatch { compression, batch_offset, source: Box::new(self) }
     }
 
     /// Shorthand for [`RecordsError::Truncated`].
     #[cold]
-    pub(crate) fn truncated(
-        what: &'static str,
-        offset: usize,
-        needed: usize,
-        available: usize,
-    ) -> Self {
-        RecordsError::Truncated {
-            what,
-            offset,
-            needed,
-            available,
-        }
+    pub(crate) fn truncated(what: &'static str, offset: usize, needed: usize, available: usize) -> Self {
+        RecordsError::Truncated { what, offset, needed, available }
     }
 
     /// Shorthand for [`RecordsError::InvalidLength`].
     #[cold]
     pub(crate) fn invalid_length(what: &'static str, value: i64, offset: usize) -> Self {
-        RecordsError::InvalidLength {
-            what,
-            value,
-            offset,
-        }
+        RecordsError::InvalidLength { what, value, offset }
     }
 }

@@ -37,11 +37,7 @@ const CRC32_TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
+            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
             k += 1;
         }
         table[i] = c;
@@ -70,12 +66,7 @@ struct Message {
 }
 
 /// Reads an i32-length-prefixed nullable byte field of `src[..end]` at `*pos`.
-fn nullable_bytes(
-    src: &Bytes,
-    end: usize,
-    pos: &mut usize,
-    what: &'static str,
-) -> Result<Option<Bytes>, RecordsError> {
+fn nullable_bytes(src: &Bytes, end: usize, pos: &mut usize, what: &'static str) -> Result<Option<Bytes>, RecordsError> {
     let at = *pos;
     let Some(b) = src.get(at..at + 4).filter(|_| at + 4 <= end) else {
         return Err(RecordsError::truncated(what, at, 4, end.saturating_sub(at)));
@@ -98,15 +89,9 @@ fn nullable_bytes(
 }
 
 /// Parses the single message occupying exactly `src[start..end]`.
-fn parse_message(
-    src: &Bytes,
-    start: usize,
-    end: usize,
-    verify_crc: bool,
-) -> Result<Message, RecordsError> {
+fn parse_message(src: &Bytes, start: usize, end: usize, verify_crc: bool) -> Result<Message, RecordsError> {
     let bytes = &src[start..end];
-    let parsed: nom::IResult<&[u8], _> =
-        (be_i64, be_i32, be_u32, be_i8, be_i8).parse(bytes);
+    let parsed: nom::IResult<&[u8], _> = (be_i64, be_i32, be_u32, be_i8, be_i8).parse(bytes);
     let Ok((_, (offset, size, crc, magic, attributes))) = parsed else {
         return Err(RecordsError::invalid_length(
             "legacy message size",
@@ -115,38 +100,21 @@ fn parse_message(
         ));
     };
     if !(0..=1).contains(&magic) {
-        return Err(RecordsError::UnsupportedMagic {
-            magic,
-            offset: start,
-        });
+        return Err(RecordsError::UnsupportedMagic { magic, offset: start });
     }
-    let min = if magic == 0 {
-        MIN_MESSAGE_SIZE_V0
-    } else {
-        MIN_MESSAGE_SIZE_V1
-    };
+    let min = if magic == 0 { MIN_MESSAGE_SIZE_V0 } else { MIN_MESSAGE_SIZE_V1 };
     if usize::try_from(size).map_or(true, |s| s < min) {
-        return Err(RecordsError::invalid_length(
-            "legacy message size",
-            i64::from(size),
-            start + 8,
-        ));
+        return Err(RecordsError::invalid_length("legacy message size", i64::from(size), start + 8));
     }
     if verify_crc {
         let actual = crc32_ieee(&bytes[16..]);
         if actual != crc {
-            return Err(RecordsError::CrcMismatch {
-                expected: crc,
-                actual,
-                offset: start,
-            });
+            return Err(RecordsError::CrcMismatch { expected: crc, actual, offset: start });
         }
     }
     let code = (attributes & 0x7) as u8;
-    let compression = Compression::from_code(code).ok_or_else(|| RecordsError::UnknownCompression {
-        code,
-        offset: start + 17,
-    })?;
+    let compression =
+        Compression::from_code(code).ok_or_else(|| RecordsError::UnknownCompression { code, offset: start + 17 })?;
     let mut pos = start + 18;
     let (timestamp, timestamp_type) = if magic == 0 {
         (-1, TimestampType::CreateTime)
@@ -154,31 +122,16 @@ fn parse_message(
         let b = &src[pos..pos + 8];
         pos += 8;
         let ts = i64::from_be_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
-        let tt = if attributes & TIMESTAMP_TYPE_BIT != 0 {
-            TimestampType::LogAppendTime
-        } else {
-            TimestampType::CreateTime
-        };
+        let tt =
+            if attributes & TIMESTAMP_TYPE_BIT != 0 { TimestampType::LogAppendTime } else { TimestampType::CreateTime };
         (ts, tt)
     };
     let key = nullable_bytes(src, end, &mut pos, "legacy message key")?;
     let value = nullable_bytes(src, end, &mut pos, "legacy message value")?;
     if pos != end {
-        return Err(RecordsError::TrailingBytes {
-            what: "legacy message",
-            offset: pos,
-            count: end - pos,
-        });
+        return Err(RecordsError::TrailingBytes { what: "legacy message", offset: pos, count: end - pos });
     }
-    Ok(Message {
-        offset,
-        magic,
-        compression,
-        timestamp_type,
-        timestamp,
-        key,
-        value,
-    })
+    Ok(Message { offset, magic, compression, timestamp_type, timestamp, key, value })
 }
 
 /// Decodes the top-level legacy message occupying exactly `src[start..end]` into a batch:
@@ -212,35 +165,21 @@ pub(crate) fn decode_message(
         return Ok(batch);
     }
     let Some(payload) = m.value else {
-        return Err(RecordsError::Malformed {
-            what: "compressed legacy message with a null value",
-            offset: start,
-        });
+        return Err(RecordsError::Malformed { what: "compressed legacy message with a null value", offset: start });
     };
     let payload_at = end - payload.len();
-    let inner = Bytes::from(decompress(
-        m.compression,
-        &payload,
-        opts.max_decompressed_size,
-        payload_at,
-    )?);
-    let inner_messages = parse_inner(&inner, opts.verify_crc)
-        .map_err(|e| e.in_compressed(m.compression, start))?;
+    let inner = Bytes::from(decompress(m.compression, &payload, opts.max_decompressed_size, payload_at)?);
+    let inner_messages = parse_inner(&inner, opts.verify_crc).map_err(|e| e.in_compressed(m.compression, start))?;
     let (Some(first), Some(last)) = (inner_messages.first(), inner_messages.last()) else {
         return Ok(batch);
     };
     // Magic 1 wrappers: inner offsets are relative and the wrapper holds the last one's
     // absolute offset.
-    let base = if m.magic >= 1 {
-        m.offset.wrapping_sub(last.offset)
-    } else {
-        0
-    };
+    let base = if m.magic >= 1 { m.offset.wrapping_sub(last.offset) } else { 0 };
     let first_offset = base.wrapping_add(first.offset);
     let last_offset = base.wrapping_add(last.offset);
     batch.base_offset = first_offset;
-    batch.last_offset_delta =
-        i32::try_from(last_offset.wrapping_sub(first_offset)).unwrap_or(i32::MAX);
+    batch.last_offset_delta = i32::try_from(last_offset.wrapping_sub(first_offset)).unwrap_or(i32::MAX);
     let log_append = m.magic >= 1 && m.timestamp_type == TimestampType::LogAppendTime;
     batch.records = inner_messages
         .into_iter()
@@ -272,29 +211,15 @@ fn parse_inner(inner: &Bytes, verify_crc: bool) -> Result<Vec<Message>, RecordsE
     while pos < inner.len() {
         let left = inner.len() - pos;
         let Some(b) = inner.get(pos + 8..pos + 12) else {
-            return Err(RecordsError::truncated(
-                "inner legacy message",
-                pos,
-                LOG_OVERHEAD,
-                left,
-            ));
+            return Err(RecordsError::truncated("inner legacy message", pos, LOG_OVERHEAD, left));
         };
         let size = i32::from_be_bytes([b[0], b[1], b[2], b[3]]);
         if size < MIN_MESSAGE_SIZE_V0 as i32 {
-            return Err(RecordsError::invalid_length(
-                "legacy message size",
-                i64::from(size),
-                pos + 8,
-            ));
+            return Err(RecordsError::invalid_length("legacy message size", i64::from(size), pos + 8));
         }
         let total = LOG_OVERHEAD + size as usize;
         if total > left {
-            return Err(RecordsError::truncated(
-                "inner legacy message",
-                pos,
-                total,
-                left,
-            ));
+            return Err(RecordsError::truncated("inner legacy message", pos, total, left));
         }
         let m = parse_message(inner, pos, pos + total, verify_crc)?;
         if m.compression != Compression::None {
@@ -385,8 +310,7 @@ pub(crate) mod tests {
             inner.extend(message(i, 1, 0, ts, None, Some(format!("v{i}").as_bytes())));
         }
         let mut payload = bytes::BytesMut::new();
-        super::super::compression::compress(Compression::Gzip, None, &inner, &mut payload)
-            .unwrap();
+        super::super::compression::compress(Compression::Gzip, None, &inner, &mut payload).unwrap();
         // Wrapper offset = absolute offset of the last inner message.
         let input = Bytes::from(message(52, 1, 1, 300, None, Some(&payload)));
         let b = &decode_batches(&input).unwrap().batches[0];
@@ -421,10 +345,7 @@ pub(crate) mod tests {
         // Bad CRC.
         let mut m = message(0, 0, 0, 0, None, Some(b"v"));
         *m.last_mut().unwrap() ^= 1;
-        assert!(matches!(
-            decode_batches(&Bytes::from(m)),
-            Err(RecordsError::CrcMismatch { offset: 0, .. })
-        ));
+        assert!(matches!(decode_batches(&Bytes::from(m)), Err(RecordsError::CrcMismatch { offset: 0, .. })));
         // Key length -2.
         let mut m = message(0, 0, 0, 0, Some(b""), None);
         m[18..22].copy_from_slice(&(-2i32).to_be_bytes());
@@ -454,9 +375,6 @@ pub(crate) mod tests {
         m[16] = 1;
         let crc = crc32_ieee(&m[16..]);
         m[12..16].copy_from_slice(&crc.to_be_bytes());
-        assert!(matches!(
-            decode_batches(&Bytes::from(m)),
-            Err(RecordsError::InvalidLength { value: 14, .. })
-        ));
+        assert!(matches!(decode_batches(&Bytes::from(m)), Err(RecordsError::InvalidLength { value: 14, .. })));
     }
 }

@@ -53,10 +53,7 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions {
-            verify_crc: true,
-            max_decompressed_size: DEFAULT_MAX_DECOMPRESSED_SIZE,
-        }
+        DecodeOptions { verify_crc: true, max_decompressed_size: DEFAULT_MAX_DECOMPRESSED_SIZE }
     }
 }
 
@@ -110,16 +107,10 @@ pub fn decode_batches(input: &Bytes) -> Result<RecordSet, RecordsError> {
 }
 
 /// [`decode_batches`] with explicit options.
-pub fn decode_batches_with(
-    input: &Bytes,
-    options: &DecodeOptions,
-) -> Result<RecordSet, RecordsError> {
+pub fn decode_batches_with(input: &Bytes, options: &DecodeOptions) -> Result<RecordSet, RecordsError> {
     let mut iter = RecordBatches::with_options(input.clone(), options.clone());
     let batches = iter.by_ref().collect::<Result<Vec<_>, _>>()?;
-    Ok(RecordSet {
-        batches,
-        partial_bytes: iter.partial_bytes(),
-    })
+    Ok(RecordSet { batches, partial_bytes: iter.partial_bytes() })
 }
 
 /// An iterator over the batches of a record set, decoding each as it goes.
@@ -143,13 +134,7 @@ impl RecordBatches {
 
     /// Iterates over `input` with `options`.
     pub fn with_options(input: Bytes, options: DecodeOptions) -> Self {
-        RecordBatches {
-            input,
-            pos: 0,
-            options,
-            partial_bytes: 0,
-            done: false,
-        }
+        RecordBatches { input, pos: 0, options, partial_bytes: 0, done: false }
     }
 
     /// Byte position of the next batch in the input.
@@ -179,11 +164,7 @@ impl RecordBatches {
         };
         let len = i32::from_be_bytes([len[0], len[1], len[2], len[3]]);
         if len < legacy::MIN_MESSAGE_SIZE_V0 as i32 {
-            return Some(Err(RecordsError::invalid_length(
-                "batch length",
-                i64::from(len),
-                start + 8,
-            )));
+            return Some(Err(RecordsError::invalid_length("batch length", i64::from(len), start + 8)));
         }
         let total = LOG_OVERHEAD + len as usize;
         if total > left {
@@ -196,10 +177,7 @@ impl RecordBatches {
         Some(match magic {
             2 => batch::decode_v2(&self.input, start, end, &self.options),
             0 | 1 => legacy::decode_message(&self.input, start, end, &self.options),
-            _ => Err(RecordsError::UnsupportedMagic {
-                magic,
-                offset: start,
-            }),
+            _ => Err(RecordsError::UnsupportedMagic { magic, offset: start }),
         })
     }
 }

@@ -15,10 +15,10 @@
 //! headers: [headerKeyLength: varint, headerKey, headerValueLength: varint (-1 = null), value]
 //! ```
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::RecordsError;
-use super::varint::{put_varint, put_varlong, read_varint, read_varlong, varint_len, varlong_len};
+use super::varint::{Encoded, SliceWriter, read_varint, read_varlong, varint_len, varlong_len};
 
 /// One record: absolute offset and timestamp, optional key and value, and headers.
 ///
@@ -44,13 +44,7 @@ pub struct Record {
 impl Record {
     /// A record with the given offset, timestamp, key and value and no headers.
     pub fn new(offset: i64, timestamp: i64, key: Option<Bytes>, value: Option<Bytes>) -> Self {
-        Record {
-            offset,
-            timestamp,
-            key,
-            value,
-            headers: Vec::new(),
-        }
+        Record { offset, timestamp, key, value, headers: Vec::new() }
     }
 }
 
@@ -68,10 +62,7 @@ pub struct RecordHeader {
 impl RecordHeader {
     /// A header from a key and an optional value.
     pub fn new(key: impl Into<Bytes>, value: Option<Bytes>) -> Self {
-        RecordHeader {
-            key: key.into(),
-            value,
-        }
+        RecordHeader { key: key.into(), value }
     }
 
     /// The key as a string, or `None` if it is not valid UTF-8.
@@ -127,20 +118,11 @@ impl ControlRecord {
     /// after the type (from a newer key version) are ignored.
     pub fn parse(key: &[u8]) -> Result<Self, RecordsError> {
         let (Some(v), Some(t)) = (key.get(0..2), key.get(2..4)) else {
-            return Err(RecordsError::truncated(
-                "control record key",
-                0,
-                4,
-                key.len(),
-            ));
+            return Err(RecordsError::truncated("control record key", 0, 4, key.len()));
         };
         let version = i16::from_be_bytes([v[0], v[1]]);
         if version < 0 {
-            return Err(RecordsError::invalid_length(
-                "control record key version",
-                i64::from(version),
-                0,
-            ));
+            return Err(RecordsError::invalid_length("control record key version", i64::from(version), 0));
         }
         let kind = ControlRecordType::from_code(i16::from_be_bytes([t[0], t[1]]));
         Ok(ControlRecord { version, kind })
@@ -168,25 +150,13 @@ impl EndTxnMarker {
     /// Parses an end-transaction marker value (at least 6 bytes; later bytes are ignored).
     pub fn parse(value: &[u8]) -> Result<Self, RecordsError> {
         let Some(b) = value.get(0..6) else {
-            return Err(RecordsError::truncated(
-                "end transaction marker",
-                0,
-                6,
-                value.len(),
-            ));
+            return Err(RecordsError::truncated("end transaction marker", 0, 6, value.len()));
         };
         let version = i16::from_be_bytes([b[0], b[1]]);
         if version < 0 {
-            return Err(RecordsError::invalid_length(
-                "end transaction marker version",
-                i64::from(version),
-                0,
-            ));
+            return Err(RecordsError::invalid_length("end transaction marker version", i64::from(version), 0));
         }
-        Ok(EndTxnMarker {
-            version,
-            coordinator_epoch: i32::from_be_bytes([b[2], b[3], b[4], b[5]]),
-        })
+        Ok(EndTxnMarker { version, coordinator_epoch: i32::from_be_bytes([b[2], b[3], b[4], b[5]]) })
     }
 
     /// The 6-byte value for this marker.
@@ -222,18 +192,12 @@ pub(crate) fn record_bound(
 ) -> Result<usize, RecordsError> {
     // length 5, attributes 1, timestamp delta 10, offset delta 5, key and value lengths 5 + 5,
     // header count 5
-    let mut n = 36usize
-        .saturating_add(key.map_or(0, <[u8]>::len))
-        .saturating_add(value.map_or(0, <[u8]>::len));
+    let mut n = 36usize.saturating_add(key.map_or(0, <[u8]>::len)).saturating_add(value.map_or(0, <[u8]>::len));
     for h in headers {
-        n = n
-            .saturating_add(10 + h.key.len())
-            .saturating_add(h.value.as_ref().map_or(0, Bytes::len));
+        n = n.saturating_add(10 + h.key.len()).saturating_add(h.value.as_ref().map_or(0, Bytes::len));
     }
     if n > i32::MAX as usize {
-        return Err(RecordsError::InvalidInput {
-            reason: "record larger than i32::MAX bytes",
-        });
+        return Err(RecordsError::InvalidInput { reason: "record larger than i32::MAX bytes" });
     }
     Ok(n)
 }
@@ -266,38 +230,85 @@ pub(crate) fn framed_len(body_len: usize) -> usize {
 }
 
 #[inline(always)]
-fn put_nullable(out: &mut BytesMut, field: Option<&[u8]>) {
+fn put_nullable(w: &mut SliceWriter<'_>, field: Option<&[u8]>) {
     match field {
         Some(b) => {
-            put_varint(out, b.len() as i32);
-            out.extend_from_slice(b);
+            w.varint(b.len() as i32);
+            w.bytes(b);
         }
-        None => out.extend_from_slice(&[1]), // -1
+        None => w.byte(1), // -1
     }
 }
 
-/// Writes one record whose body size `body_len` was computed with [`body_len`].
-#[inline]
+#[inline(always)]
+fn nullable_encoded(field: Option<&[u8]>) -> (Encoded, usize) {
+    match field {
+        Some(b) => (Encoded::varint(b.len() as i32), b.len()),
+        None => (Encoded::MINUS_ONE, 0),
+    }
+}
+
+/// Writes one record into a writer with room for [`record_bound`] bytes plus
+/// [`SliceWriter::SLACK`]; every varint is encoded once and its size feeds the record length.
+#[inline(always)]
 pub(crate) fn write_record(
-    out: &mut BytesMut,
-    body_len: usize,
+    w: &mut SliceWriter<'_>,
     offset_delta: i32,
     timestamp_delta: i64,
     key: Option<&[u8]>,
     value: Option<&[u8]>,
     headers: &[RecordHeader],
 ) {
-    put_varint(out, body_len as i32);
-    out.extend_from_slice(&[0]); // attributes
-    put_varlong(out, timestamp_delta);
-    put_varint(out, offset_delta);
-    put_nullable(out, key);
-    put_nullable(out, value);
-    put_varint(out, headers.len() as i32);
+    let Some(ts) = Encoded::varlong(timestamp_delta).filter(|ts| ts.len() < 8) else {
+        return write_record_wide(w, offset_delta, timestamp_delta, key, value, headers);
+    };
+    let od = Encoded::varint(offset_delta);
+    let (k, key_len) = nullable_encoded(key);
+    let (v, value_len) = nullable_encoded(value);
+    let hc = Encoded::varint(headers.len() as i32);
+    let mut body = 1 + ts.len() + od.len() + k.len() + key_len + v.len() + value_len + hc.len();
     for h in headers {
-        put_varint(out, h.key.len() as i32);
-        out.extend_from_slice(&h.key);
-        put_nullable(out, h.value.as_deref());
+        body += varint_len(h.key.len() as i32) + h.key.len() + nullable_len(h.value.as_deref());
+    }
+    // length, attributes (0) and timestamp delta; then offset delta and key length
+    w.put2(Encoded::varint(body as i32), ts.after_zero_byte());
+    w.put2(od, k);
+    if let Some(key) = key {
+        w.bytes(key);
+    }
+    w.put(v);
+    if let Some(value) = value {
+        w.bytes(value);
+    }
+    w.put(hc);
+    for h in headers {
+        w.varint(h.key.len() as i32);
+        w.bytes(&h.key);
+        put_nullable(w, h.value.as_deref());
+    }
+}
+
+/// [`write_record`] for timestamp deltas that need 8 to 10 bytes.
+#[cold]
+fn write_record_wide(
+    w: &mut SliceWriter<'_>,
+    offset_delta: i32,
+    timestamp_delta: i64,
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[RecordHeader],
+) {
+    w.varint(body_len(offset_delta, timestamp_delta, key, value, headers) as i32);
+    w.byte(0); // attributes
+    w.varlong(timestamp_delta);
+    w.varint(offset_delta);
+    put_nullable(w, key);
+    put_nullable(w, value);
+    w.varint(headers.len() as i32);
+    for h in headers {
+        w.varint(h.key.len() as i32);
+        w.bytes(&h.key);
+        put_nullable(w, h.value.as_deref());
     }
 }
 
@@ -329,15 +340,13 @@ impl Cursor<'_> {
     #[inline(always)]
     fn varint(&mut self, what: &'static str) -> Result<i32, RecordsError> {
         let start = self.pos;
-        read_varint(self.buf, &mut self.pos)
-            .map_err(|e| e.at(what, start, self.buf.len().saturating_sub(start)))
+        read_varint(self.buf, &mut self.pos).map_err(|e| e.at(what, start, self.buf.len().saturating_sub(start)))
     }
 
     #[inline(always)]
     fn varlong(&mut self, what: &'static str) -> Result<i64, RecordsError> {
         let start = self.pos;
-        read_varlong(self.buf, &mut self.pos)
-            .map_err(|e| e.at(what, start, self.buf.len().saturating_sub(start)))
+        read_varlong(self.buf, &mut self.pos).map_err(|e| e.at(what, start, self.buf.len().saturating_sub(start)))
     }
 
     /// Reads `len` bytes as a zero-copy slice.
@@ -349,20 +358,12 @@ impl Cursor<'_> {
             return Err(RecordsError::truncated(what, start, len, available));
         }
         self.pos = start + len;
-        if len == 0 {
-            Ok(Bytes::new())
-        } else {
-            Ok(self.src.slice(start..start + len))
-        }
+        if len == 0 { Ok(Bytes::new()) } else { Ok(self.src.slice(start..start + len)) }
     }
 
     /// Reads a varint length then that many bytes; `-1` is null.
     #[inline(always)]
-    fn nullable(
-        &mut self,
-        len_what: &'static str,
-        what: &'static str,
-    ) -> Result<Option<Bytes>, RecordsError> {
+    fn nullable(&mut self, len_what: &'static str, what: &'static str) -> Result<Option<Bytes>, RecordsError> {
         let at = self.pos;
         let len = self.varint(len_what)?;
         if len < 0 {
@@ -392,15 +393,10 @@ pub(crate) fn decode_records(
     let mut pos = start;
     for _ in 0..count {
         let record_start = pos;
-        let len = read_varint(all, &mut pos)
-            .map_err(|e| e.at("record length", record_start, end - record_start))?;
+        let len = read_varint(all, &mut pos).map_err(|e| e.at("record length", record_start, end - record_start))?;
         let available = end - pos;
         if len < 0 {
-            return Err(RecordsError::invalid_length(
-                "record length",
-                i64::from(len),
-                record_start,
-            ));
+            return Err(RecordsError::invalid_length("record length", i64::from(len), record_start));
         }
         let len = len as usize;
         if len > available {
@@ -412,11 +408,7 @@ pub(crate) fn decode_records(
             ));
         }
         let body_end = pos + len;
-        let mut c = Cursor {
-            src,
-            buf: &all[..body_end],
-            pos,
-        };
+        let mut c = Cursor { src, buf: &all[..body_end], pos };
         // attributes: unused
         if c.pos >= body_end {
             return Err(RecordsError::truncated("record attributes", c.pos, 1, 0));
@@ -445,16 +437,9 @@ pub(crate) fn decode_records(
                 let key_len = c.varint("header key length")?;
                 if key_len < 0 {
                     if key_len == -1 {
-                        return Err(RecordsError::Malformed {
-                            what: "record header: null key",
-                            offset: key_at,
-                        });
+                        return Err(RecordsError::Malformed { what: "record header: null key", offset: key_at });
                     }
-                    return Err(RecordsError::invalid_length(
-                        "header key length",
-                        i64::from(key_len),
-                        key_at,
-                    ));
+                    return Err(RecordsError::invalid_length("header key length", i64::from(key_len), key_at));
                 }
                 let key = c.bytes(key_len as usize, "header key")?;
                 let value = c.nullable("header value length", "header value")?;
@@ -463,11 +448,7 @@ pub(crate) fn decode_records(
             headers
         };
         if c.pos != body_end {
-            return Err(RecordsError::RecordSizeMismatch {
-                offset: record_start,
-                declared: len,
-                actual: c.pos - pos,
-            });
+            return Err(RecordsError::RecordSizeMismatch { offset: record_start, declared: len, actual: c.pos - pos });
         }
         pos = body_end;
         records.push(Record {
@@ -503,17 +484,17 @@ mod tests {
         headers: &[RecordHeader],
     ) -> Bytes {
         let body = body_len(offset_delta, ts_delta, key, value, headers);
-        let mut out = BytesMut::new();
-        write_record(&mut out, body, offset_delta, ts_delta, key, value, headers);
-        assert_eq!(out.len(), framed_len(body));
-        out.freeze()
+        let bound = record_bound(key, value, headers).unwrap();
+        assert!(framed_len(body) <= bound);
+        let mut buf = vec![0u8; bound + SliceWriter::SLACK];
+        let mut w = SliceWriter::new(&mut buf);
+        write_record(&mut w, offset_delta, ts_delta, key, value, headers);
+        assert_eq!(w.position(), framed_len(body));
+        buf.truncate(framed_len(body));
+        Bytes::from(buf)
     }
 
-    const CTX: RecordContext = RecordContext {
-        base_offset: 100,
-        base_timestamp: 1_000,
-        log_append_time: None,
-    };
+    const CTX: RecordContext = RecordContext { base_offset: 100, base_timestamp: 1_000, log_append_time: None };
 
     #[test]
     fn known_bytes() {
@@ -559,10 +540,7 @@ mod tests {
     #[test]
     fn log_append_time_overrides_record_timestamps() {
         let bytes = encode_one(0, 5, None, None, &[]);
-        let ctx = RecordContext {
-            log_append_time: Some(42),
-            ..CTX
-        };
+        let ctx = RecordContext { log_append_time: Some(42), ..CTX };
         assert_eq!(decode_records(&bytes, 0, bytes.len(), 1, ctx).unwrap()[0].timestamp, 42);
     }
 
@@ -579,10 +557,7 @@ mod tests {
             RecordsError::InvalidLength { what: "record length", value: -2, offset: 0 }
         ));
         // record length past the end
-        assert!(matches!(
-            err_of(&[0x7e, 0, 0, 0, 1, 1, 0], 1),
-            RecordsError::Truncated { what: "record", .. }
-        ));
+        assert!(matches!(err_of(&[0x7e, 0, 0, 0, 1, 1, 0], 1), RecordsError::Truncated { what: "record", .. }));
         // key length -2
         assert!(matches!(
             err_of(&[0x0c, 0, 0, 0, 0x03, 1, 0], 1),
@@ -632,20 +607,11 @@ mod tests {
 
     #[test]
     fn control_record_keys() {
-        let key = ControlRecord {
-            version: 0,
-            kind: ControlRecordType::Commit,
-        };
+        let key = ControlRecord { version: 0, kind: ControlRecordType::Commit };
         assert_eq!(&key.to_bytes()[..], &[0, 0, 0, 1]);
         assert_eq!(ControlRecord::parse(&[0, 0, 0, 1]).unwrap(), key);
-        assert_eq!(
-            ControlRecord::parse(&[0, 0, 0, 0, 9]).unwrap().kind,
-            ControlRecordType::Abort
-        );
-        assert_eq!(
-            ControlRecord::parse(&[0, 1, 0, 5]).unwrap().kind,
-            ControlRecordType::Other(5)
-        );
+        assert_eq!(ControlRecord::parse(&[0, 0, 0, 0, 9]).unwrap().kind, ControlRecordType::Abort);
+        assert_eq!(ControlRecord::parse(&[0, 1, 0, 5]).unwrap().kind, ControlRecordType::Other(5));
         assert!(matches!(
             ControlRecord::parse(&[0, 0, 0]),
             Err(RecordsError::Truncated { needed: 4, available: 3, .. })
@@ -654,10 +620,7 @@ mod tests {
             ControlRecord::parse(&[0xff, 0xff, 0, 0]),
             Err(RecordsError::InvalidLength { value: -1, .. })
         ));
-        let marker = EndTxnMarker {
-            version: 0,
-            coordinator_epoch: 7,
-        };
+        let marker = EndTxnMarker { version: 0, coordinator_epoch: 7 };
         assert_eq!(EndTxnMarker::parse(&marker.to_bytes()).unwrap(), marker);
         assert!(EndTxnMarker::parse(&[0, 0, 0]).is_err());
     }
