@@ -1,5 +1,7 @@
 //! `cargo xtask`: krab's developer tasks.
 
+#[cfg(feature = "krab")]
+mod bench;
 mod brokers;
 mod capture;
 mod codegen;
@@ -19,6 +21,8 @@ tasks:
                                     forward stdin lines as commands (create/leader/down/up/err/rtt/track/count/quit)
   capture [--out DIR] [--verbose]   capture golden client<->tansu traffic into crates/protocol/tests/fixtures/golden
   it [--only tansu|mock]            the integration suite: starts tansu and the mock cluster, runs every scenario
+  bench cluster [--seconds S] [--concurrency C] [--runs N]
+                                    Metadata req/s over one connection to tansu, krab vs librdkafka (rdkafka)
 ";
 
 fn main() -> Result<()> {
@@ -34,6 +38,8 @@ fn main() -> Result<()> {
         "capture" => capture::run(&rest),
         #[cfg(feature = "krab")]
         "it" => it::run(&rest),
+        #[cfg(feature = "krab")]
+        "bench" => bench::run(&rest),
         "help" | "--help" | "-h" => {
             print!("{USAGE}");
             Ok(())

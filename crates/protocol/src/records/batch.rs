@@ -184,6 +184,26 @@ fn seal(out: &mut BytesMut, start: usize) -> Result<(), RecordsError> {
     Ok(())
 }
 
+/// Rewrites the producer id, epoch and base sequence of one encoded v2 batch in place and
+/// recomputes its CRC: a producer whose epoch was bumped resends queued batches under new
+/// sequence numbers without re-encoding their records.
+pub fn restamp_producer(
+    batch: &mut [u8],
+    producer_id: i64,
+    producer_epoch: i16,
+    base_sequence: i32,
+) -> Result<(), RecordsError> {
+    if batch.len() < BATCH_HEADER_LEN || batch[16] != 2 {
+        return Err(RecordsError::InvalidInput { reason: "not an encoded v2 record batch" });
+    }
+    batch[43..51].copy_from_slice(&producer_id.to_be_bytes());
+    batch[51..53].copy_from_slice(&producer_epoch.to_be_bytes());
+    batch[53..57].copy_from_slice(&base_sequence.to_be_bytes());
+    let crc = crc32c::crc32c(&batch[ATTRIBUTES_OFFSET..]);
+    batch[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_be_bytes());
+    Ok(())
+}
+
 fn offset_delta(offset: i64, base_offset: i64) -> Result<i32, RecordsError> {
     offset
         .checked_sub(base_offset)
@@ -348,9 +368,9 @@ pub struct RecordBatchEncoder {
     transactional: bool,
     control: bool,
     /// Uncompressed: header placeholder then records. Compressed: records only. Only the first
-    /// `len` bytes are written; the rest is zeroed room for the next records.
+    /// `written` bytes are used; the rest is zeroed room for the next records.
     buf: BytesMut,
-    len: usize,
+    written: usize,
     count: i32,
     base_timestamp: i64,
     max_timestamp: i64,
@@ -364,9 +384,9 @@ impl RecordBatchEncoder {
 
     /// Like [`new`](Self::new), reserving room for `capacity` bytes of records.
     pub fn with_capacity(compression: Compression, capacity: usize) -> Self {
-        let len = if compression == Compression::None { BATCH_HEADER_LEN } else { 0 };
+        let written = if compression == Compression::None { BATCH_HEADER_LEN } else { 0 };
         let mut buf = BytesMut::new();
-        buf.resize(len + capacity, 0);
+        buf.resize(written + capacity, 0);
         RecordBatchEncoder {
             compression,
             level: None,
@@ -379,7 +399,7 @@ impl RecordBatchEncoder {
             transactional: false,
             control: false,
             buf,
-            len,
+            written,
             count: 0,
             base_timestamp: -1,
             max_timestamp: -1,
@@ -443,7 +463,7 @@ impl RecordBatchEncoder {
     /// Exact size the batch would have if finished now without compression (header included).
     /// With compression this is an upper bound in practice, not a promise.
     pub fn uncompressed_size(&self) -> usize {
-        if self.compression == Compression::None { self.len } else { BATCH_HEADER_LEN + self.len }
+        if self.compression == Compression::None { self.written } else { BATCH_HEADER_LEN + self.written }
     }
 
     /// Bytes [`append`](Self::append) with these arguments would add to
@@ -478,14 +498,14 @@ impl RecordBatchEncoder {
             self.max_timestamp = timestamp;
         }
         let ts = timestamp.wrapping_sub(self.base_timestamp);
-        if self.buf.len() - self.len < room {
+        if self.buf.len() - self.written < room {
             // Grow the zeroed room geometrically: amortized, one memset per doubling.
-            let new_len = (self.len + room).max(self.buf.len().saturating_mul(2));
+            let new_len = (self.written + room).max(self.buf.len().saturating_mul(2));
             self.buf.resize(new_len, 0);
         }
-        let mut w = SliceWriter::new(&mut self.buf[self.len..]);
+        let mut w = SliceWriter::new(&mut self.buf[self.written..]);
         write_record(&mut w, self.count, ts, key, value, headers);
-        self.len += w.position();
+        self.written += w.position();
         self.count += 1;
         Ok(())
     }
@@ -515,7 +535,7 @@ impl RecordBatchEncoder {
     /// Without compression this hands back the encoder's own buffer: no copy.
     pub fn finish(mut self) -> Result<Bytes, RecordsError> {
         let header = self.header().to_bytes();
-        self.buf.truncate(self.len);
+        self.buf.truncate(self.written);
         if self.compression == Compression::None {
             self.buf[..BATCH_HEADER_LEN].copy_from_slice(&header);
             seal(&mut self.buf, 0)?;

@@ -515,6 +515,7 @@ mod tests {
     }
 
     /// xxHash32 for inputs shorter than 16 bytes (enough for an LZ4 frame descriptor).
+    #[cfg(feature = "lz4")]
     fn xxh32_short(input: &[u8], seed: u32) -> u32 {
         const P1: u32 = 0x9E37_79B1;
         const P2: u32 = 0x85EB_CA77;

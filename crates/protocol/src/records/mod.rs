@@ -26,7 +26,7 @@ mod varint;
 
 use bytes::Bytes;
 
-pub use batch::{BATCH_HEADER_LEN, RecordBatch, RecordBatchEncoder, TimestampType};
+pub use batch::{BATCH_HEADER_LEN, RecordBatch, RecordBatchEncoder, TimestampType, restamp_producer};
 pub use compression::Compression;
 pub use error::{CodecError, RecordsError};
 pub use record::{ControlRecord, ControlRecordType, EndTxnMarker, Record, RecordHeader};

@@ -1,0 +1,602 @@
+//! The record accumulator: per-partition queues of batches, filled record by record.
+//!
+//! Lifecycle of a batch: **open** (records appended into a `RecordBatchEncoder`) → **sealed**
+//! (full, lingered long enough, or flushed; waiting its turn) → **drained** (handed to a sender,
+//! with producer id/epoch/sequence stamped on first send) → completed by the caller, or
+//! **requeued** at its place in the partition's order for a retry.
+//!
+//! Per-partition state: *ready*, or *stalled* until a metadata snapshot newer than a given
+//! generation arrives (its leader moved). A stalled partition keeps accepting records but drains
+//! nothing; every other partition is unaffected.
+//!
+//! Time is passed in by the caller; this module never reads a clock and does no I/O.
+
+use crate::memory::Reservation;
+use bytes::Bytes;
+use krab_protocol::records::{Compression, RecordBatchEncoder, RecordHeader, RecordsError, restamp_producer};
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// A topic partition.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TopicPartition {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition index.
+    pub partition: i32,
+}
+
+impl TopicPartition {
+    /// A topic partition.
+    pub fn new(topic: impl Into<Arc<str>>, partition: i32) -> Self {
+        Self { topic: topic.into(), partition }
+    }
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Settings of the accumulator.
+#[derive(Debug, Clone)]
+pub struct AccumulatorConfig {
+    /// A batch is sealed once its records take this many bytes (`batch.size`).
+    pub batch_size: usize,
+    /// How long an open batch may wait for more records (`linger.ms`).
+    pub linger: Duration,
+    /// The largest Produce request; a drain never groups more than this per broker
+    /// (`max.request.size`).
+    pub max_request_size: usize,
+    /// The codec batches are compressed with (`compression.type`).
+    pub compression: Compression,
+    /// Batches of one partition in flight at once (`max.in.flight.requests.per.connection`).
+    pub max_in_flight_per_partition: usize,
+    /// A record not acknowledged this long after it was sent fails (`delivery.timeout.ms`).
+    pub delivery_timeout: Duration,
+}
+
+impl Default for AccumulatorConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: 16 * 1024,
+            linger: Duration::from_millis(5),
+            max_request_size: 1024 * 1024,
+            compression: Compression::None,
+            max_in_flight_per_partition: 5,
+            delivery_timeout: Duration::from_secs(120),
+        }
+    }
+}
+
+/// A record handed to the accumulator.
+#[derive(Debug)]
+pub struct PendingRecord<T> {
+    /// The key.
+    pub key: Option<Bytes>,
+    /// The value.
+    pub value: Option<Bytes>,
+    /// The headers.
+    pub headers: Vec<RecordHeader>,
+    /// The timestamp (ms since the epoch).
+    pub timestamp: i64,
+    /// What the caller needs to complete the record (e.g. the sender of its delivery result).
+    pub token: T,
+    /// Its share of `buffer.memory`, released when the record leaves the producer.
+    pub reservation: Reservation,
+    /// When it was sent, for the delivery timeout.
+    pub enqueued_at: Instant,
+}
+
+/// A record inside a batch: what is needed to complete it.
+#[derive(Debug)]
+pub struct RecordSlot<T> {
+    /// The caller's token.
+    pub token: T,
+    /// The record's timestamp.
+    pub timestamp: i64,
+    /// When it was sent.
+    pub enqueued_at: Instant,
+    _reservation: Reservation,
+}
+
+enum Body {
+    Open(RecordBatchEncoder),
+    Encoded(Bytes),
+}
+
+struct Sealed<T> {
+    id: u64,
+    body: Body,
+    records: Vec<RecordSlot<T>>,
+    created_at: Instant,
+    attempts: u32,
+    base_sequence: i32,
+    size: usize,
+}
+
+/// A batch drained for sending: its encoded bytes and the records it completes.
+#[derive(Debug)]
+pub struct ProducerBatch<T> {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// Unique and increasing across the accumulator: the order batches were created in.
+    pub id: u64,
+    /// The encoded RecordBatch v2.
+    pub payload: Bytes,
+    /// The records, in offset order.
+    pub records: Vec<RecordSlot<T>>,
+    /// When the batch was opened.
+    pub created_at: Instant,
+    /// How many times it was sent before this drain (0 on the first send).
+    pub attempts: u32,
+    /// Its first record's sequence number (-1 without idempotence).
+    pub base_sequence: i32,
+}
+
+/// Records the accumulator gave up on (expired, or left over at close), to be failed.
+#[derive(Debug)]
+pub struct FailedBatch<T> {
+    /// The partition.
+    pub tp: TopicPartition,
+    /// The batch id.
+    pub id: u64,
+    /// The records.
+    pub records: Vec<RecordSlot<T>>,
+    /// Whether it had been sent (with a sequence number) before: dropping it leaves a gap in the
+    /// partition's sequence numbers, which only an epoch bump can close.
+    pub was_sent: bool,
+}
+
+/// A partition's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PartitionState {
+    /// Batches drain normally.
+    Ready,
+    /// Its leader moved: nothing drains until a snapshot newer than `generation` arrives.
+    Stalled {
+        /// The generation of the snapshot found out of date.
+        generation: u64,
+    },
+}
+
+struct Queue<T> {
+    open: Option<(Sealed<T>, usize)>,
+    sealed: VecDeque<Sealed<T>>,
+    in_flight: usize,
+    state: PartitionState,
+    next_sequence: i32,
+    /// A retried batch waits at the head until every batch in flight has come back, so that
+    /// retries go out in their original order.
+    retry_pending: bool,
+}
+
+impl<T> Queue<T> {
+    fn new() -> Self {
+        Self {
+            open: None,
+            sealed: VecDeque::new(),
+            in_flight: 0,
+            state: PartitionState::Ready,
+            next_sequence: 0,
+            retry_pending: false,
+        }
+    }
+}
+
+/// The record accumulator. `T` is the caller's per-record completion token.
+pub struct Accumulator<T> {
+    config: AccumulatorConfig,
+    queues: HashMap<TopicPartition, Queue<T>>,
+    order: Vec<TopicPartition>,
+    drain_from: usize,
+    next_id: u64,
+    producer: Option<(i64, i16)>,
+    records: usize,
+}
+
+impl<T> std::fmt::Debug for Accumulator<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accumulator")
+            .field("partitions", &self.queues.len())
+            .field("records", &self.records)
+            .field("in_flight", &self.in_flight())
+            .finish()
+    }
+}
+
+fn sequence_after(seq: i32, count: usize) -> i32 {
+    // Sequence numbers wrap from i32::MAX to 0.
+    ((i64::from(seq) + count as i64) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+impl<T> Accumulator<T> {
+    /// An empty accumulator.
+    pub fn new(config: AccumulatorConfig) -> Self {
+        Self {
+            config,
+            queues: HashMap::new(),
+            order: Vec::new(),
+            drain_from: 0,
+            next_id: 0,
+            producer: None,
+            records: 0,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &AccumulatorConfig {
+        &self.config
+    }
+
+    /// Turns on idempotence: batches are stamped with this producer id and epoch and numbered
+    /// per partition from their first send on.
+    pub fn set_producer(&mut self, producer_id: i64, producer_epoch: i16) {
+        self.producer = Some((producer_id, producer_epoch));
+    }
+
+    /// The producer id and epoch batches are stamped with, if idempotent.
+    pub fn producer(&self) -> Option<(i64, i16)> {
+        self.producer
+    }
+
+    fn queue(&mut self, tp: &TopicPartition) -> &mut Queue<T> {
+        if !self.queues.contains_key(tp) {
+            self.order.push(tp.clone());
+            self.queues.insert(tp.clone(), Queue::new());
+        }
+        self.queues.get_mut(tp).expect("inserted above")
+    }
+
+    /// Appends a record to its partition's open batch, sealing the batch first if the record
+    /// would overflow it and sealing it after if it is now full. On error (the record cannot be
+    /// encoded) the record is handed back.
+    // The error hands the record itself back, so that the caller can fail its token.
+    #[allow(clippy::result_large_err)]
+    pub fn append(
+        &mut self,
+        tp: &TopicPartition,
+        record: PendingRecord<T>,
+        now: Instant,
+    ) -> Result<(), (RecordsError, PendingRecord<T>)> {
+        let batch_size = self.config.batch_size;
+        let compression = self.config.compression;
+        let mut next_id = self.next_id;
+        let q = self.queue(tp);
+        if let Some((open, size)) = &q.open {
+            let Body::Open(enc) = &open.body else { unreachable!("open batches hold an encoder") };
+            let add =
+                enc.record_size(record.timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers);
+            if *size + add > batch_size && !open.records.is_empty() {
+                Self::seal(q);
+            }
+        }
+        if q.open.is_none() {
+            let enc = RecordBatchEncoder::with_capacity(compression, batch_size.min(1 << 20));
+            let sealed = Sealed {
+                id: next_id,
+                body: Body::Open(enc),
+                records: Vec::new(),
+                created_at: now,
+                attempts: 0,
+                base_sequence: -1,
+                size: 0,
+            };
+            next_id += 1;
+            q.open = Some((sealed, 0));
+        }
+        let (open, size) = q.open.as_mut().expect("opened above");
+        let Body::Open(enc) = &mut open.body else { unreachable!("open batches hold an encoder") };
+        if let Err(e) = enc.append(record.timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers) {
+            // Nothing was written for this record. Drop a batch opened just for it: an empty
+            // open batch would hold an id that `next_id` never moved past, and linger for nothing.
+            if open.records.is_empty() {
+                q.open = None;
+            }
+            return Err((e, record));
+        }
+        *size = enc.uncompressed_size();
+        open.size = *size;
+        open.records.push(RecordSlot {
+            token: record.token,
+            timestamp: record.timestamp,
+            enqueued_at: record.enqueued_at,
+            _reservation: record.reservation,
+        });
+        if *size >= batch_size {
+            Self::seal(q);
+        }
+        self.next_id = next_id;
+        self.records += 1;
+        Ok(())
+    }
+
+    fn seal(q: &mut Queue<T>) {
+        if let Some((batch, _)) = q.open.take() {
+            if batch.records.is_empty() {
+                return;
+            }
+            q.sealed.push_back(batch);
+        }
+    }
+
+    /// Seals every open batch now (`flush()`): everything buffered becomes ready to drain.
+    pub fn seal_all(&mut self) {
+        for q in self.queues.values_mut() {
+            Self::seal(q);
+        }
+    }
+
+    /// The id the next batch will get: every batch created before this call has a smaller id.
+    pub fn next_batch_id(&self) -> u64 {
+        self.next_id
+    }
+
+    /// The smallest id of any batch still in the accumulator (open or sealed; not counting
+    /// batches in flight, which the caller holds).
+    pub fn oldest_batch_id(&self) -> Option<u64> {
+        self.queues.values().flat_map(|q| q.sealed.iter().map(|b| b.id).chain(q.open.as_ref().map(|(b, _)| b.id))).min()
+    }
+
+    fn drainable(&self, q: &Queue<T>) -> bool {
+        q.state == PartitionState::Ready
+            && q.in_flight < self.config.max_in_flight_per_partition.max(1)
+            && !(q.retry_pending && q.in_flight > 0)
+    }
+
+    /// Takes, for each broker, at most one ready batch per partition and no more than
+    /// `max.request.size` bytes in all: the contents of one Produce request per broker.
+    /// `leader_of` maps a partition to its leader's broker id (`None`: unknown, skip it).
+    /// Call again to pipeline more batches of the same partitions.
+    #[allow(clippy::type_complexity)]
+    pub fn drain(
+        &mut self,
+        now: Instant,
+        mut leader_of: impl FnMut(&TopicPartition) -> Option<i32>,
+    ) -> Result<BTreeMap<i32, Vec<ProducerBatch<T>>>, (TopicPartition, RecordsError)> {
+        let mut out: BTreeMap<i32, (usize, Vec<ProducerBatch<T>>)> = BTreeMap::new();
+        let n = self.order.len();
+        let linger = self.config.linger;
+        let max_request = self.config.max_request_size;
+        let producer = self.producer;
+        for k in 0..n {
+            let tp = &self.order[(self.drain_from + k) % n];
+            let q = self.queues.get(tp).expect("order and queues agree");
+            if !self.drainable(q) {
+                continue;
+            }
+            let q = self.queues.get_mut(tp).expect("present");
+            // A linger too large for `Instant` never runs out.
+            let lingered = |b: &Sealed<T>| b.created_at.checked_add(linger).is_some_and(|t| now >= t);
+            if q.sealed.is_empty() && q.open.as_ref().is_some_and(|(b, _)| lingered(b)) {
+                Self::seal(q);
+            }
+            let Some(front) = q.sealed.front() else { continue };
+            let Some(leader) = leader_of(tp) else { continue };
+            let (bytes, batches) = out.entry(leader).or_default();
+            if !batches.is_empty() && *bytes + front.size > max_request {
+                continue;
+            }
+            let mut batch = q.sealed.pop_front().expect("front exists");
+            let payload = match std::mem::replace(&mut batch.body, Body::Encoded(Bytes::new())) {
+                Body::Encoded(b) => b,
+                Body::Open(enc) => {
+                    let enc = match producer {
+                        Some((pid, epoch)) => {
+                            batch.base_sequence = q.next_sequence;
+                            q.next_sequence = sequence_after(q.next_sequence, batch.records.len());
+                            enc.producer(pid, epoch, batch.base_sequence)
+                        }
+                        None => enc,
+                    };
+                    enc.finish().map_err(|e| (tp.clone(), e))?
+                }
+            };
+            if !batches.is_empty() && *bytes + payload.len() > max_request {
+                // Compressed to more than its uncompressed size (tiny or incompressible
+                // records): it waits at the head, encoded and numbered, for the next request.
+                batch.size = payload.len();
+                batch.body = Body::Encoded(payload);
+                q.sealed.push_front(batch);
+                continue;
+            }
+            if batch.attempts > 0 && q.sealed.front().is_none_or(|b| b.attempts == 0) {
+                q.retry_pending = false;
+            }
+            q.in_flight += 1;
+            *bytes += payload.len();
+            self.records -= batch.records.len();
+            batches.push(ProducerBatch {
+                tp: tp.clone(),
+                id: batch.id,
+                payload,
+                records: batch.records,
+                created_at: batch.created_at,
+                attempts: batch.attempts,
+                base_sequence: batch.base_sequence,
+            });
+        }
+        if n > 0 {
+            self.drain_from = (self.drain_from + 1) % n;
+        }
+        Ok(out.into_iter().map(|(b, (_, v))| (b, v)).collect())
+    }
+
+    /// When the next drain can make progress without new records: now if a batch is ready to
+    /// go, else when the oldest open batch's linger runs out; `None` if nothing is waiting.
+    /// Partitions whose leader is unknown (`leader_of` is `None`) are not counted.
+    pub fn next_ready_at(
+        &self,
+        now: Instant,
+        mut leader_of: impl FnMut(&TopicPartition) -> Option<i32>,
+    ) -> Option<Instant> {
+        let mut at: Option<Instant> = None;
+        for (tp, q) in &self.queues {
+            if !self.drainable(q) || leader_of(tp).is_none() {
+                continue;
+            }
+            let t = if !q.sealed.is_empty() {
+                now
+            } else if let Some(t) = q.open.as_ref().and_then(|(b, _)| b.created_at.checked_add(self.config.linger)) {
+                t
+            } else {
+                continue;
+            };
+            at = Some(at.map_or(t, |a| a.min(t)));
+        }
+        at
+    }
+
+    /// A drained batch finished (acknowledged, or failed for good): frees its in-flight slot.
+    pub fn complete(&mut self, tp: &TopicPartition) {
+        if let Some(q) = self.queues.get_mut(tp) {
+            q.in_flight = q.in_flight.saturating_sub(1);
+        }
+    }
+
+    /// Puts a drained batch back for a retry, at its place in the partition's order (ahead of
+    /// everything created after it), and frees its in-flight slot.
+    pub fn requeue(&mut self, batch: ProducerBatch<T>) {
+        let records = batch.records.len();
+        let q = self.queue(&batch.tp);
+        q.in_flight = q.in_flight.saturating_sub(1);
+        q.retry_pending = true;
+        let size = batch.payload.len();
+        let sealed = Sealed {
+            id: batch.id,
+            body: Body::Encoded(batch.payload),
+            records: batch.records,
+            created_at: batch.created_at,
+            attempts: batch.attempts + 1,
+            base_sequence: batch.base_sequence,
+            size,
+        };
+        let at = q.sealed.iter().position(|b| b.id > sealed.id).unwrap_or(q.sealed.len());
+        q.sealed.insert(at, sealed);
+        self.records += records;
+    }
+
+    /// Stalls a partition until a snapshot newer than `generation` arrives.
+    pub fn stall(&mut self, tp: &TopicPartition, generation: u64) {
+        let q = self.queue(tp);
+        q.state = match q.state {
+            PartitionState::Stalled { generation: g } => PartitionState::Stalled { generation: g.max(generation) },
+            PartitionState::Ready => PartitionState::Stalled { generation },
+        };
+    }
+
+    /// A snapshot of `generation` arrived: partitions stalled on an older one resume. Returns them.
+    pub fn unstall(&mut self, generation: u64) -> Vec<TopicPartition> {
+        let mut resumed = Vec::new();
+        for (tp, q) in &mut self.queues {
+            if let PartitionState::Stalled { generation: g } = q.state {
+                if generation > g {
+                    q.state = PartitionState::Ready;
+                    resumed.push(tp.clone());
+                }
+            }
+        }
+        resumed
+    }
+
+    /// A partition's state.
+    pub fn state(&self, tp: &TopicPartition) -> PartitionState {
+        self.queues.get(tp).map_or(PartitionState::Ready, |q| q.state)
+    }
+
+    /// Stalled partitions and the generation each waits past.
+    pub fn stalled(&self) -> Vec<(TopicPartition, u64)> {
+        self.queues
+            .iter()
+            .filter_map(|(tp, q)| match q.state {
+                PartitionState::Stalled { generation } => Some((tp.clone(), generation)),
+                PartitionState::Ready => None,
+            })
+            .collect()
+    }
+
+    /// Removes every batch (not in flight) holding a record older than the delivery timeout.
+    pub fn expire(&mut self, now: Instant) -> Vec<FailedBatch<T>> {
+        let timeout = self.config.delivery_timeout;
+        let mut out = Vec::new();
+        for (tp, q) in &mut self.queues {
+            let expired = |b: &Sealed<T>| {
+                b.records.first().is_some_and(|r| r.enqueued_at.checked_add(timeout).is_some_and(|t| now >= t))
+            };
+            let mut keep = VecDeque::with_capacity(q.sealed.len());
+            for b in q.sealed.drain(..) {
+                if expired(&b) {
+                    if b.attempts == 0 && b.base_sequence >= 0 {
+                        // Numbered by a drain that had no room for it, never sent: it is the
+                        // partition's last numbered batch, so its numbers can be reused.
+                        q.next_sequence = b.base_sequence;
+                    }
+                    out.push(FailedBatch { tp: tp.clone(), id: b.id, was_sent: b.attempts > 0, records: b.records });
+                } else {
+                    keep.push_back(b);
+                }
+            }
+            q.sealed = keep;
+            if q.open.as_ref().is_some_and(|(b, _)| expired(b)) {
+                let (b, _) = q.open.take().expect("checked");
+                out.push(FailedBatch { tp: tp.clone(), id: b.id, was_sent: false, records: b.records });
+            }
+            if q.sealed.front().is_none_or(|b| b.attempts == 0) {
+                q.retry_pending = false;
+            }
+        }
+        self.records -= out.iter().map(|b| b.records.len()).sum::<usize>();
+        out
+    }
+
+    /// Removes everything still buffered (for close or a fatal error), in batch order.
+    pub fn take_all(&mut self) -> Vec<FailedBatch<T>> {
+        let mut out = Vec::new();
+        for (tp, q) in &mut self.queues {
+            for b in q.sealed.drain(..).chain(q.open.take().map(|(b, _)| b)) {
+                out.push(FailedBatch { tp: tp.clone(), id: b.id, was_sent: b.attempts > 0, records: b.records });
+            }
+            q.retry_pending = false;
+        }
+        out.sort_by_key(|b| b.id);
+        self.records = 0;
+        out
+    }
+
+    /// Starts every partition's sequence numbers again from 0 under a new epoch (after an epoch
+    /// bump) and restamps queued batches that were already numbered. Call only with nothing in
+    /// flight.
+    pub fn reset_sequences(&mut self, producer_id: i64, producer_epoch: i16) -> Result<(), RecordsError> {
+        self.producer = Some((producer_id, producer_epoch));
+        for q in self.queues.values_mut() {
+            q.next_sequence = 0;
+            for b in q.sealed.iter_mut() {
+                if let Body::Encoded(bytes) = &b.body {
+                    let mut owned = bytes.to_vec();
+                    b.base_sequence = q.next_sequence;
+                    restamp_producer(&mut owned, producer_id, producer_epoch, b.base_sequence)?;
+                    q.next_sequence = sequence_after(q.next_sequence, b.records.len());
+                    b.body = Body::Encoded(Bytes::from(owned));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Records buffered (open or sealed; not in flight).
+    pub fn buffered_records(&self) -> usize {
+        self.records
+    }
+
+    /// Batches in flight, over all partitions.
+    pub fn in_flight(&self) -> usize {
+        self.queues.values().map(|q| q.in_flight).sum()
+    }
+
+    /// Whether nothing is buffered and nothing is in flight.
+    pub fn is_idle(&self) -> bool {
+        self.records == 0 && self.in_flight() == 0
+    }
+}

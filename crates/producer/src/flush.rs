@@ -1,0 +1,830 @@
+//! The flush loop: the one task that owns the send buffer.
+//!
+//! It receives records, flushes and close from producer handles (a bounded channel), and
+//! outcomes from the per-broker sender tasks and the resolver (an unbounded channel of events).
+//! It never does I/O itself and never holds a lock across an await, so a slow broker only delays
+//! the partitions it leads.
+//!
+//! Recovery: a rebalancing error on a partition (see `krab_cluster::rebalance`) stalls that
+//! partition only, requeues its batch at its place, and asks the resolver for a snapshot newer
+//! than the one that failed. Failures on many partitions in one loop turn become one resolve
+//! call (and the resolver coalesces further). When the new snapshot arrives the partitions
+//! resume, and their batches go to the new leader in order.
+
+use crate::config::ProducerConfig;
+use crate::error::{Error, ErrorKind};
+use crate::partitioner::{PartitionInfo, Partitioner};
+use crate::record::{DeliverySender, Record, RecordMetadata};
+use crate::sender::{self, JobOutcome, ProduceJob, SendSettings};
+use crate::stats::Stats;
+use bytes::Bytes;
+use krab_buffer::{
+    Accumulator, AccumulatorConfig, FailedBatch, MemoryPool, PendingRecord, ProducerBatch, RecordSlot, Reservation,
+    TopicPartition,
+};
+use krab_cluster::rebalance::{Recovery, classify, classify_code};
+use krab_cluster::{BoxResolver, Cluster, ClusterSnapshot, ResolveError, ResolveRequest};
+use krab_protocol::error_code::ErrorCode;
+use krab_protocol::messages::{InitProducerIdRequest, ProduceResponse};
+use krab_protocol::records::RecordHeader;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::{mpsc, oneshot, watch};
+use tower::ServiceExt;
+
+pub(crate) enum Command {
+    Send(Envelope),
+    Flush(oneshot::Sender<()>),
+    Close { deadline: Instant, done: oneshot::Sender<()> },
+}
+
+/// A record on its way from a producer handle to the flush loop.
+pub(crate) struct Envelope {
+    pub(crate) topic: Arc<str>,
+    pub(crate) partition: Option<i32>,
+    pub(crate) key: Option<Bytes>,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) headers: Vec<(String, Option<Bytes>)>,
+    pub(crate) timestamp: i64,
+    pub(crate) reply: DeliverySender,
+    pub(crate) reservation: Reservation,
+    pub(crate) enqueued_at: Instant,
+}
+
+impl Envelope {
+    pub(crate) fn into_record(self) -> Record {
+        Record {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            key: self.key,
+            value: self.value,
+            headers: self.headers,
+            timestamp: Some(self.timestamp),
+        }
+    }
+}
+
+pub(crate) enum Event {
+    Produced(JobOutcome),
+    Resolved(Result<Arc<ClusterSnapshot>, ResolveError>),
+    ProducerId(Result<(i64, i16), Error>),
+}
+
+struct Job {
+    broker: i32,
+    batches: Vec<ProducerBatch<DeliverySender>>,
+}
+
+/// Re-resolving an unknown topic gives up after this many snapshots without it.
+const UNKNOWN_TOPIC_ROUNDS: u32 = 10;
+/// A batch hitting OUT_OF_ORDER_SEQUENCE_NUMBER this often with nothing before it in flight
+/// means the broker lost track of the producer's sequence: bump the epoch.
+const OUT_OF_ORDER_LIMIT: u32 = 3;
+
+pub(crate) struct FlushLoop {
+    config: ProducerConfig,
+    cluster: Cluster,
+    resolver: BoxResolver,
+    partitioner: Arc<dyn Partitioner>,
+    commands: mpsc::Receiver<Command>,
+    events_tx: mpsc::UnboundedSender<Event>,
+    events: mpsc::UnboundedReceiver<Event>,
+    acc: Accumulator<DeliverySender>,
+    memory: MemoryPool,
+    snapshot: Arc<ClusterSnapshot>,
+    changes: watch::Receiver<u64>,
+    senders: HashMap<i32, mpsc::UnboundedSender<ProduceJob>>,
+    settings: SendSettings,
+    jobs: HashMap<u64, Job>,
+    next_job: u64,
+    waiting: HashMap<Arc<str>, Vec<Envelope>>,
+    unknown_rounds: HashMap<Arc<str>, u32>,
+    need_resolve: BTreeSet<String>,
+    stale_generation: Option<u64>,
+    resolving: bool,
+    resolve_after: Option<Instant>,
+    retry_at: HashMap<TopicPartition, Instant>,
+    out_of_order: HashMap<TopicPartition, u32>,
+    available: HashMap<Arc<str>, Arc<[i32]>>,
+    sticky_bytes: HashMap<Arc<str>, usize>,
+    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    closing: Option<(Instant, oneshot::Sender<()>)>,
+    idempotent: bool,
+    bump_epoch: bool,
+    bumping: bool,
+    next_expiry: Instant,
+    stats: Arc<Stats>,
+}
+
+impl FlushLoop {
+    pub(crate) async fn start(
+        config: ProducerConfig,
+        cluster: Cluster,
+        resolver: BoxResolver,
+        partitioner: Arc<dyn Partitioner>,
+        commands: mpsc::Receiver<Command>,
+        memory: MemoryPool,
+        stats: Arc<Stats>,
+    ) -> Result<FlushLoop, Error> {
+        let mut acc = Accumulator::new(AccumulatorConfig {
+            batch_size: config.batch_size,
+            linger: config.linger,
+            max_request_size: config.max_request_size,
+            compression: config.compression,
+            max_in_flight_per_partition: config.max_in_flight,
+            delivery_timeout: config.effective_delivery_timeout(),
+        });
+        let idempotent = if config.idempotence() {
+            match init_producer_id(&cluster, None).await {
+                Ok(Some((pid, epoch))) => {
+                    tracing::debug!(producer_id = pid, epoch, "idempotent producer");
+                    acc.set_producer(pid, epoch);
+                    true
+                }
+                Ok(None) => {
+                    tracing::info!("the broker does not support idempotence (InitProducerId); producing without it");
+                    false
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            false
+        };
+        let (events_tx, events) = mpsc::unbounded_channel();
+        let settings = SendSettings {
+            acks: config.acks.as_i16(),
+            timeout_ms: i32::try_from(config.request_timeout.as_millis()).unwrap_or(i32::MAX),
+        };
+        Ok(FlushLoop {
+            snapshot: cluster.snapshot(),
+            changes: cluster.subscribe(),
+            config,
+            cluster,
+            resolver,
+            partitioner,
+            commands,
+            events_tx,
+            events,
+            acc,
+            memory,
+            senders: HashMap::new(),
+            settings,
+            jobs: HashMap::new(),
+            next_job: 0,
+            waiting: HashMap::new(),
+            unknown_rounds: HashMap::new(),
+            need_resolve: BTreeSet::new(),
+            stale_generation: None,
+            resolving: false,
+            resolve_after: None,
+            retry_at: HashMap::new(),
+            out_of_order: HashMap::new(),
+            available: HashMap::new(),
+            sticky_bytes: HashMap::new(),
+            flushes: Vec::new(),
+            closing: None,
+            idempotent,
+            bump_epoch: false,
+            bumping: false,
+            next_expiry: Instant::now(),
+            stats,
+        })
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            let wake = self.next_wake(Instant::now());
+            tokio::select! {
+                biased;
+                Some(event) = self.events.recv() => {
+                    self.on_event(event);
+                    while let Ok(event) = self.events.try_recv() {
+                        self.on_event(event);
+                    }
+                }
+                Ok(()) = self.changes.changed() => {
+                    let snapshot = self.cluster.snapshot();
+                    self.on_snapshot(snapshot);
+                }
+                command = self.commands.recv(), if self.closing.is_none() => match command {
+                    Some(c) => {
+                        self.on_command(c);
+                        for _ in 0..4096 {
+                            match self.commands.try_recv() {
+                                Ok(c) => self.on_command(c),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // Every handle is gone: deliver what is buffered, as close() would.
+                    None => self.begin_close(Instant::now() + self.config.effective_delivery_timeout(), None),
+                },
+                () = sleep_until(wake) => {}
+            }
+            let now = Instant::now();
+            if now >= self.next_expiry {
+                self.expire(now);
+                self.next_expiry = now + Duration::from_millis(100);
+            }
+            self.maybe_bump_epoch();
+            self.dispatch(now);
+            self.maybe_resolve(now);
+            self.check_flushes();
+            if self.check_close(now) {
+                return;
+            }
+        }
+    }
+
+    fn next_wake(&self, now: Instant) -> Option<Instant> {
+        let snapshot = &self.snapshot;
+        let retry_at = &self.retry_at;
+        let mut wake =
+            if self.bumping { None } else { self.acc.next_ready_at(now, |tp| leader(snapshot, retry_at, now, tp)) };
+        let mut consider = |t: Option<Instant>| {
+            if let Some(t) = t {
+                wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
+            }
+        };
+        consider(self.retry_at.values().copied().filter(|t| *t > now).min());
+        consider(Some(self.next_expiry));
+        consider(self.closing.as_ref().map(|(d, _)| *d));
+        if !self.resolving && !self.need_resolve.is_empty() {
+            consider(Some(self.resolve_after.unwrap_or(now)));
+        }
+        wake
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Commands
+    // ---------------------------------------------------------------------------------------
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Send(env) => self.accept(env, Instant::now()),
+            Command::Flush(done) => {
+                self.acc.seal_all();
+                self.flushes.push((self.acc.next_batch_id(), done));
+            }
+            Command::Close { deadline, done } => self.begin_close(deadline, Some(done)),
+        }
+    }
+
+    fn begin_close(&mut self, deadline: Instant, done: Option<oneshot::Sender<()>>) {
+        self.acc.seal_all();
+        let (tx, _rx) = oneshot::channel();
+        self.closing = Some((deadline, done.unwrap_or(tx)));
+        self.commands.close();
+    }
+
+    fn accept(&mut self, env: Envelope, now: Instant) {
+        let topic = self.snapshot.topic(&env.topic);
+        match topic {
+            Some(t) if t.error.is_ok() && !t.partitions.is_empty() => {
+                let count = t.partitions.len() as i32;
+                self.append(env, count, now);
+            }
+            _ => {
+                self.need_resolve.insert(env.topic.to_string());
+                self.waiting.entry(env.topic.clone()).or_default().push(env);
+            }
+        }
+    }
+
+    fn available(&mut self, topic: &Arc<str>) -> Arc<[i32]> {
+        if let Some(a) = self.available.get(topic) {
+            return a.clone();
+        }
+        let list: Arc<[i32]> = match self.snapshot.topic(topic) {
+            Some(t) => t
+                .partitions
+                .iter()
+                .filter(|p| {
+                    p.leader.is_some()
+                        && self.acc.state(&TopicPartition { topic: topic.clone(), partition: p.partition })
+                            == krab_buffer::PartitionState::Ready
+                })
+                .map(|p| p.partition)
+                .collect(),
+            None => Arc::from(Vec::new()),
+        };
+        self.available.insert(topic.clone(), list.clone());
+        list
+    }
+
+    fn append(&mut self, env: Envelope, count: i32, now: Instant) {
+        let partition = match env.partition {
+            Some(p) if !(0..count).contains(&p) => {
+                let _ = env.reply.send(Err(Error::new(
+                    ErrorKind::InvalidPartition,
+                    format!("topic {} has {count} partitions; partition {p} does not exist", env.topic),
+                )));
+                return;
+            }
+            Some(p) => p,
+            None => {
+                let available = self.available(&env.topic);
+                let info = PartitionInfo { count, available: &available };
+                self.partitioner
+                    .partition(&env.topic, env.key.as_deref(), env.value.as_deref(), &info)
+                    .filter(|p| (0..count).contains(p))
+                    .unwrap_or_else(|| fastrand::i32(0..count))
+            }
+        };
+        let sticky = env.partition.is_none() && env.key.is_none();
+        let size = env.reservation.bytes();
+        let tp = TopicPartition { topic: env.topic.clone(), partition };
+        let record = PendingRecord {
+            key: env.key,
+            value: env.value,
+            headers: env.headers.into_iter().map(|(k, v)| RecordHeader { key: Bytes::from(k), value: v }).collect(),
+            timestamp: env.timestamp,
+            token: env.reply,
+            reservation: env.reservation,
+            enqueued_at: env.enqueued_at,
+        };
+        if let Err((e, record)) = self.acc.append(&tp, record, now) {
+            let _ = record.token.send(Err(Error::with_source(ErrorKind::Encode, "the record cannot be encoded", e)));
+            return;
+        }
+        if sticky {
+            let bytes = self.sticky_bytes.entry(tp.topic.clone()).or_default();
+            *bytes += size;
+            if *bytes >= self.config.batch_size {
+                *bytes = 0;
+                self.partitioner.on_new_batch(&tp.topic, partition);
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Sending
+    // ---------------------------------------------------------------------------------------
+
+    fn dispatch(&mut self, now: Instant) {
+        if self.bumping || self.bump_epoch {
+            return;
+        }
+        loop {
+            let snapshot = &self.snapshot;
+            let retry_at = &self.retry_at;
+            let drained = match self.acc.drain(now, |tp| leader(snapshot, retry_at, now, tp)) {
+                Ok(d) => d,
+                Err((tp, e)) => {
+                    tracing::error!(partition = %tp, error = %e, "a batch could not be encoded; its records fail");
+                    continue;
+                }
+            };
+            if drained.is_empty() {
+                return;
+            }
+            for (broker, batches) in drained {
+                self.send_job(broker, batches);
+            }
+        }
+    }
+
+    fn send_job(&mut self, broker: i32, batches: Vec<ProducerBatch<DeliverySender>>) {
+        let id = self.next_job;
+        self.next_job += 1;
+        let payloads = batches.iter().map(|b| (b.tp.clone(), b.payload.clone())).collect();
+        self.jobs.insert(id, Job { broker, batches });
+        let job = ProduceJob { id, batches: payloads };
+        let sender = self
+            .senders
+            .entry(broker)
+            .or_insert_with(|| sender::spawn(broker, self.cluster.clone(), self.settings, self.events_tx.clone()));
+        if let Err(mpsc::error::SendError(job)) = sender.send(job) {
+            // The sender task is gone (it never should be while we hold its channel): restart it.
+            let fresh = sender::spawn(broker, self.cluster.clone(), self.settings, self.events_tx.clone());
+            let _ = fresh.send(job);
+            self.senders.insert(broker, fresh);
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Outcomes
+    // ---------------------------------------------------------------------------------------
+
+    fn on_event(&mut self, event: Event) {
+        match event {
+            Event::Produced(outcome) => self.on_produced(outcome),
+            Event::Resolved(result) => {
+                self.resolving = false;
+                match result {
+                    Ok(snapshot) => {
+                        self.resolve_after = Some(Instant::now() + self.config.retry_backoff);
+                        self.on_snapshot(snapshot);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "metadata resolve failed; retrying after backoff");
+                        self.resolve_after = Some(Instant::now() + self.config.retry_backoff);
+                    }
+                }
+            }
+            Event::ProducerId(result) => {
+                self.bumping = false;
+                match result.and_then(|(pid, epoch)| {
+                    self.acc
+                        .reset_sequences(pid, epoch)
+                        .map(|()| (pid, epoch))
+                        .map_err(|e| Error::with_source(ErrorKind::Encode, "restamping batches failed", e))
+                }) {
+                    Ok((pid, epoch)) => {
+                        tracing::info!(producer_id = pid, epoch, "producer epoch bumped");
+                        self.out_of_order.clear();
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "epoch bump failed; retrying");
+                        self.bump_epoch = true;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_produced(&mut self, outcome: JobOutcome) {
+        let Some(job) = self.jobs.remove(&outcome.id) else { return };
+        let now = Instant::now();
+        match outcome.result {
+            Ok(None) => {
+                for batch in job.batches {
+                    self.succeed(batch, -1, -1);
+                }
+            }
+            Ok(Some(response)) => {
+                for batch in job.batches {
+                    match find(&response, &batch.tp) {
+                        Some((code, base_offset, append_time)) => {
+                            self.on_batch(batch, code, base_offset, append_time, now)
+                        }
+                        None => {
+                            tracing::warn!(partition = %batch.tp, broker = job.broker, "no result for a partition; retrying");
+                            self.retry(batch, now);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                let recovery = classify(&e);
+                tracing::debug!(broker = job.broker, error = %e, ?recovery, "produce request failed");
+                let error = Error::from(e);
+                for batch in job.batches {
+                    match recovery {
+                        Recovery::Reresolve | Recovery::ReresolveBounded => self.reresolve(batch, now),
+                        Recovery::Retry => self.retry(batch, now),
+                        Recovery::Fail => self.fail_batch(batch, error.clone()),
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_batch(
+        &mut self,
+        batch: ProducerBatch<DeliverySender>,
+        code: ErrorCode,
+        base_offset: i64,
+        append_time: i64,
+        now: Instant,
+    ) {
+        match code {
+            ErrorCode::None => self.succeed(batch, base_offset, append_time),
+            // A retry of a batch the broker had already written: it is in the log once.
+            ErrorCode::DuplicateSequenceNumber => self.succeed(batch, base_offset, append_time),
+            ErrorCode::OutOfOrderSequenceNumber if self.idempotent => {
+                let n = self.out_of_order.entry(batch.tp.clone()).or_default();
+                *n += 1;
+                if *n >= OUT_OF_ORDER_LIMIT {
+                    self.bump_epoch = true;
+                }
+                self.retry(batch, now);
+            }
+            ErrorCode::UnknownProducerId | ErrorCode::InvalidProducerEpoch if self.idempotent => {
+                self.bump_epoch = true;
+                self.retry(batch, now);
+            }
+            code => match classify_code(code) {
+                Recovery::Reresolve | Recovery::ReresolveBounded => self.reresolve(batch, now),
+                Recovery::Retry => self.retry(batch, now),
+                Recovery::Fail => {
+                    let error =
+                        Error::new(ErrorKind::Broker(code), format!("{} refused by the broker: {code}", batch.tp));
+                    self.fail_batch(batch, error)
+                }
+            },
+        }
+    }
+
+    fn succeed(&mut self, batch: ProducerBatch<DeliverySender>, base_offset: i64, append_time: i64) {
+        self.acc.complete(&batch.tp);
+        self.out_of_order.remove(&batch.tp);
+        self.stats.acked(&batch.tp, batch.records.len() as u64);
+        let topic = batch.tp.topic.clone();
+        for (i, slot) in batch.records.into_iter().enumerate() {
+            let RecordSlot { token, timestamp, .. } = slot;
+            let _ = token.send(Ok(RecordMetadata {
+                topic: topic.clone(),
+                partition: batch.tp.partition,
+                offset: if base_offset >= 0 { base_offset + i as i64 } else { -1 },
+                timestamp: if append_time >= 0 { append_time } else { timestamp },
+            }));
+        }
+    }
+
+    fn fail_records(records: Vec<RecordSlot<DeliverySender>>, error: &Error) {
+        for slot in records {
+            let _ = slot.token.send(Err(error.clone()));
+        }
+    }
+
+    fn fail_batch(&mut self, batch: ProducerBatch<DeliverySender>, error: Error) {
+        self.acc.complete(&batch.tp);
+        self.stats.failed(&batch.tp, batch.records.len() as u64);
+        if self.idempotent {
+            // Its sequence numbers were used: later batches would be out of order.
+            self.bump_epoch = true;
+        }
+        Self::fail_records(batch.records, &error);
+    }
+
+    fn timed_out(&self, batch: &ProducerBatch<DeliverySender>, now: Instant) -> bool {
+        batch.records.first().is_some_and(|r| now >= r.enqueued_at + self.config.effective_delivery_timeout())
+    }
+
+    fn retry(&mut self, batch: ProducerBatch<DeliverySender>, now: Instant) {
+        if self.timed_out(&batch, now) {
+            let error = Error::new(
+                ErrorKind::DeliveryTimeout,
+                format!("{}: not acknowledged within delivery.timeout.ms", batch.tp),
+            );
+            return self.fail_batch(batch, error);
+        }
+        let backoff =
+            self.config.retry_backoff.saturating_mul(1 << batch.attempts.min(10)).min(self.config.retry_backoff_max);
+        self.retry_at.insert(batch.tp.clone(), now + backoff);
+        self.acc.requeue(batch);
+    }
+
+    /// A rebalancing error: stall this partition only and ask for newer metadata.
+    fn reresolve(&mut self, batch: ProducerBatch<DeliverySender>, now: Instant) {
+        if self.timed_out(&batch, now) {
+            let error = Error::new(
+                ErrorKind::DeliveryTimeout,
+                format!("{}: not acknowledged within delivery.timeout.ms", batch.tp),
+            );
+            return self.fail_batch(batch, error);
+        }
+        let generation = self.snapshot.generation;
+        if self.acc.state(&batch.tp) == krab_buffer::PartitionState::Ready {
+            self.stats.stalled(&batch.tp);
+        }
+        self.acc.stall(&batch.tp, generation);
+        self.available.remove(&batch.tp.topic);
+        self.need_resolve.insert(batch.tp.topic.to_string());
+        self.stale_generation = Some(self.stale_generation.map_or(generation, |g| g.max(generation)));
+        self.acc.requeue(batch);
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Metadata
+    // ---------------------------------------------------------------------------------------
+
+    fn maybe_resolve(&mut self, now: Instant) {
+        if self.resolving || self.need_resolve.is_empty() || self.resolve_after.is_some_and(|t| now < t) {
+            return;
+        }
+        self.resolving = true;
+        let topics: Vec<String> = std::mem::take(&mut self.need_resolve).into_iter().collect();
+        let request = ResolveRequest { topics, stale_generation: self.stale_generation.take() };
+        let resolver = self.resolver.clone();
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let result = resolver.oneshot(request).await;
+            let _ = events.send(Event::Resolved(result));
+        });
+    }
+
+    fn on_snapshot(&mut self, snapshot: Arc<ClusterSnapshot>) {
+        if snapshot.generation <= self.snapshot.generation {
+            return;
+        }
+        self.snapshot = snapshot;
+        self.available.clear();
+        for tp in self.acc.unstall(self.snapshot.generation) {
+            tracing::debug!(partition = %tp, generation = self.snapshot.generation, "partition resumes");
+        }
+        // Partitions still without a usable leader wait for the next snapshot.
+        let stalled_topics: Vec<(TopicPartition, u64)> = self.acc.stalled();
+        for (tp, _) in stalled_topics {
+            self.need_resolve.insert(tp.topic.to_string());
+        }
+        let topics: Vec<Arc<str>> = self.waiting.keys().cloned().collect();
+        let now = Instant::now();
+        for topic in topics {
+            let state = self.snapshot.topic(&topic).map(|t| (t.error, t.partitions.len()));
+            match state {
+                Some((error, n)) if error.is_ok() && n > 0 => {
+                    self.unknown_rounds.remove(&topic);
+                    for env in self.waiting.remove(&topic).unwrap_or_default() {
+                        self.append(env, n as i32, now);
+                    }
+                    if !self.flushes.is_empty() {
+                        // Records sent before a pending flush just got their batches: include them.
+                        self.acc.seal_all();
+                        let mark = self.acc.next_batch_id();
+                        for (m, _) in &mut self.flushes {
+                            *m = mark;
+                        }
+                    }
+                }
+                Some((error, _)) if !error.is_ok() && !error.is_retriable() => {
+                    let e = Error::new(ErrorKind::Broker(error), format!("topic {topic}: {error}"));
+                    for env in self.waiting.remove(&topic).unwrap_or_default() {
+                        let _ = env.reply.send(Err(e.clone()));
+                    }
+                }
+                _ => {
+                    let rounds = self.unknown_rounds.entry(topic.clone()).or_default();
+                    *rounds += 1;
+                    if *rounds > UNKNOWN_TOPIC_ROUNDS {
+                        self.unknown_rounds.remove(&topic);
+                        let e = Error::new(ErrorKind::UnknownTopic, format!("topic {topic} does not exist"));
+                        for env in self.waiting.remove(&topic).unwrap_or_default() {
+                            let _ = env.reply.send(Err(e.clone()));
+                        }
+                    } else {
+                        self.need_resolve.insert(topic.to_string());
+                    }
+                }
+            }
+        }
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Idempotence
+    // ---------------------------------------------------------------------------------------
+
+    /// Bumps the producer epoch once nothing is in flight (KIP-360): sequence numbers restart at
+    /// 0 for every partition, so a gap left by a failed batch no longer blocks the ones after it.
+    fn maybe_bump_epoch(&mut self) {
+        if !self.bump_epoch || self.bumping || !self.jobs.is_empty() {
+            return;
+        }
+        self.bump_epoch = false;
+        self.bumping = true;
+        let cluster = self.cluster.clone();
+        let current = self.acc.producer();
+        let events = self.events_tx.clone();
+        tokio::spawn(async move {
+            let result = match init_producer_id(&cluster, current).await {
+                Ok(Some(id)) => Ok(id),
+                Ok(None) => Err(Error::new(ErrorKind::Cluster, "InitProducerId is no longer supported")),
+                Err(e) => Err(e),
+            };
+            let _ = events.send(Event::ProducerId(result));
+        });
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Expiry, flush, close
+    // ---------------------------------------------------------------------------------------
+
+    fn expire(&mut self, now: Instant) {
+        let timeout = self.config.effective_delivery_timeout();
+        let error = || Error::new(ErrorKind::DeliveryTimeout, "not delivered within delivery.timeout.ms");
+        for FailedBatch { tp, records, was_sent, .. } in self.acc.expire(now) {
+            self.stats.failed(&tp, records.len() as u64);
+            if was_sent && self.idempotent {
+                self.bump_epoch = true;
+            }
+            Self::fail_records(records, &error());
+        }
+        for envs in self.waiting.values_mut() {
+            let (expired, keep): (Vec<_>, Vec<_>) = envs.drain(..).partition(|e| now >= e.enqueued_at + timeout);
+            *envs = keep;
+            for env in expired {
+                let _ = env.reply.send(Err(error()));
+            }
+        }
+        self.waiting.retain(|_, v| !v.is_empty());
+    }
+
+    fn oldest_outstanding(&self) -> Option<u64> {
+        let in_flight = self.jobs.values().flat_map(|j| j.batches.iter().map(|b| b.id)).min();
+        match (self.acc.oldest_batch_id(), in_flight) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    fn check_flushes(&mut self) {
+        if self.flushes.is_empty() || !self.waiting.is_empty() {
+            return;
+        }
+        let oldest = self.oldest_outstanding();
+        let (done, pending): (Vec<_>, Vec<_>) =
+            self.flushes.drain(..).partition(|(mark, _)| oldest.is_none_or(|o| o >= *mark));
+        self.flushes = pending;
+        for (_, tx) in done {
+            let _ = tx.send(());
+        }
+    }
+
+    /// Whether the loop should stop: closing, and everything delivered or the deadline passed.
+    fn check_close(&mut self, now: Instant) -> bool {
+        let Some((deadline, _)) = &self.closing else { return false };
+        let idle = self.acc.is_idle() && self.jobs.is_empty() && self.waiting.is_empty();
+        if !idle && now < *deadline {
+            return false;
+        }
+        let error = Error::new(ErrorKind::Closed, "the producer was closed before the record was delivered");
+        for b in self.acc.take_all() {
+            Self::fail_records(b.records, &error);
+        }
+        for (_, job) in self.jobs.drain() {
+            for b in job.batches {
+                Self::fail_records(b.records, &error);
+            }
+        }
+        for (_, envs) in self.waiting.drain() {
+            for env in envs {
+                let _ = env.reply.send(Err(error.clone()));
+            }
+        }
+        for (_, tx) in self.flushes.drain(..) {
+            let _ = tx.send(());
+        }
+        self.memory.close();
+        if let Some((_, done)) = self.closing.take() {
+            let _ = done.send(());
+        }
+        true
+    }
+}
+
+/// The leader to send a partition's batches to, unless it is backing off after an error.
+fn leader(
+    snapshot: &ClusterSnapshot,
+    retry_at: &HashMap<TopicPartition, Instant>,
+    now: Instant,
+    tp: &TopicPartition,
+) -> Option<i32> {
+    if retry_at.get(tp).is_some_and(|t| now < *t) {
+        return None;
+    }
+    snapshot.partition(&tp.topic, tp.partition)?.leader
+}
+
+fn find(response: &ProduceResponse, tp: &TopicPartition) -> Option<(ErrorCode, i64, i64)> {
+    response
+        .responses
+        .iter()
+        .filter(|t| *t.name == *tp.topic)
+        .flat_map(|t| t.partition_responses.iter())
+        .find(|p| p.index == tp.partition)
+        .map(|p| (ErrorCode::from_code(p.error_code), p.base_offset, p.log_append_time_ms))
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Gets a producer id (and epoch) for idempotence from any broker; with `current`, bumps that
+/// producer's epoch (KIP-360, InitProducerId v3+). `Ok(None)`: the cluster does not support it.
+pub(crate) async fn init_producer_id(
+    cluster: &Cluster,
+    current: Option<(i64, i16)>,
+) -> Result<Option<(i64, i16)>, Error> {
+    let broker = cluster.any_broker().await?;
+    let versions = broker.versions();
+    if versions.broker_range(krab_protocol::ApiKey::InitProducerId).is_none()
+        || versions.version_for(krab_protocol::ApiKey::Produce).is_ok_and(|v| v < 3)
+    {
+        return Ok(None);
+    }
+    let response = broker
+        .call(|version| {
+            let (producer_id, producer_epoch) = match current {
+                Some(c) if version >= 3 => c,
+                _ => (-1, -1),
+            };
+            InitProducerIdRequest {
+                transactional_id: None,
+                transaction_timeout_ms: i32::MAX,
+                producer_id,
+                producer_epoch,
+                ..Default::default()
+            }
+        })
+        .await?;
+    let code = ErrorCode::from_code(response.error_code);
+    if !code.is_ok() {
+        return Err(Error::new(ErrorKind::Broker(code), format!("InitProducerId failed: {code}")));
+    }
+    Ok(Some((response.producer_id, response.producer_epoch)))
+}

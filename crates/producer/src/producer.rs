@@ -1,0 +1,215 @@
+//! The user's handle: `Clone + Send + Sync`, talks to the flush loop over channels only.
+
+use crate::config::ProducerConfig;
+use crate::error::{Error, ErrorKind};
+use crate::flush::{Command, Envelope, FlushLoop};
+use crate::partitioner::Partitioner;
+use crate::record::{DeliveryFuture, Record};
+use crate::stats::{PartitionStats, Stats};
+use krab_buffer::TopicPartition;
+use krab_buffer::{MemoryPool, ReserveError};
+use krab_cluster::{BoxResolver, Cluster, ClusterConfig, MetadataResolver, ResolverConfig};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::{mpsc, oneshot};
+
+/// The producer. Cheap to clone; every clone feeds the same flush loop.
+///
+/// `send` never waits on the network: it reserves the record's bytes in the buffer (waiting only
+/// while the buffer is full) and hands the record to the flush loop over a channel. The flush
+/// loop alone owns the send buffer; per-broker sender tasks do the I/O.
+#[derive(Clone, Debug)]
+pub struct Producer {
+    commands: mpsc::Sender<Command>,
+    memory: MemoryPool,
+    max_request_size: usize,
+    cluster: Cluster,
+    stats: Arc<Stats>,
+}
+
+/// Why a record was not accepted by [`Producer::try_send`]; the record is handed back.
+#[derive(Debug)]
+pub struct TrySendError {
+    /// Why.
+    pub error: Error,
+    /// The record, untouched.
+    pub record: Box<Record>,
+}
+
+impl std::fmt::Display for TrySendError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.error.fmt(f)
+    }
+}
+
+impl std::error::Error for TrySendError {}
+
+fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
+}
+
+impl Producer {
+    /// Connects to the cluster and starts the flush loop, with the default coalescing resolver
+    /// and the partitioner the configuration names.
+    pub async fn connect(config: ProducerConfig) -> Result<Producer, Error> {
+        config.validate().map_err(|e| Error::with_source(ErrorKind::Config, "invalid producer configuration", e))?;
+        let cluster = Cluster::connect(cluster_config(&config)?).await?;
+        let resolver = MetadataResolver::new(
+            cluster.clone(),
+            ResolverConfig { deadline: config.request_timeout, ..ResolverConfig::default() },
+        );
+        let partitioner = config.partitioner.build();
+        Self::with_parts(config, cluster, BoxResolver::new(resolver), partitioner).await
+    }
+
+    /// Starts a producer over an existing cluster handle, with a resolver and partitioner of the
+    /// caller's choosing (any `tower::Service<ResolveRequest>`, boxed).
+    pub async fn with_parts(
+        config: ProducerConfig,
+        cluster: Cluster,
+        resolver: BoxResolver,
+        partitioner: Arc<dyn Partitioner>,
+    ) -> Result<Producer, Error> {
+        config.validate().map_err(|e| Error::with_source(ErrorKind::Config, "invalid producer configuration", e))?;
+        let memory = MemoryPool::new(config.buffer_memory);
+        let (tx, rx) = mpsc::channel(4096);
+        let max_request_size = config.max_request_size;
+        let stats = Arc::new(Stats::default());
+        let flush =
+            FlushLoop::start(config, cluster.clone(), resolver, partitioner, rx, memory.clone(), stats.clone()).await?;
+        tokio::spawn(flush.run());
+        Ok(Producer { commands: tx, memory, max_request_size, cluster, stats })
+    }
+
+    /// The cluster this producer writes to.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Per-partition delivery counters.
+    pub fn stats(&self) -> BTreeMap<TopicPartition, PartitionStats> {
+        self.stats.snapshot()
+    }
+
+    /// Metadata requests sent by this producer's cluster handle.
+    pub fn metadata_requests(&self) -> u64 {
+        self.cluster.metadata_requests()
+    }
+
+    fn check_size(&self, record: &Record) -> Result<usize, Error> {
+        let size = record.size();
+        if size > self.max_request_size {
+            return Err(Error::new(
+                ErrorKind::RecordTooLarge,
+                format!("a record of {size} bytes exceeds max.request.size ({})", self.max_request_size),
+            ));
+        }
+        Ok(size)
+    }
+
+    fn envelope(record: Record, reservation: krab_buffer::Reservation) -> (Envelope, DeliveryFuture) {
+        let (reply, fut) = DeliveryFuture::new();
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let env = Envelope {
+            topic: Arc::from(record.topic),
+            partition: record.partition,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            timestamp,
+            reply,
+            reservation,
+            enqueued_at: std::time::Instant::now(),
+        };
+        (env, fut)
+    }
+
+    /// Accepts a record into the buffer, waiting while the buffer is full. Resolves to the
+    /// record's [`DeliveryFuture`].
+    pub async fn send(&self, record: Record) -> Result<DeliveryFuture, Error> {
+        let size = self.check_size(&record)?;
+        let reservation = self.memory.reserve(size).await.map_err(reserve_error)?;
+        let (env, fut) = Self::envelope(record, reservation);
+        self.commands
+            .send(Command::Send(env))
+            .await
+            .map_err(|_| Error::new(ErrorKind::Closed, "the producer is closed"))?;
+        Ok(fut)
+    }
+
+    /// Accepts a record if the buffer has room now; otherwise hands it back.
+    pub fn try_send(&self, record: Record) -> Result<DeliveryFuture, TrySendError> {
+        let size = match self.check_size(&record) {
+            Ok(s) => s,
+            Err(error) => return Err(TrySendError { error, record: Box::new(record) }),
+        };
+        let reservation = match self.memory.try_reserve(size) {
+            Ok(r) => r,
+            Err(e) => return Err(TrySendError { error: reserve_error(e), record: Box::new(record) }),
+        };
+        let (env, fut) = Self::envelope(record, reservation);
+        match self.commands.try_send(Command::Send(env)) {
+            Ok(()) => Ok(fut),
+            Err(e) => {
+                let (full, env) = match e {
+                    mpsc::error::TrySendError::Full(Command::Send(env)) => (true, env),
+                    mpsc::error::TrySendError::Closed(Command::Send(env)) => (false, env),
+                    _ => unreachable!("only Send commands are sent here"),
+                };
+                let record = env.into_record();
+                let error = if full {
+                    Error::new(ErrorKind::BufferFull, "the producer's queue is full")
+                } else {
+                    Error::new(ErrorKind::Closed, "the producer is closed")
+                };
+                Err(TrySendError { error, record: Box::new(record) })
+            }
+        }
+    }
+
+    /// Sends everything buffered now and waits until every record sent before this call is
+    /// acknowledged or failed.
+    pub async fn flush(&self) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(Command::Flush(tx))
+            .await
+            .map_err(|_| Error::new(ErrorKind::Closed, "the producer is closed"))?;
+        rx.await.map_err(|_| Error::new(ErrorKind::Closed, "the producer stopped during flush"))
+    }
+
+    /// Stops accepting records, delivers what is buffered for up to `timeout`, then fails what
+    /// remains with [`ErrorKind::Closed`]. Other clones of the handle can no longer send.
+    pub async fn close(&self, timeout: Duration) -> Result<(), Error> {
+        let (tx, rx) = oneshot::channel();
+        let deadline = std::time::Instant::now() + timeout;
+        if self.commands.send(Command::Close { deadline, done: tx }).await.is_err() {
+            return Ok(()); // already closed
+        }
+        let _ = rx.await;
+        self.memory.close();
+        Ok(())
+    }
+}
+
+fn reserve_error(e: ReserveError) -> Error {
+    match e {
+        ReserveError::TooLarge { .. } => Error::with_source(ErrorKind::RecordTooLarge, "record too large", e),
+        ReserveError::Full => Error::with_source(ErrorKind::BufferFull, "buffer full", e),
+        _ => Error::with_source(ErrorKind::Closed, "the producer is closed", e),
+    }
+}
+
+fn cluster_config(config: &ProducerConfig) -> Result<ClusterConfig, Error> {
+    let mut c = ClusterConfig::new(config.bootstrap_servers.clone());
+    c.connection.client_id = Some(config.client_id.clone());
+    c.connection.request_timeout = config.request_timeout;
+    // Enough slots for every partition's pipelined batches on one connection.
+    c.connection.max_in_flight = (config.max_in_flight * 16).max(32);
+    c.metadata_max_age = config.metadata_max_age;
+    c.reconnect_backoff = config.retry_backoff;
+    c.reconnect_backoff_max = config.retry_backoff_max;
+    c.allow_auto_topic_creation = config.allow_auto_create_topics;
+    Ok(c)
+}
