@@ -55,7 +55,7 @@ pub(crate) struct Envelope {
 impl Envelope {
     pub(crate) fn into_record(self) -> Record {
         Record {
-            topic: self.topic.to_string(),
+            topic: self.topic,
             partition: self.partition,
             key: self.key,
             value: self.value,

@@ -112,7 +112,7 @@ impl Producer {
         let (reply, fut) = DeliveryFuture::new();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
         let env = Envelope {
-            topic: Arc::from(record.topic),
+            topic: record.topic,
             partition: record.partition,
             key: record.key,
             value: record.value,

@@ -9,10 +9,11 @@ use std::task::{Context, Poll};
 use tokio::sync::oneshot;
 
 /// A record to produce.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
-    /// The topic.
-    pub topic: String,
+    /// The topic. An `Arc<str>` so that producing many records to one topic costs no allocation
+    /// per record: keep one and clone it.
+    pub topic: Arc<str>,
     /// An explicit partition; `None` lets the partitioner choose.
     pub partition: Option<i32>,
     /// The key (`None`: null).
@@ -25,9 +26,15 @@ pub struct Record {
     pub timestamp: Option<i64>,
 }
 
+impl Default for Record {
+    fn default() -> Self {
+        Self { topic: Arc::from(""), partition: None, key: None, value: None, headers: Vec::new(), timestamp: None }
+    }
+}
+
 impl Record {
     /// A record for `topic` with the given value.
-    pub fn new(topic: impl Into<String>, value: impl Into<Bytes>) -> Self {
+    pub fn new(topic: impl Into<Arc<str>>, value: impl Into<Bytes>) -> Self {
         Self { topic: topic.into(), value: Some(value.into()), ..Default::default() }
     }
 

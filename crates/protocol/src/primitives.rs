@@ -46,6 +46,13 @@ pub enum DecodeErrorKind {
         /// The tag.
         tag: u32,
     },
+    /// Tagged fields out of ascending tag order, or a tag repeated.
+    TagOrder {
+        /// The tag read.
+        tag: u32,
+        /// The tag before it.
+        previous: u32,
+    },
     /// The message type does not exist at this version.
     UnsupportedVersion {
         /// The message.
@@ -71,6 +78,9 @@ impl fmt::Display for DecodeErrorKind {
             Self::InvalidBool(b) => write!(f, "boolean byte {b:#04x} is neither 0 nor 1"),
             Self::TaggedFieldSize { tag } => {
                 write!(f, "tagged field {tag} does not fill its declared size")
+            }
+            Self::TagOrder { tag, previous } => {
+                write!(f, "tagged field {tag} follows tag {previous}: tags must be strictly increasing")
             }
             Self::UnsupportedVersion { message, version } => {
                 write!(f, "{message} has no version {version}")
@@ -630,6 +640,21 @@ pub fn read_tagged_field(i: &[u8]) -> PResult<'_, (u32, &[u8])> {
         return fail(i, DecodeErrorKind::LengthExceedsFrame { length: size as u64, remaining: rest.len() });
     }
     let (rest, data) = take(size).parse(rest)?;
+    Ok((rest, (tag, data)))
+}
+
+/// Reads one tagged field, checking that tags come in strictly increasing order (KIP-482): a
+/// repeated or out-of-order tag is malformed, and accepting it would make a known field's value
+/// depend on which copy came last.
+#[doc(hidden)]
+pub fn read_tagged_field_after<'a>(i: &'a [u8], previous: &mut Option<u32>) -> PResult<'a, (u32, &'a [u8])> {
+    let (rest, (tag, data)) = read_tagged_field(i)?;
+    if let Some(p) = *previous {
+        if tag <= p {
+            return fail(i, DecodeErrorKind::TagOrder { tag, previous: p });
+        }
+    }
+    *previous = Some(tag);
     Ok((rest, (tag, data)))
 }
 

@@ -164,8 +164,9 @@ impl Message for DescribeConfigsRequest {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -323,8 +324,9 @@ impl Message for DescribeConfigsResource {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -448,8 +450,9 @@ impl Message for DescribeConfigsResponse {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -613,8 +616,9 @@ impl Message for DescribeConfigsResult {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -860,8 +864,9 @@ impl Message for DescribeConfigsResourceResult {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -1025,8 +1030,9 @@ impl Message for DescribeConfigsSynonym {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),

@@ -156,8 +156,9 @@ impl Message for LeaveGroupRequest {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -368,8 +369,9 @@ impl Message for MemberIdentity {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -531,8 +533,9 @@ impl Message for LeaveGroupResponse {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -723,8 +726,9 @@ impl Message for MemberResponse {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),

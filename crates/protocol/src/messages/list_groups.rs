@@ -145,8 +145,9 @@ impl Message for ListGroupsRequest {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -294,8 +295,9 @@ impl Message for ListGroupsResponse {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -458,8 +460,9 @@ impl Message for ListedGroup {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),

@@ -249,8 +249,9 @@ impl Message for OffsetCommitRequest {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -389,8 +390,9 @@ impl Message for OffsetCommitRequestTopic {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -569,8 +571,9 @@ impl Message for OffsetCommitRequestPartition {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -710,8 +713,9 @@ impl Message for OffsetCommitResponse {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -840,8 +844,9 @@ impl Message for OffsetCommitResponseTopic {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -957,8 +962,9 @@ impl Message for OffsetCommitResponsePartition {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),

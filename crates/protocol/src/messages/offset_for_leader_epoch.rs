@@ -132,8 +132,9 @@ impl Message for OffsetForLeaderEpochRequest {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -258,8 +259,9 @@ impl Message for OffsetForLeaderTopic {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -397,8 +399,9 @@ impl Message for OffsetForLeaderPartition {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -534,8 +537,9 @@ impl Message for OffsetForLeaderEpochResponse {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -660,8 +664,9 @@ impl Message for OffsetForLeaderTopicResult {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
@@ -805,8 +810,9 @@ impl Message for EpochEndOffset {
         if flex {
             let (rest, count) = p::read_tagged_count(i)?;
             i = rest;
+            let mut previous = None;
             for _ in 0..count {
-                let (rest, (tag, data)) = p::read_tagged_field(i)?;
+                let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?;
                 i = rest;
                 match tag {
                     _ => this.raw_tagged_fields.push(RawTaggedField { tag, data: cx.slice(data) }),
