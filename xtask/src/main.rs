@@ -6,6 +6,8 @@ mod brokers;
 mod capture;
 mod codegen;
 #[cfg(feature = "krab")]
+mod demo;
+#[cfg(feature = "krab")]
 mod it;
 
 use anyhow::{Result, bail};
@@ -15,6 +17,8 @@ const USAGE: &str = "\
 usage: cargo xtask <task> [options]
 
 tasks:
+  demo [--seconds N] [--rate R]     krab's main job end to end: produce to the mock cluster (3 brokers) through leader
+                                    moves and a broker outage, live per-partition view, then read back: lost/duplicated
   codegen [--check] [--specs DIR]   generate crates/protocol/src/messages from Kafka's JSON specs
   broker tansu [--port N]           start tansu on 127.0.0.1, print `BOOTSTRAP host:port`, run until stdin closes
   broker mock [--brokers N]         start librdkafka's mock cluster (ids 1..=N, default 3), print `BOOTSTRAP ...`,
@@ -36,6 +40,8 @@ fn main() -> Result<()> {
         "codegen" => codegen::run(&rest),
         "broker" => brokers::run(&rest),
         "capture" => capture::run(&rest),
+        #[cfg(feature = "krab")]
+        "demo" => demo::run(&rest),
         #[cfg(feature = "krab")]
         "it" => it::run(&rest),
         #[cfg(feature = "krab")]

@@ -73,6 +73,8 @@ pub(crate) enum Event {
 
 struct Job {
     broker: i32,
+    /// The generation of the snapshot the batches were routed with.
+    generation: u64,
     batches: Vec<ProducerBatch<DeliverySender>>,
 }
 
@@ -101,7 +103,14 @@ pub(crate) struct FlushLoop {
     waiting: HashMap<Arc<str>, Vec<Envelope>>,
     unknown_rounds: HashMap<Arc<str>, u32>,
     need_resolve: BTreeSet<String>,
-    stale_generation: Option<u64>,
+    /// Stalled partitions and the snapshot generation each found stale: while any remain, the
+    /// loop keeps asking for newer metadata (after backoff), whatever became of earlier asks.
+    stalled: HashMap<TopicPartition, u64>,
+    /// Partitions that stalled and have not had a batch acknowledged since.
+    recovering: std::collections::HashSet<TopicPartition>,
+    /// Resolves in a row while partitions keep failing to recover (a leader still down): the
+    /// wait between them doubles from `retry.backoff.ms` up to `retry.backoff.max.ms`.
+    resolve_streak: u32,
     resolving: bool,
     resolve_after: Option<Instant>,
     retry_at: HashMap<TopicPartition, Instant>,
@@ -175,7 +184,9 @@ impl FlushLoop {
             waiting: HashMap::new(),
             unknown_rounds: HashMap::new(),
             need_resolve: BTreeSet::new(),
-            stale_generation: None,
+            stalled: HashMap::new(),
+            recovering: std::collections::HashSet::new(),
+            resolve_streak: 0,
             resolving: false,
             resolve_after: None,
             retry_at: HashMap::new(),
@@ -250,7 +261,7 @@ impl FlushLoop {
         consider(self.retry_at.values().copied().filter(|t| *t > now).min());
         consider(Some(self.next_expiry));
         consider(self.closing.as_ref().map(|(d, _)| *d));
-        if !self.resolving && !self.need_resolve.is_empty() {
+        if !self.resolving && self.wants_resolve() {
             consider(Some(self.resolve_after.unwrap_or(now)));
         }
         wake
@@ -389,7 +400,7 @@ impl FlushLoop {
         let id = self.next_job;
         self.next_job += 1;
         let payloads = batches.iter().map(|b| (b.tp.clone(), b.payload.clone())).collect();
-        self.jobs.insert(id, Job { broker, batches });
+        self.jobs.insert(id, Job { broker, generation: self.snapshot.generation, batches });
         let job = ProduceJob { id, batches: payloads };
         let sender = self
             .senders
@@ -412,15 +423,18 @@ impl FlushLoop {
             Event::Produced(outcome) => self.on_produced(outcome),
             Event::Resolved(result) => {
                 self.resolving = false;
+                let backoff = self
+                    .config
+                    .retry_backoff
+                    .saturating_mul(1 << self.resolve_streak.min(16))
+                    .min(self.config.retry_backoff_max.max(self.config.retry_backoff));
+                self.resolve_after = Some(Instant::now() + backoff);
+                if !self.recovering.is_empty() {
+                    self.resolve_streak += 1;
+                }
                 match result {
-                    Ok(snapshot) => {
-                        self.resolve_after = Some(Instant::now() + self.config.retry_backoff);
-                        self.on_snapshot(snapshot);
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "metadata resolve failed; retrying after backoff");
-                        self.resolve_after = Some(Instant::now() + self.config.retry_backoff);
-                    }
+                    Ok(snapshot) => self.on_snapshot(snapshot),
+                    Err(e) => tracing::debug!(error = %e, "metadata resolve failed; retrying after backoff"),
                 }
             }
             Event::ProducerId(result) => {
@@ -457,7 +471,7 @@ impl FlushLoop {
                 for batch in job.batches {
                     match find(&response, &batch.tp) {
                         Some((code, base_offset, append_time)) => {
-                            self.on_batch(batch, code, base_offset, append_time, now)
+                            self.on_batch(batch, code, base_offset, append_time, job.generation, now)
                         }
                         None => {
                             tracing::warn!(partition = %batch.tp, broker = job.broker, "no result for a partition; retrying");
@@ -472,7 +486,9 @@ impl FlushLoop {
                 let error = Error::from(e);
                 for batch in job.batches {
                     match recovery {
-                        Recovery::Reresolve | Recovery::ReresolveBounded => self.reresolve(batch, now),
+                        Recovery::Reresolve | Recovery::ReresolveBounded => {
+                            self.reresolve(batch, job.generation, now)
+                        }
                         Recovery::Retry => self.retry(batch, now),
                         Recovery::Fail => self.fail_batch(batch, error.clone()),
                     }
@@ -487,6 +503,7 @@ impl FlushLoop {
         code: ErrorCode,
         base_offset: i64,
         append_time: i64,
+        routed_with: u64,
         now: Instant,
     ) {
         match code {
@@ -506,7 +523,7 @@ impl FlushLoop {
                 self.retry(batch, now);
             }
             code => match classify_code(code) {
-                Recovery::Reresolve | Recovery::ReresolveBounded => self.reresolve(batch, now),
+                Recovery::Reresolve | Recovery::ReresolveBounded => self.reresolve(batch, routed_with, now),
                 Recovery::Retry => self.retry(batch, now),
                 Recovery::Fail => {
                     let error =
@@ -519,6 +536,9 @@ impl FlushLoop {
 
     fn succeed(&mut self, batch: ProducerBatch<DeliverySender>, base_offset: i64, append_time: i64) {
         self.acc.complete(&batch.tp);
+        if self.recovering.remove(&batch.tp) && self.recovering.is_empty() {
+            self.resolve_streak = 0;
+        }
         self.out_of_order.remove(&batch.tp);
         self.stats.acked(&batch.tp, batch.records.len() as u64);
         let topic = batch.tp.topic.clone();
@@ -567,8 +587,9 @@ impl FlushLoop {
         self.acc.requeue(batch);
     }
 
-    /// A rebalancing error: stall this partition only and ask for newer metadata.
-    fn reresolve(&mut self, batch: ProducerBatch<DeliverySender>, now: Instant) {
+    /// A rebalancing error on a batch routed with snapshot `routed_with`: stall this partition
+    /// only and ask for metadata newer than that snapshot.
+    fn reresolve(&mut self, batch: ProducerBatch<DeliverySender>, routed_with: u64, now: Instant) {
         if self.timed_out(&batch, now) {
             let error = Error::new(
                 ErrorKind::DeliveryTimeout,
@@ -577,13 +598,22 @@ impl FlushLoop {
             return self.fail_batch(batch, error);
         }
         let generation = self.snapshot.generation;
+        if routed_with < generation {
+            // Newer metadata arrived while the batch was in flight (typically the refresh another
+            // partition's failure asked for): it is what the resolver would answer, so retry with
+            // it, in order. Were it stale too, the retry fails against the current generation and
+            // that asks for fresher metadata.
+            self.acc.requeue(batch);
+            return;
+        }
         if self.acc.state(&batch.tp) == krab_buffer::PartitionState::Ready {
             self.stats.stalled(&batch.tp);
         }
         self.acc.stall(&batch.tp, generation);
         self.available.remove(&batch.tp.topic);
-        self.need_resolve.insert(batch.tp.topic.to_string());
-        self.stale_generation = Some(self.stale_generation.map_or(generation, |g| g.max(generation)));
+        self.recovering.insert(batch.tp.clone());
+        let g = self.stalled.entry(batch.tp.clone()).or_insert(generation);
+        *g = (*g).max(generation);
         self.acc.requeue(batch);
     }
 
@@ -591,13 +621,21 @@ impl FlushLoop {
     // Metadata
     // ---------------------------------------------------------------------------------------
 
+    fn wants_resolve(&self) -> bool {
+        !self.need_resolve.is_empty() || !self.stalled.is_empty()
+    }
+
     fn maybe_resolve(&mut self, now: Instant) {
-        if self.resolving || self.need_resolve.is_empty() || self.resolve_after.is_some_and(|t| now < t) {
+        if self.resolving || !self.wants_resolve() || self.resolve_after.is_some_and(|t| now < t) {
             return;
         }
         self.resolving = true;
-        let topics: Vec<String> = std::mem::take(&mut self.need_resolve).into_iter().collect();
-        let request = ResolveRequest { topics, stale_generation: self.stale_generation.take() };
+        let mut topics = std::mem::take(&mut self.need_resolve);
+        topics.extend(self.stalled.keys().map(|tp| tp.topic.to_string()));
+        let request = ResolveRequest {
+            topics: topics.into_iter().collect(),
+            stale_generation: self.stalled.values().copied().max(),
+        };
         let resolver = self.resolver.clone();
         let events = self.events_tx.clone();
         tokio::spawn(async move {
@@ -614,11 +652,7 @@ impl FlushLoop {
         self.available.clear();
         for tp in self.acc.unstall(self.snapshot.generation) {
             tracing::debug!(partition = %tp, generation = self.snapshot.generation, "partition resumes");
-        }
-        // Partitions still without a usable leader wait for the next snapshot.
-        let stalled_topics: Vec<(TopicPartition, u64)> = self.acc.stalled();
-        for (tp, _) in stalled_topics {
-            self.need_resolve.insert(tp.topic.to_string());
+            self.stalled.remove(&tp);
         }
         let topics: Vec<Arc<str>> = self.waiting.keys().cloned().collect();
         let now = Instant::now();
