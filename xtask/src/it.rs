@@ -55,6 +55,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         record("mock: 8 moved leaders resolve with exactly one Metadata request", rt.block_on(mock_coalescing(&mock)));
         record("mock: a down leader fails fast without blocking other brokers", rt.block_on(mock_broker_down(&mock)));
     }
+    #[path = "it_producer.rs"]
+    mod it_producer;
+    it_producer::run(&rt, only.as_deref(), &mut record)?;
     println!("\n{passed} passed, {} failed", failed.len());
     if !failed.is_empty() {
         bail!("integration scenarios failed: {}", failed.join("; "));
