@@ -22,12 +22,20 @@
 //! broken path.
 //!
 //! Run: `cargo bench -p krab-protocol --bench codec -- --warm-up-time 2 --measurement-time 5`.
+//!
+//! On a shared machine (a fuzzer or builds on the other cores) wall time counts the time the
+//! bench spends preempted. `KRAB_BENCH_CPU_TIME=1` measures the bench thread's on-CPU time
+//! instead (`/proc/thread-self/schedstat`, Linux only), with flat sampling so every sample is
+//! long next to the scheduler tick that clock advances by: e.g.
+//! `KRAB_BENCH_CPU_TIME=1 cargo bench -p krab-protocol --bench codec -- --sample-size 20
+//! --measurement-time 10`.
 
 use std::hint::black_box;
 use std::io::Write as _;
 
 use bytes::{BufMut as _, Bytes, BytesMut};
-use criterion::{Criterion, Throughput, criterion_main};
+use criterion::measurement::{Measurement, ValueFormatter};
+use criterion::{Criterion, SamplingMode, Throughput, criterion_main};
 
 use kafka_protocol::messages::BrokerId;
 use kafka_protocol::messages::TopicName;
@@ -236,14 +244,14 @@ fn encoded_and_checked(inputs: &Inputs, batch: &RecordBatch, compression: Compre
 // ---------------------------------------------------------------------------------------------
 // Benches
 
-fn bench_records(c: &mut Criterion) {
+fn bench_records<M: Measurement>(c: &mut Criterion<M>, mode: SamplingMode) {
     let inputs = inputs();
     for compression in [Compression::None, Compression::Lz4] {
         let batch = krab_batch(&inputs.krab, compression);
         let bytes = encoded_and_checked(&inputs, &batch, compression);
 
         let mut g = c.benchmark_group(format!("record_batch_encode/{compression}"));
-        g.throughput(Throughput::Elements(RECORDS as u64));
+        g.throughput(Throughput::Elements(RECORDS as u64)).sampling_mode(mode);
         g.bench_function("krab", |b| b.iter(|| krab_encode(black_box(&batch))));
         g.bench_function("krab-appender", |b| b.iter(|| krab_append(black_box(&inputs.krab), compression)));
         g.bench_function("kafka-protocol", |b| b.iter(|| kp_encode(black_box(&inputs.kp), compression)));
@@ -253,7 +261,7 @@ fn bench_records(c: &mut Criterion) {
         g.finish();
 
         let mut g = c.benchmark_group(format!("record_batch_decode/{compression}"));
-        g.throughput(Throughput::Elements(RECORDS as u64));
+        g.throughput(Throughput::Elements(RECORDS as u64)).sampling_mode(mode);
         g.bench_function("krab", |b| b.iter(|| krab_decode(black_box(&bytes))));
         g.bench_function("kafka-protocol", |b| b.iter(|| kp_decode(black_box(&bytes))));
         g.finish();
@@ -372,7 +380,7 @@ fn kp_metadata_decode(bytes: &Bytes) -> kpm::MetadataResponse {
     msg
 }
 
-fn bench_metadata(c: &mut Criterion) {
+fn bench_metadata<M: Measurement>(c: &mut Criterion<M>, mode: SamplingMode) {
     let krab = krab_metadata();
     let kp = kp_metadata();
     let partitions = (TOPICS as u64) * PARTITIONS_PER_TOPIC as u64;
@@ -391,23 +399,108 @@ fn bench_metadata(c: &mut Criterion) {
     );
 
     let mut g = c.benchmark_group("metadata_response/encode");
-    g.throughput(Throughput::Elements(partitions));
+    g.throughput(Throughput::Elements(partitions)).sampling_mode(mode);
     g.bench_function("krab", |b| b.iter(|| krab_metadata_encode(black_box(&krab))));
     g.bench_function("kafka-protocol", |b| b.iter(|| kp_metadata_encode(black_box(&kp))));
     g.finish();
 
     let mut g = c.benchmark_group("metadata_response/decode");
-    g.throughput(Throughput::Elements(partitions));
+    g.throughput(Throughput::Elements(partitions)).sampling_mode(mode);
     g.bench_function("krab", |b| b.iter(|| krab_metadata_decode(black_box(&bytes))));
     g.bench_function("kafka-protocol", |b| b.iter(|| kp_metadata_decode(black_box(&bytes))));
     g.finish();
 }
 
-/// What `criterion_group!` would generate, minus its undocumented `pub fn`.
+// ---------------------------------------------------------------------------------------------
+// On-CPU time measurement
+
+/// The bench thread's on-CPU time in nanoseconds, from `/proc/thread-self/schedstat`: unlike
+/// wall time it leaves out the time the thread waited while other processes ran. The kernel
+/// advances it at context switches and scheduler ticks, so samples must be long (tens of ms).
+struct CpuTime;
+
+fn thread_cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/thread-self/schedstat").expect("read /proc/thread-self/schedstat");
+    stat.split_whitespace().next().and_then(|ns| ns.parse().ok()).expect("parse /proc/thread-self/schedstat")
+}
+
+impl Measurement for CpuTime {
+    type Intermediate = u64;
+    type Value = u64;
+
+    fn start(&self) -> u64 {
+        thread_cpu_ns()
+    }
+
+    fn end(&self, start: u64) -> u64 {
+        thread_cpu_ns().saturating_sub(start)
+    }
+
+    fn add(&self, a: &u64, b: &u64) -> u64 {
+        a + b
+    }
+
+    fn zero(&self) -> u64 {
+        0
+    }
+
+    fn to_f64(&self, value: &u64) -> f64 {
+        *value as f64
+    }
+
+    fn formatter(&self) -> &dyn ValueFormatter {
+        &NanosFormatter
+    }
+}
+
+/// Formats nanoseconds (of CPU time) like criterion's wall-time formatter does.
+struct NanosFormatter;
+
+impl ValueFormatter for NanosFormatter {
+    fn scale_values(&self, typical: f64, values: &mut [f64]) -> &'static str {
+        let (div, unit) = match typical {
+            t if t < 1e3 => (1.0, "ns"),
+            t if t < 1e6 => (1e3, "µs"),
+            t if t < 1e9 => (1e6, "ms"),
+            _ => (1e9, "s"),
+        };
+        values.iter_mut().for_each(|v| *v /= div);
+        unit
+    }
+
+    fn scale_throughputs(&self, typical: f64, throughput: &Throughput, values: &mut [f64]) -> &'static str {
+        let (per_iter, units) = match *throughput {
+            Throughput::Bytes(n) | Throughput::BytesDecimal(n) => (n as f64, ["B/s", "KB/s", "MB/s", "GB/s"]),
+            Throughput::Elements(n) => (n as f64, ["elem/s", "Kelem/s", "Melem/s", "Gelem/s"]),
+        };
+        let rate = per_iter * 1e9 / typical;
+        let (div, unit) = match rate {
+            r if r < 1e3 => (1.0, units[0]),
+            r if r < 1e6 => (1e3, units[1]),
+            r if r < 1e9 => (1e6, units[2]),
+            _ => (1e9, units[3]),
+        };
+        values.iter_mut().for_each(|v| *v = per_iter * 1e9 / *v / div);
+        unit
+    }
+
+    fn scale_for_machines(&self, _values: &mut [f64]) -> &'static str {
+        "ns"
+    }
+}
+
+/// What `criterion_group!` would generate (minus its undocumented `pub fn`), with the
+/// measurement chosen by `KRAB_BENCH_CPU_TIME`.
 fn benches() {
-    let mut c = Criterion::default().configure_from_args();
-    bench_records(&mut c);
-    bench_metadata(&mut c);
+    if std::env::var_os("KRAB_BENCH_CPU_TIME").is_some_and(|v| !v.is_empty() && v != "0") {
+        let mut c = Criterion::default().with_measurement(CpuTime).configure_from_args();
+        bench_records(&mut c, SamplingMode::Flat);
+        bench_metadata(&mut c, SamplingMode::Flat);
+    } else {
+        let mut c = Criterion::default().configure_from_args();
+        bench_records(&mut c, SamplingMode::Auto);
+        bench_metadata(&mut c, SamplingMode::Auto);
+    }
 }
 
 criterion_main!(benches);

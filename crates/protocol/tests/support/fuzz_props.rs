@@ -22,7 +22,7 @@ macro_rules! round_trip {
         /// Arbitrary bytes decode to a typed error, or to a value that re-encodes (exact
         /// `encoded_len`) to bytes that decode to the same value.
         #[allow(dead_code)]
-        pub fn $name(data: &[u8]) {
+        pub(crate) fn $name(data: &[u8]) {
             let Some((api, version, body)) = split(data) else { return };
             let Ok(decoded) = $any::decode(api as i16, &body, version) else { return };
             let mut out = BytesMut::new();
