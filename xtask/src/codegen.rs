@@ -917,7 +917,9 @@ fn emit_struct(out: &mut String, spec: &Spec, sd: &StructDef, top: bool) -> Resu
     }
     if has_tags {
         out.push_str("if flex {\nlet (rest, count) = p::read_tagged_count(i)?; i = rest;\nlet mut previous = None;\nfor _ in 0..count {\n");
-        out.push_str("let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?; i = rest;\nmatch tag {\n");
+        out.push_str(
+            "let (rest, (tag, data)) = p::read_tagged_field_after(i, &mut previous)?; i = rest;\nmatch tag {\n",
+        );
         for c in &tagged {
             let tag = c.f.tag.unwrap_or_default();
             writeln!(

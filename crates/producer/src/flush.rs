@@ -486,9 +486,7 @@ impl FlushLoop {
                 let error = Error::from(e);
                 for batch in job.batches {
                     match recovery {
-                        Recovery::Reresolve | Recovery::ReresolveBounded => {
-                            self.reresolve(batch, job.generation, now)
-                        }
+                        Recovery::Reresolve | Recovery::ReresolveBounded => self.reresolve(batch, job.generation, now),
                         Recovery::Retry => self.retry(batch, now),
                         Recovery::Fail => self.fail_batch(batch, error.clone()),
                     }

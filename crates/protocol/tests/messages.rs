@@ -302,7 +302,9 @@ fn repeated_or_unordered_tags_are_rejected() {
     // Found by fuzzing: ZkMigrationReady (tag 3) sent twice, once at its default and once set.
     // Accepting it made the decoded value depend on which copy came last.
     let base = [0u8, 0, 1, 0, 0, 0, 0];
-    for (tags, previous, tag) in [(&[2u8, 3, 1, 0, 3, 1, 1][..], 3, 3), (&[2, 3, 1, 1, 1, 8, 0, 0, 0, 0, 0, 0, 0, 1][..], 3, 1)] {
+    for (tags, previous, tag) in
+        [(&[2u8, 3, 1, 0, 3, 1, 1][..], 3, 3), (&[2, 3, 1, 1, 1, 8, 0, 0, 0, 0, 0, 0, 0, 1][..], 3, 1)]
+    {
         let mut body = BytesMut::from(&base[..]);
         body.put_slice(tags);
         let err = ApiVersionsResponse::decode(&body.freeze(), 3).unwrap_err();
