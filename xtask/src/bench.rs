@@ -6,9 +6,15 @@
 //! `--runs` times (the order flips every run so that drift, e.g. a busy neighbour, hits both
 //! clients alike), and prints the medians and the krab/rdkafka ratios.
 //!
-//! Adding a bench (e.g. `bench produce`): a function that starts its broker, lists its cases
-//! (the `krab-bench` arguments for each client) and calls [`run_cases`] then [`print_table`].
+//! Adding a bench: a function that starts its broker, lists its cases (the `krab-bench`
+//! arguments for each client) and calls [`run_cases`] then a table printer.
+//!
+//! - `bench cluster`: Metadata requests over one pipelined connection to tansu.
+//! - `bench produce`: krab's producer against rdkafka (BaseProducer, FutureProducer) and rskafka,
+//!   one fresh broker per process (tansu, and the librdkafka mock cluster for 1 KiB records).
+//! - `bench send-latency`: the latency of krab's `send().await` with a 500 ms broker round trip.
 
+use crate::brokers::mock::{self, MockCluster};
 use crate::brokers::tansu::{Options, Tansu};
 use crate::brokers::{Venv, free_port};
 use anyhow::{Context, Result, bail};
@@ -23,14 +29,23 @@ const PACKAGE: &str = "krab-bench";
 const CANDIDATE: &str = "krab";
 const REFERENCE: &str = "rdkafka";
 
-const USAGE: &str = "usage: cargo xtask bench cluster [--seconds S] [--concurrency C] [--runs N]";
+const USAGE: &str = "usage: cargo xtask bench cluster [--seconds S] [--concurrency C] [--runs N]
+       cargo xtask bench produce [--runs N] [--scale F] [--only tansu|mock] [--size 100|1024]
+                                 [--compression none|lz4] [--clients a,b,..] [--krab-threads N]
+                                 [--batch-size B] [--linger-ms L]
+       cargo xtask bench send-latency [--records N] [--rate R] [--rtt-ms MS] [--runs N]";
+
+/// The placeholder in a case's arguments that [`run_cases`] replaces with the run's bootstrap.
+const BOOTSTRAP: &str = "{bootstrap}";
 
 /// `cargo xtask bench ...`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else { bail!("{USAGE}") };
     match which.as_str() {
         "cluster" => cluster(rest),
-        other => bail!("unknown bench `{other}` (known: cluster)\n{USAGE}"),
+        "produce" => produce(rest),
+        "send-latency" => send_latency(rest),
+        other => bail!("unknown bench `{other}` (known: cluster, produce, send-latency)\n{USAGE}"),
     }
 }
 
@@ -88,15 +103,37 @@ fn cluster(args: &[String]) -> Result<()> {
         .into_iter()
         .map(|client| {
             let mut args: Vec<String> = vec!["metadata".into(), "--client".into(), client.into()];
-            args.extend(["--bootstrap".into(), bootstrap.clone(), "--topic".into(), topic.into()]);
+            args.extend(["--bootstrap".into(), BOOTSTRAP.into(), "--topic".into(), topic.into()]);
             args.extend(settings.args());
             Case { label: client.to_string(), args }
         })
         .collect();
-    let results = run_cases(&exe, &cases, settings.runs, Duration::from_secs_f64(settings.seconds + 60.0))?;
+    let pid = pid_listening_on(&bootstrap);
+    let mut same =
+        || Ok(Lease { bootstrap: bootstrap.clone(), broker: Broker { label: "tansu".into(), pid }, _guard: None });
+    let timeout = Duration::from_secs_f64(settings.seconds + 60.0);
+    let results = run_cases(&exe, &cases, settings.runs, timeout, &mut same, &metadata_line)?;
     drop(tansu);
     print_table(&results);
     Ok(())
+}
+
+/// One run's broker: where to connect, which process to watch, and what keeps it alive.
+pub(crate) struct Lease {
+    pub(crate) bootstrap: String,
+    pub(crate) broker: Broker,
+    /// Dropped after the run (a broker started for this run alone stops then).
+    pub(crate) _guard: Option<Box<dyn std::any::Any>>,
+}
+
+fn metadata_line(sample: &Sample) -> String {
+    format!(
+        "{:>9.0} req/s  {:>6.1} CPU µs/req  {:>6.1} MB peak RSS  ({} conn)",
+        sample.num("req_per_s"),
+        sample.num("cpu_us_per_req"),
+        sample.num("peak_rss_mb"),
+        sample.json["broker_connections"],
+    )
 }
 
 /// One client configuration: a label and the `krab-bench` arguments that run it.
@@ -110,6 +147,17 @@ pub(crate) struct Sample {
     json: serde_json::Value,
     /// Share of the whole machine's CPU that was busy while the process ran (all processes).
     host_busy: f64,
+    /// CPU cores the broker used on average while the process ran (warm-up included). When the
+    /// broker is the bottleneck, req/s follows this: a starved broker means a slow run.
+    broker_cores: f64,
+    broker_label: String,
+}
+
+/// The broker under the clients, watched for its CPU use.
+pub(crate) struct Broker {
+    pub(crate) label: String,
+    /// Its process, if found.
+    pub(crate) pid: Option<u32>,
 }
 
 impl Sample {
@@ -126,9 +174,11 @@ pub(crate) struct Results {
 /// Builds `krab-bench` in release and returns the executable.
 fn build() -> Result<PathBuf> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    eprintln!("building {PACKAGE} (release)");
+    eprintln!("building {PACKAGE} (release; the first build compiles librdkafka's C code for this profile)");
+    let start = Instant::now();
+    // Not --quiet: a wait for the build-directory lock (another cargo command) shows on stderr.
     let out = Command::new(&cargo)
-        .args(["build", "--release", "--quiet", "--package", PACKAGE, "--bin", PACKAGE, "--message-format=json"])
+        .args(["build", "--release", "--package", PACKAGE, "--bin", PACKAGE, "--message-format=json"])
         .current_dir(crate::project_root())
         .stdin(Stdio::null())
         .stderr(Stdio::inherit())
@@ -143,6 +193,7 @@ fn build() -> Result<PathBuf> {
             continue;
         }
         if let Some(exe) = msg["executable"].as_str() {
+            eprintln!("built in {:.1} s", start.elapsed().as_secs_f64());
             return Ok(PathBuf::from(exe));
         }
     }
@@ -150,8 +201,17 @@ fn build() -> Result<PathBuf> {
 }
 
 /// Runs every case `runs` times, alternating between cases and flipping the order every run,
-/// and collects each process's JSON line. Fails on the first process that fails.
-pub(crate) fn run_cases(exe: &Path, cases: &[Case], runs: usize, timeout: Duration) -> Result<Results> {
+/// and collects each process's JSON line. Each process gets a broker from `lease` (the same one
+/// every time, or a fresh one) and its bootstrap in place of [`BOOTSTRAP`]. Fails on the first
+/// process that fails. `line` describes one sample for the progress output.
+pub(crate) fn run_cases(
+    exe: &Path,
+    cases: &[Case],
+    runs: usize,
+    timeout: Duration,
+    lease: &mut dyn FnMut() -> Result<Lease>,
+    line: &dyn Fn(&Sample) -> String,
+) -> Result<Results> {
     let mut results = Results { cases: cases.iter().map(|c| (c.label.clone(), Vec::new())).collect() };
     for run in 0..runs {
         let mut order: Vec<usize> = (0..cases.len()).collect();
@@ -160,16 +220,19 @@ pub(crate) fn run_cases(exe: &Path, cases: &[Case], runs: usize, timeout: Durati
         }
         for i in order {
             let case = &cases[i];
-            let sample =
-                run_one(exe, &case.args, timeout).with_context(|| format!("{} (run {})", case.label, run + 1))?;
+            let lease = lease().with_context(|| format!("starting the broker for {}", case.label))?;
+            let args: Vec<String> =
+                case.args.iter().map(|a| if a == BOOTSTRAP { lease.bootstrap.clone() } else { a.clone() }).collect();
+            let sample = run_one(exe, &args, timeout, &lease.broker)
+                .with_context(|| format!("{} (run {})", case.label, run + 1))?;
+            drop(lease);
             println!(
-                "  run {}/{runs} {:<8} {:>9.0} req/s  {:>6.1} CPU µs/req  {:>6.1} MB peak RSS  ({} conn, host CPU {:.0}% busy)",
+                "  run {}/{runs} {:<15} {}  ({} {:.2} cores; host CPU {:.0}% busy)",
                 run + 1,
                 case.label,
-                sample.num("req_per_s"),
-                sample.num("cpu_us_per_req"),
-                sample.num("peak_rss_mb"),
-                sample.json["broker_connections"],
+                line(&sample),
+                sample.broker_label,
+                sample.broker_cores,
                 sample.host_busy * 100.0,
             );
             results.cases[i].1.push(sample);
@@ -184,8 +247,9 @@ pub(crate) fn run_cases(exe: &Path, cases: &[Case], runs: usize, timeout: Durati
 }
 
 /// Runs one `krab-bench` process (stderr passes through) and parses the JSON line it prints last.
-fn run_one(exe: &Path, args: &[String], timeout: Duration) -> Result<Sample> {
+fn run_one(exe: &Path, args: &[String], timeout: Duration, broker: &Broker) -> Result<Sample> {
     let busy0 = host_cpu()?;
+    let broker0 = broker.pid.and_then(process_cpu);
     let mut child = Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
@@ -206,6 +270,10 @@ fn run_one(exe: &Path, args: &[String], timeout: Duration) -> Result<Sample> {
         std::thread::sleep(Duration::from_millis(50));
     };
     let busy1 = host_cpu()?;
+    let broker_cores = match (broker0, broker.pid.and_then(process_cpu)) {
+        (Some(a), Some(b)) => (b - a) / start.elapsed().as_secs_f64(),
+        _ => f64::NAN,
+    };
     let mut stdout = String::new();
     child.stdout.take().context("child stdout")?.read_to_string(&mut stdout)?;
     if !status.success() {
@@ -215,7 +283,28 @@ fn run_one(exe: &Path, args: &[String], timeout: Duration) -> Result<Sample> {
     let json: serde_json::Value = serde_json::from_str(line).with_context(|| format!("parsing `{line}`"))?;
     let (total, idle) = (busy1.0 - busy0.0, busy1.1 - busy0.1);
     let host_busy = if total > 0.0 { 1.0 - idle / total } else { f64::NAN };
-    Ok(Sample { json, host_busy })
+    Ok(Sample { json, host_busy, broker_cores, broker_label: broker.label.clone() })
+}
+
+/// User + system CPU seconds of process `pid` so far (`/proc/PID/stat`, in 100 Hz clock ticks).
+fn process_cpu(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // Fields 14 and 15 (utime, stime); the slice starts at field 3.
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some(ticks / 100.0)
+}
+
+/// The process whose command line names `tcp://ADDR` as its listener (tansu's `--listener-url`).
+fn pid_listening_on(addr: &str) -> Option<u32> {
+    let needle = format!("tcp://{addr}");
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
+        let pid: u32 = entry.file_name().to_str()?.parse().ok()?;
+        let cmdline = std::fs::read(entry.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
+        let listener = args.windows(2).any(|w| w[0] == b"--listener-url" && w[1] == needle.as_bytes());
+        listener.then_some(pid)
+    })
 }
 
 /// (total, idle) jiffies of the whole machine from `/proc/stat`.
@@ -243,15 +332,15 @@ pub(crate) fn print_table(results: &Results) {
     let med = |samples: &[Sample], key: &str| median(samples.iter().map(|s| s.num(key)).collect());
     println!();
     println!(
-        "{:<14} {:>12} {:>20} {:>12} {:>13} {:>6} {:>8}",
-        "client", "req/s (med)", "req/s (min..max)", "CPU µs/req", "peak RSS MB", "conns", "threads"
+        "{:<14} {:>12} {:>20} {:>12} {:>13} {:>6} {:>8} {:>13}",
+        "client", "req/s (med)", "req/s (min..max)", "CPU µs/req", "peak RSS MB", "conns", "threads", "broker cores"
     );
     for (label, samples) in &results.cases {
         let rps: Vec<f64> = samples.iter().map(|s| s.num("req_per_s")).collect();
         let lo = rps.iter().copied().fold(f64::INFINITY, f64::min);
         let hi = rps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         println!(
-            "{:<14} {:>12.0} {:>20} {:>12.1} {:>13.1} {:>6} {:>8}",
+            "{:<14} {:>12.0} {:>20} {:>12.1} {:>13.1} {:>6} {:>8} {:>13.2}",
             label,
             med(samples, "req_per_s"),
             format!("{lo:.0}..{hi:.0}"),
@@ -259,6 +348,7 @@ pub(crate) fn print_table(results: &Results) {
             med(samples, "peak_rss_mb"),
             med(samples, "broker_connections"),
             med(samples, "threads"),
+            median(samples.iter().map(|s| s.broker_cores).collect()),
         );
     }
     let find = |label: &str| results.cases.iter().find(|(l, _)| l == label).map(|(_, s)| s.as_slice());
@@ -273,5 +363,379 @@ pub(crate) fn print_table(results: &Results) {
             ratio("peak_rss_mb"),
         );
         println!("(req/s: higher is better; CPU µs/req and RSS: lower is better. CPU is the client process only.)");
+        println!(
+            "(broker cores: the broker's CPU use during each run; when it differs, so does the CPU it was given.)"
+        );
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench produce
+
+/// The produce clients, the reference first in ratio rows.
+const PRODUCE_CLIENTS: &[&str] = &["krab", "rdkafka-base", "rdkafka-future", "rskafka"];
+const PRODUCE_REFERENCE: &str = "rdkafka-base";
+/// The target: krab's records/s at least this many times the reference's ...
+const TARGET_RATE: f64 = 1.5;
+/// ... at no more than this share of its CPU per record.
+const TARGET_CPU: f64 = 0.7;
+/// Partitions of the produce topic.
+const PARTITIONS: u32 = 6;
+
+/// Which broker a produce workload runs against; each process gets a fresh one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BrokerKind {
+    Tansu,
+    Mock,
+}
+
+impl BrokerKind {
+    fn name(self) -> &'static str {
+        match self {
+            BrokerKind::Tansu => "tansu",
+            BrokerKind::Mock => "mock",
+        }
+    }
+}
+
+struct ProduceSettings {
+    runs: usize,
+    scale: f64,
+    only: Option<BrokerKind>,
+    size: Option<usize>,
+    compression: Option<String>,
+    clients: Vec<String>,
+    krab_threads: usize,
+    batch_size: usize,
+    linger_ms: u64,
+    mock_brokers: usize,
+}
+
+impl ProduceSettings {
+    fn parse(args: &[String]) -> Result<Self> {
+        let mut s = ProduceSettings {
+            runs: 3,
+            scale: 1.0,
+            only: None,
+            size: None,
+            compression: None,
+            clients: PRODUCE_CLIENTS.iter().map(|c| c.to_string()).collect(),
+            krab_threads: 1,
+            batch_size: 256 * 1024,
+            linger_ms: 5,
+            mock_brokers: 1,
+        };
+        let mut it = args.iter();
+        while let Some(arg) = it.next() {
+            let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+            match arg.as_str() {
+                "--runs" => s.runs = value()?.parse().context("--runs")?,
+                "--scale" => s.scale = value()?.parse().context("--scale")?,
+                "--only" => {
+                    s.only = Some(match value()?.as_str() {
+                        "tansu" => BrokerKind::Tansu,
+                        "mock" => BrokerKind::Mock,
+                        other => bail!("--only tansu|mock, not {other}"),
+                    })
+                }
+                "--size" => s.size = Some(value()?.parse().context("--size")?),
+                "--compression" => s.compression = Some(value()?.clone()),
+                "--clients" => s.clients = value()?.split(',').map(str::to_owned).collect(),
+                "--krab-threads" => s.krab_threads = value()?.parse().context("--krab-threads")?,
+                "--batch-size" => s.batch_size = value()?.parse().context("--batch-size")?,
+                "--linger-ms" => s.linger_ms = value()?.parse().context("--linger-ms")?,
+                "--mock-brokers" => s.mock_brokers = value()?.parse().context("--mock-brokers")?,
+                other => bail!("unknown option `{other}`\n{USAGE}"),
+            }
+        }
+        if s.runs == 0 || s.scale.is_nan() || s.scale <= 0.0 || s.clients.is_empty() {
+            bail!("--runs and --scale must be positive, --clients not empty");
+        }
+        Ok(s)
+    }
+}
+
+/// One produce workload: a broker kind, a record count and size, a codec.
+struct Workload {
+    broker: BrokerKind,
+    records: u64,
+    size: usize,
+    compression: &'static str,
+}
+
+impl Workload {
+    fn title(&self) -> String {
+        format!("{} x {} B, {}, {}", thousands(self.records), self.size, self.compression, self.broker.name())
+    }
+}
+
+fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// `bench produce`: the workloads of the producer benchmark, each client alternately, a fresh
+/// broker (and topic of 6 partitions) for every process.
+fn produce(args: &[String]) -> Result<()> {
+    let s = ProduceSettings::parse(args)?;
+    let mut workloads = Vec::new();
+    for broker in [BrokerKind::Tansu, BrokerKind::Mock] {
+        for (records, size) in [(1_000_000u64, 100usize), (100_000, 1024)] {
+            // tansu is the ceiling at 1 KiB: the mock cluster shows the clients past it.
+            if broker == BrokerKind::Mock && size != 1024 {
+                continue;
+            }
+            for compression in ["none", "lz4"] {
+                let wanted = s.only.is_none_or(|b| b == broker)
+                    && s.size.is_none_or(|z| z == size)
+                    && s.compression.as_deref().is_none_or(|c| c == compression);
+                if wanted {
+                    let records = ((records as f64 * s.scale) as u64).max(1000);
+                    workloads.push(Workload { broker, records, size, compression });
+                }
+            }
+        }
+    }
+    if workloads.is_empty() {
+        bail!("no workload left after --only/--size/--compression");
+    }
+    let exe = build()?;
+    let venv = Venv::ensure()?;
+    let mock_exe = if workloads.iter().any(|w| w.broker == BrokerKind::Mock) { Some(mock::build()?) } else { None };
+    let topic = "krab-bench-produce";
+    println!(
+        "bench produce: {} runs per client, alternating; fresh broker per process; topic of {PARTITIONS} partitions, \
+         record i to partition i % {PARTITIONS} (rskafka: batch k of 1000 to k % {PARTITIONS}); acks=1, idempotence \
+         off, linger.ms {}, batch.size {} for every client; warm-up of 20,000 records not counted",
+        s.runs, s.linger_ms, s.batch_size
+    );
+    let mut summary = Vec::new();
+    for w in &workloads {
+        println!("\n== {} ==", w.title());
+        let cases: Vec<Case> = s
+            .clients
+            .iter()
+            .map(|client| {
+                let mut args: Vec<String> = vec!["produce".into(), "--client".into(), client.clone()];
+                args.extend(["--bootstrap".into(), BOOTSTRAP.into(), "--topic".into(), topic.into()]);
+                args.extend(["--records".into(), w.records.to_string(), "--size".into(), w.size.to_string()]);
+                args.extend(["--compression".into(), w.compression.into()]);
+                args.extend(["--partitions".into(), PARTITIONS.to_string()]);
+                args.extend(["--batch-size".into(), s.batch_size.to_string()]);
+                args.extend(["--linger-ms".into(), s.linger_ms.to_string()]);
+                if client == "krab" {
+                    args.extend(["--threads".into(), s.krab_threads.to_string()]);
+                }
+                Case { label: client.clone(), args }
+            })
+            .collect();
+        let mut lease = || -> Result<Lease> {
+            match w.broker {
+                BrokerKind::Tansu => {
+                    let tansu = Tansu::start(&venv, Options::new(free_port()?))?;
+                    tansu.create_topic(topic, PARTITIONS)?;
+                    let bootstrap = tansu.bootstrap();
+                    let pid = pid_listening_on(&bootstrap);
+                    Ok(Lease {
+                        bootstrap,
+                        broker: Broker { label: "tansu".into(), pid },
+                        _guard: Some(Box::new(tansu)),
+                    })
+                }
+                BrokerKind::Mock => {
+                    let exe = mock_exe.as_deref().context("mock cluster not built")?;
+                    let mc = MockCluster::start_exe(exe, s.mock_brokers)?;
+                    mc.create_topic(topic, PARTITIONS, 1)?;
+                    let (bootstrap, pid) = (mc.bootstrap().to_owned(), Some(mc.pid()));
+                    Ok(Lease { bootstrap, broker: Broker { label: "mock".into(), pid }, _guard: Some(Box::new(mc)) })
+                }
+            }
+        };
+        let timeout = Duration::from_secs(300);
+        let results = run_cases(&exe, &cases, s.runs, timeout, &mut lease, &produce_line)?;
+        print_produce_table(&results);
+        summary.push((w.title(), results));
+    }
+    println!(
+        "\n== summary: medians; ratios vs {PRODUCE_REFERENCE} (target krab >= {TARGET_RATE}x records/s at <= {TARGET_CPU}x CPU/record) =="
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>10} {:>10} {:>10} {:>10}  target",
+        "workload", "krab rec/s", "rdk-base", "rate x", "CPU/rec x", "future x", "rskafka x"
+    );
+    for (title, results) in &summary {
+        let rate = |label: &str| results.median(label, "records_per_s");
+        let cpu = |label: &str| results.median(label, "cpu_us_per_record");
+        let base_rate = rate(PRODUCE_REFERENCE);
+        let (rx, cx) = (rate("krab") / base_rate, cpu("krab") / cpu(PRODUCE_REFERENCE));
+        let verdict = if !(rx.is_finite() && cx.is_finite()) {
+            "-"
+        } else if rx >= TARGET_RATE && cx <= TARGET_CPU {
+            "met"
+        } else {
+            "missed"
+        };
+        println!(
+            "{:<34} {:>12.0} {:>12.0} {:>9.2}x {:>9.2}x {:>9.2}x {:>9.2}x  {}",
+            title,
+            rate("krab"),
+            base_rate,
+            rx,
+            cx,
+            rate("rdkafka-future") / base_rate,
+            rate("rskafka") / base_rate,
+            verdict
+        );
+    }
+    println!(
+        "(medians of {} runs each; the machine is shared: compare ratios, and see min..max in the tables)",
+        s.runs
+    );
+    Ok(())
+}
+
+fn produce_line(sample: &Sample) -> String {
+    format!(
+        "{:>10.0} rec/s {:>7.1} MB/s {:>6.2} CPU s {:>6.3} CPU µs/rec {:>6.1} MB peak RSS",
+        sample.num("records_per_s"),
+        sample.num("mb_per_s"),
+        sample.num("cpu_s"),
+        sample.num("cpu_us_per_record"),
+        sample.num("peak_rss_mb"),
+    )
+}
+
+impl Results {
+    /// The median of `key` over `label`'s samples (NaN if the case did not run).
+    fn median(&self, label: &str, key: &str) -> f64 {
+        self.cases
+            .iter()
+            .find(|(l, _)| l == label)
+            .map_or(f64::NAN, |(_, samples)| median(samples.iter().map(|s| s.num(key)).collect()))
+    }
+}
+
+/// Medians per client for one produce workload, and the ratios vs rdkafka's BaseProducer.
+fn print_produce_table(results: &Results) {
+    println!(
+        "{:<15} {:>11} {:>22} {:>8} {:>7} {:>11} {:>9} {:>8} {:>8}",
+        "client", "rec/s (med)", "rec/s (min..max)", "MB/s", "CPU s", "CPU µs/rec", "RSS MB", "threads", "broker"
+    );
+    for (label, samples) in &results.cases {
+        let rps: Vec<f64> = samples.iter().map(|s| s.num("records_per_s")).collect();
+        let lo = rps.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "{:<15} {:>11.0} {:>22} {:>8.1} {:>7.2} {:>11.3} {:>9.1} {:>8} {:>8.2}",
+            label,
+            results.median(label, "records_per_s"),
+            format!("{lo:.0}..{hi:.0}"),
+            results.median(label, "mb_per_s"),
+            results.median(label, "cpu_s"),
+            results.median(label, "cpu_us_per_record"),
+            results.median(label, "peak_rss_mb"),
+            results.median(label, "threads"),
+            median(samples.iter().map(|s| s.broker_cores).collect()),
+        );
+    }
+    let reference = PRODUCE_REFERENCE;
+    for (label, _) in &results.cases {
+        if label == reference {
+            continue;
+        }
+        let ratio = |key: &str| results.median(label, key) / results.median(reference, key);
+        println!(
+            "{:<15} {:>10.2}x rec/s  {:>6.2}x CPU µs/rec  {:>6.2}x RSS   (vs {reference})",
+            label,
+            ratio("records_per_s"),
+            ratio("cpu_us_per_record"),
+            ratio("peak_rss_mb"),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// bench send-latency
+
+/// `bench send-latency`: krab's `send().await` latency at a steady rate while every broker of
+/// the mock cluster answers 500 ms late; the buffer has room throughout.
+fn send_latency(args: &[String]) -> Result<()> {
+    let (mut records, mut rate, mut rtt, mut runs, mut threads) = (50_000u64, 10_000u64, 500u32, 3usize, 1usize);
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
+        match arg.as_str() {
+            "--records" => records = value()?.parse().context("--records")?,
+            "--rate" => rate = value()?.parse().context("--rate")?,
+            "--rtt-ms" => rtt = value()?.parse().context("--rtt-ms")?,
+            "--runs" => runs = value()?.parse().context("--runs")?,
+            "--threads" => threads = value()?.parse().context("--threads")?,
+            other => bail!("unknown option `{other}`\n{USAGE}"),
+        }
+    }
+    let exe = build()?;
+    let mock_exe = mock::build()?;
+    let topic = "krab-bench-latency";
+    println!(
+        "bench send-latency: krab, {records} records of 100 B at {rate}/s, mock cluster of 3 brokers with rtt {rtt} ms \
+         on every broker, buffer.memory 256 MiB, topic of {PARTITIONS} partitions; {runs} runs"
+    );
+    let case = Case {
+        label: "krab".into(),
+        args: [
+            "send-latency",
+            "--bootstrap",
+            BOOTSTRAP,
+            "--topic",
+            topic,
+            "--records",
+            &records.to_string(),
+            "--rate",
+            &rate.to_string(),
+            "--partitions",
+            &PARTITIONS.to_string(),
+            "--threads",
+            &threads.to_string(),
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    };
+    let mut lease = || -> Result<Lease> {
+        let mc = MockCluster::start_exe(&mock_exe, 3)?;
+        mc.create_topic(topic, PARTITIONS, 3)?;
+        mc.set_rtt(-1, rtt)?;
+        let (bootstrap, pid) = (mc.bootstrap().to_owned(), Some(mc.pid()));
+        Ok(Lease { bootstrap, broker: Broker { label: "mock".into(), pid }, _guard: Some(Box::new(mc)) })
+    };
+    let line = |s: &Sample| {
+        format!(
+            "p50 {:>7.1} µs  p99 {:>7.1} µs  p99.9 {:>8.1} µs  max {:>8.1} µs  ({} over 1 ms; {:.0}/s; up to {} unacked)",
+            s.num("p50_us"),
+            s.num("p99_us"),
+            s.num("p999_us"),
+            s.num("max_us"),
+            s.json["over_1ms"],
+            s.num("rate"),
+            s.json["max_unacked_records"],
+        )
+    };
+    let timeout = Duration::from_secs_f64(records as f64 / rate as f64 + 120.0);
+    let results = run_cases(&exe, &[case], runs, timeout, &mut lease, &line)?;
+    let med = |key: &str| results.median("krab", key);
+    println!(
+        "\nmedian of {runs}: p50 {:.1} µs, p99 {:.1} µs, p99.9 {:.1} µs, max {:.1} µs  -> p99 < 1 ms: {}",
+        med("p50_us"),
+        med("p99_us"),
+        med("p999_us"),
+        med("max_us"),
+        if med("p99_us") < 1000.0 { "met" } else { "missed" }
+    );
+    Ok(())
 }

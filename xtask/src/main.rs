@@ -27,6 +27,10 @@ tasks:
   it [--only tansu|mock]            the integration suite: starts tansu and the mock cluster, runs every scenario
   bench cluster [--seconds S] [--concurrency C] [--runs N]
                                     Metadata req/s over one connection to tansu, krab vs librdkafka (rdkafka)
+  bench produce [--runs N] [--scale F] [--only tansu|mock] [--size B] [--compression C] [--clients a,b]
+                                    producer records/s, MB/s, CPU, RSS: krab vs rdkafka (Base/FutureProducer), rskafka
+  bench send-latency [--records N] [--rate R] [--rtt-ms MS]
+                                    krab send().await latency percentiles with a 500 ms broker round trip (mock)
 ";
 
 fn main() -> Result<()> {

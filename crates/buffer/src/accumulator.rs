@@ -12,7 +12,7 @@
 //! Time is passed in by the caller; this module never reads a clock and does no I/O.
 
 use crate::memory::Reservation;
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use krab_protocol::records::{Compression, RecordBatchEncoder, RecordHeader, RecordsError, restamp_producer};
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -90,7 +90,8 @@ pub struct PendingRecord<T> {
     pub enqueued_at: Instant,
 }
 
-/// A record inside a batch: what is needed to complete it.
+/// A record inside a batch: what is needed to complete it. (Its share of `buffer.memory` is
+/// merged into its batch's [`Reservation`].)
 #[derive(Debug)]
 pub struct RecordSlot<T> {
     /// The caller's token.
@@ -99,7 +100,6 @@ pub struct RecordSlot<T> {
     pub timestamp: i64,
     /// When it was sent.
     pub enqueued_at: Instant,
-    _reservation: Reservation,
 }
 
 enum Body {
@@ -111,6 +111,8 @@ struct Sealed<T> {
     id: u64,
     body: Body,
     records: Vec<RecordSlot<T>>,
+    /// The records' reservations, merged: released together when the batch is dropped.
+    reservation: Reservation,
     created_at: Instant,
     attempts: u32,
     base_sequence: i32,
@@ -134,6 +136,8 @@ pub struct ProducerBatch<T> {
     pub attempts: u32,
     /// Its first record's sequence number (-1 without idempotence).
     pub base_sequence: i32,
+    /// Its records' share of `buffer.memory`, released when the batch is dropped.
+    pub reservation: Reservation,
 }
 
 /// Records the accumulator gave up on (expired, or left over at close), to be failed.
@@ -148,6 +152,8 @@ pub struct FailedBatch<T> {
     /// Whether it had been sent (with a sequence number) before: dropping it leaves a gap in the
     /// partition's sequence numbers, which only an epoch bump can close.
     pub was_sent: bool,
+    /// Its records' share of `buffer.memory`, released when this is dropped.
+    pub reservation: Reservation,
 }
 
 /// A partition's state.
@@ -163,6 +169,7 @@ pub enum PartitionState {
 }
 
 struct Queue<T> {
+    tp: TopicPartition,
     open: Option<(Sealed<T>, usize)>,
     sealed: VecDeque<Sealed<T>>,
     in_flight: usize,
@@ -174,8 +181,9 @@ struct Queue<T> {
 }
 
 impl<T> Queue<T> {
-    fn new() -> Self {
+    fn new(tp: TopicPartition) -> Self {
         Self {
+            tp,
             open: None,
             sealed: VecDeque::new(),
             in_flight: 0,
@@ -186,16 +194,31 @@ impl<T> Queue<T> {
     }
 }
 
+/// A partition's queue in one [`Accumulator`], from [`Accumulator::queue_id`]: appending by id
+/// skips the partition lookup (a hash of the topic name) that [`Accumulator::append`] does.
+/// Valid for the accumulator that handed it out, for as long as that accumulator lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct QueueId(usize);
+
 /// The record accumulator. `T` is the caller's per-record completion token.
 pub struct Accumulator<T> {
     config: AccumulatorConfig,
-    queues: HashMap<TopicPartition, Queue<T>>,
-    order: Vec<TopicPartition>,
+    /// Every partition's queue, in the order partitions were first seen (the drain order).
+    queues: Vec<Queue<T>>,
+    index: HashMap<TopicPartition, usize>,
     drain_from: usize,
     next_id: u64,
     producer: Option<(i64, i16)>,
     records: usize,
+    /// Buffers of batches that are done with, for the next batches to write into (see
+    /// [`Accumulator::recycle`]): no allocation, page fault or zeroing per batch.
+    spare_buffers: Vec<BytesMut>,
+    /// Emptied record vectors of batches that are done with.
+    spare_records: Vec<Vec<RecordSlot<T>>>,
 }
+
+/// Spare buffers (and record vectors) kept for reuse, at most.
+const SPARES: usize = 16;
 
 impl<T> std::fmt::Debug for Accumulator<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -205,6 +228,10 @@ impl<T> std::fmt::Debug for Accumulator<T> {
             .field("in_flight", &self.in_flight())
             .finish()
     }
+}
+
+fn drainable<T>(q: &Queue<T>, max_in_flight: usize) -> bool {
+    q.state == PartitionState::Ready && q.in_flight < max_in_flight.max(1) && !(q.retry_pending && q.in_flight > 0)
 }
 
 fn sequence_after(seq: i32, count: usize) -> i32 {
@@ -217,12 +244,34 @@ impl<T> Accumulator<T> {
     pub fn new(config: AccumulatorConfig) -> Self {
         Self {
             config,
-            queues: HashMap::new(),
-            order: Vec::new(),
+            queues: Vec::new(),
+            index: HashMap::new(),
             drain_from: 0,
             next_id: 0,
             producer: None,
             records: 0,
+            spare_buffers: Vec::new(),
+            spare_records: Vec::new(),
+        }
+    }
+
+    /// Takes back the bytes of a batch that is done with (acknowledged, or failed for good), to
+    /// be the buffer of a later batch. Kept only if `payload` is their last handle and is not
+    /// oversized, and while fewer than a few spares are kept.
+    pub fn recycle(&mut self, payload: Bytes) {
+        if self.spare_buffers.len() >= SPARES || payload.len() > 2 * self.config.batch_size.min(1 << 20) + 4096 {
+            return;
+        }
+        if let Ok(buf) = payload.try_into_mut() {
+            self.spare_buffers.push(buf);
+        }
+    }
+
+    /// Takes back the record vector of a batch that is done with, emptied, for a later batch.
+    pub fn recycle_records(&mut self, mut records: Vec<RecordSlot<T>>) {
+        if self.spare_records.len() < SPARES && records.capacity() > 0 {
+            records.clear();
+            self.spare_records.push(records);
         }
     }
 
@@ -242,12 +291,30 @@ impl<T> Accumulator<T> {
         self.producer
     }
 
-    fn queue(&mut self, tp: &TopicPartition) -> &mut Queue<T> {
-        if !self.queues.contains_key(tp) {
-            self.order.push(tp.clone());
-            self.queues.insert(tp.clone(), Queue::new());
+    /// The id of `tp`'s queue (created empty if the partition is new), for
+    /// [`append_to`](Self::append_to).
+    pub fn queue_id(&mut self, tp: &TopicPartition) -> QueueId {
+        if let Some(&i) = self.index.get(tp) {
+            return QueueId(i);
         }
-        self.queues.get_mut(tp).expect("inserted above")
+        let i = self.queues.len();
+        self.queues.push(Queue::new(tp.clone()));
+        self.index.insert(tp.clone(), i);
+        QueueId(i)
+    }
+
+    /// The partition of a queue id.
+    pub fn queue_partition(&self, id: QueueId) -> &TopicPartition {
+        &self.queues[id.0].tp
+    }
+
+    fn queue(&mut self, tp: &TopicPartition) -> &mut Queue<T> {
+        let QueueId(i) = self.queue_id(tp);
+        &mut self.queues[i]
+    }
+
+    fn existing(&self, tp: &TopicPartition) -> Option<&Queue<T>> {
+        self.index.get(tp).map(|&i| &self.queues[i])
     }
 
     /// Appends a record to its partition's open batch, sealing the batch first if the record
@@ -261,10 +328,24 @@ impl<T> Accumulator<T> {
         record: PendingRecord<T>,
         now: Instant,
     ) -> Result<(), (RecordsError, PendingRecord<T>)> {
+        let id = self.queue_id(tp);
+        self.append_to(id, record, now)
+    }
+
+    /// [`append`](Self::append) to the queue `id` (from [`queue_id`](Self::queue_id)).
+    // The error hands the record itself back, so that the caller can fail its token.
+    #[allow(clippy::result_large_err)]
+    #[inline]
+    pub fn append_to(
+        &mut self,
+        id: QueueId,
+        record: PendingRecord<T>,
+        now: Instant,
+    ) -> Result<(), (RecordsError, PendingRecord<T>)> {
         let batch_size = self.config.batch_size;
         let compression = self.config.compression;
         let mut next_id = self.next_id;
-        let q = self.queue(tp);
+        let q = &mut self.queues[id.0];
         if let Some((open, size)) = &q.open {
             let Body::Open(enc) = &open.body else { unreachable!("open batches hold an encoder") };
             let add =
@@ -274,11 +355,19 @@ impl<T> Accumulator<T> {
             }
         }
         if q.open.is_none() {
-            let enc = RecordBatchEncoder::with_capacity(compression, batch_size.min(1 << 20));
+            let buf = self.spare_buffers.pop().unwrap_or_default();
+            let enc = RecordBatchEncoder::with_buffer(compression, buf, batch_size.min(1 << 20));
+            // Room for a batch of records like this one, so that the vector rarely regrows.
+            let add =
+                enc.record_size(record.timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers);
+            let expect = (batch_size / add.max(1)).clamp(1, 4096);
+            let mut records = self.spare_records.pop().unwrap_or_default();
+            records.reserve(expect);
             let sealed = Sealed {
                 id: next_id,
                 body: Body::Open(enc),
-                records: Vec::new(),
+                records,
+                reservation: Reservation::none(),
                 created_at: now,
                 attempts: 0,
                 base_sequence: -1,
@@ -303,8 +392,8 @@ impl<T> Accumulator<T> {
             token: record.token,
             timestamp: record.timestamp,
             enqueued_at: record.enqueued_at,
-            _reservation: record.reservation,
         });
+        open.reservation.merge(record.reservation);
         if *size >= batch_size {
             Self::seal(q);
         }
@@ -324,7 +413,7 @@ impl<T> Accumulator<T> {
 
     /// Seals every open batch now (`flush()`): everything buffered becomes ready to drain.
     pub fn seal_all(&mut self) {
-        for q in self.queues.values_mut() {
+        for q in &mut self.queues {
             Self::seal(q);
         }
     }
@@ -337,13 +426,11 @@ impl<T> Accumulator<T> {
     /// The smallest id of any batch still in the accumulator (open or sealed; not counting
     /// batches in flight, which the caller holds).
     pub fn oldest_batch_id(&self) -> Option<u64> {
-        self.queues.values().flat_map(|q| q.sealed.iter().map(|b| b.id).chain(q.open.as_ref().map(|(b, _)| b.id))).min()
+        self.queues.iter().flat_map(|q| q.sealed.iter().map(|b| b.id).chain(q.open.as_ref().map(|(b, _)| b.id))).min()
     }
 
     fn drainable(&self, q: &Queue<T>) -> bool {
-        q.state == PartitionState::Ready
-            && q.in_flight < self.config.max_in_flight_per_partition.max(1)
-            && !(q.retry_pending && q.in_flight > 0)
+        drainable(q, self.config.max_in_flight_per_partition)
     }
 
     /// Takes, for each broker, at most one ready batch per partition and no more than
@@ -357,24 +444,24 @@ impl<T> Accumulator<T> {
         mut leader_of: impl FnMut(&TopicPartition) -> Option<i32>,
     ) -> Result<BTreeMap<i32, Vec<ProducerBatch<T>>>, (TopicPartition, RecordsError)> {
         let mut out: BTreeMap<i32, (usize, Vec<ProducerBatch<T>>)> = BTreeMap::new();
-        let n = self.order.len();
+        let n = self.queues.len();
         let linger = self.config.linger;
         let max_request = self.config.max_request_size;
+        let max_in_flight = self.config.max_in_flight_per_partition;
+        let enc_compressed = self.config.compression != Compression::None;
         let producer = self.producer;
         for k in 0..n {
-            let tp = &self.order[(self.drain_from + k) % n];
-            let q = self.queues.get(tp).expect("order and queues agree");
-            if !self.drainable(q) {
+            let q = &mut self.queues[(self.drain_from + k) % n];
+            if !drainable(q, max_in_flight) {
                 continue;
             }
-            let q = self.queues.get_mut(tp).expect("present");
             // A linger too large for `Instant` never runs out.
             let lingered = |b: &Sealed<T>| b.created_at.checked_add(linger).is_some_and(|t| now >= t);
             if q.sealed.is_empty() && q.open.as_ref().is_some_and(|(b, _)| lingered(b)) {
                 Self::seal(q);
             }
             let Some(front) = q.sealed.front() else { continue };
-            let Some(leader) = leader_of(tp) else { continue };
+            let Some(leader) = leader_of(&q.tp) else { continue };
             let (bytes, batches) = out.entry(leader).or_default();
             if !batches.is_empty() && *bytes + front.size > max_request {
                 continue;
@@ -391,7 +478,12 @@ impl<T> Accumulator<T> {
                         }
                         None => enc,
                     };
-                    enc.finish().map_err(|e| (tp.clone(), e))?
+                    let spare = if enc_compressed { self.spare_buffers.pop() } else { None };
+                    let (payload, spare) = enc.finish_reusing(spare).map_err(|e| (q.tp.clone(), e))?;
+                    if let Some(spare) = spare.filter(|_| self.spare_buffers.len() < SPARES) {
+                        self.spare_buffers.push(spare);
+                    }
+                    payload
                 }
             };
             if !batches.is_empty() && *bytes + payload.len() > max_request {
@@ -409,13 +501,14 @@ impl<T> Accumulator<T> {
             *bytes += payload.len();
             self.records -= batch.records.len();
             batches.push(ProducerBatch {
-                tp: tp.clone(),
+                tp: q.tp.clone(),
                 id: batch.id,
                 payload,
                 records: batch.records,
                 created_at: batch.created_at,
                 attempts: batch.attempts,
                 base_sequence: batch.base_sequence,
+                reservation: batch.reservation,
             });
         }
         if n > 0 {
@@ -433,8 +526,8 @@ impl<T> Accumulator<T> {
         mut leader_of: impl FnMut(&TopicPartition) -> Option<i32>,
     ) -> Option<Instant> {
         let mut at: Option<Instant> = None;
-        for (tp, q) in &self.queues {
-            if !self.drainable(q) || leader_of(tp).is_none() {
+        for q in &self.queues {
+            if !self.drainable(q) || leader_of(&q.tp).is_none() {
                 continue;
             }
             let t = if !q.sealed.is_empty() {
@@ -451,7 +544,8 @@ impl<T> Accumulator<T> {
 
     /// A drained batch finished (acknowledged, or failed for good): frees its in-flight slot.
     pub fn complete(&mut self, tp: &TopicPartition) {
-        if let Some(q) = self.queues.get_mut(tp) {
+        if let Some(&i) = self.index.get(tp) {
+            let q = &mut self.queues[i];
             q.in_flight = q.in_flight.saturating_sub(1);
         }
     }
@@ -471,6 +565,7 @@ impl<T> Accumulator<T> {
             created_at: batch.created_at,
             attempts: batch.attempts + 1,
             base_sequence: batch.base_sequence,
+            reservation: batch.reservation,
             size,
         };
         let at = q.sealed.iter().position(|b| b.id > sealed.id).unwrap_or(q.sealed.len());
@@ -490,11 +585,11 @@ impl<T> Accumulator<T> {
     /// A snapshot of `generation` arrived: partitions stalled on an older one resume. Returns them.
     pub fn unstall(&mut self, generation: u64) -> Vec<TopicPartition> {
         let mut resumed = Vec::new();
-        for (tp, q) in &mut self.queues {
+        for q in &mut self.queues {
             if let PartitionState::Stalled { generation: g } = q.state {
                 if generation > g {
                     q.state = PartitionState::Ready;
-                    resumed.push(tp.clone());
+                    resumed.push(q.tp.clone());
                 }
             }
         }
@@ -503,15 +598,15 @@ impl<T> Accumulator<T> {
 
     /// A partition's state.
     pub fn state(&self, tp: &TopicPartition) -> PartitionState {
-        self.queues.get(tp).map_or(PartitionState::Ready, |q| q.state)
+        self.existing(tp).map_or(PartitionState::Ready, |q| q.state)
     }
 
     /// Stalled partitions and the generation each waits past.
     pub fn stalled(&self) -> Vec<(TopicPartition, u64)> {
         self.queues
             .iter()
-            .filter_map(|(tp, q)| match q.state {
-                PartitionState::Stalled { generation } => Some((tp.clone(), generation)),
+            .filter_map(|q| match q.state {
+                PartitionState::Stalled { generation } => Some((q.tp.clone(), generation)),
                 PartitionState::Ready => None,
             })
             .collect()
@@ -521,7 +616,8 @@ impl<T> Accumulator<T> {
     pub fn expire(&mut self, now: Instant) -> Vec<FailedBatch<T>> {
         let timeout = self.config.delivery_timeout;
         let mut out = Vec::new();
-        for (tp, q) in &mut self.queues {
+        for q in &mut self.queues {
+            let tp = &q.tp;
             let expired = |b: &Sealed<T>| {
                 b.records.first().is_some_and(|r| r.enqueued_at.checked_add(timeout).is_some_and(|t| now >= t))
             };
@@ -533,7 +629,13 @@ impl<T> Accumulator<T> {
                         // partition's last numbered batch, so its numbers can be reused.
                         q.next_sequence = b.base_sequence;
                     }
-                    out.push(FailedBatch { tp: tp.clone(), id: b.id, was_sent: b.attempts > 0, records: b.records });
+                    out.push(FailedBatch {
+                        tp: tp.clone(),
+                        id: b.id,
+                        was_sent: b.attempts > 0,
+                        records: b.records,
+                        reservation: b.reservation,
+                    });
                 } else {
                     keep.push_back(b);
                 }
@@ -541,7 +643,13 @@ impl<T> Accumulator<T> {
             q.sealed = keep;
             if q.open.as_ref().is_some_and(|(b, _)| expired(b)) {
                 let (b, _) = q.open.take().expect("checked");
-                out.push(FailedBatch { tp: tp.clone(), id: b.id, was_sent: false, records: b.records });
+                out.push(FailedBatch {
+                    tp: q.tp.clone(),
+                    id: b.id,
+                    was_sent: false,
+                    records: b.records,
+                    reservation: b.reservation,
+                });
             }
             if q.sealed.front().is_none_or(|b| b.attempts == 0) {
                 q.retry_pending = false;
@@ -554,9 +662,15 @@ impl<T> Accumulator<T> {
     /// Removes everything still buffered (for close or a fatal error), in batch order.
     pub fn take_all(&mut self) -> Vec<FailedBatch<T>> {
         let mut out = Vec::new();
-        for (tp, q) in &mut self.queues {
+        for q in &mut self.queues {
             for b in q.sealed.drain(..).chain(q.open.take().map(|(b, _)| b)) {
-                out.push(FailedBatch { tp: tp.clone(), id: b.id, was_sent: b.attempts > 0, records: b.records });
+                out.push(FailedBatch {
+                    tp: q.tp.clone(),
+                    id: b.id,
+                    was_sent: b.attempts > 0,
+                    records: b.records,
+                    reservation: b.reservation,
+                });
             }
             q.retry_pending = false;
         }
@@ -570,7 +684,7 @@ impl<T> Accumulator<T> {
     /// flight.
     pub fn reset_sequences(&mut self, producer_id: i64, producer_epoch: i16) -> Result<(), RecordsError> {
         self.producer = Some((producer_id, producer_epoch));
-        for q in self.queues.values_mut() {
+        for q in &mut self.queues {
             q.next_sequence = 0;
             for b in q.sealed.iter_mut() {
                 if let Body::Encoded(bytes) = &b.body {
@@ -592,11 +706,78 @@ impl<T> Accumulator<T> {
 
     /// Batches in flight, over all partitions.
     pub fn in_flight(&self) -> usize {
-        self.queues.values().map(|q| q.in_flight).sum()
+        self.queues.iter().map(|q| q.in_flight).sum()
     }
 
     /// Whether nothing is buffered and nothing is in flight.
     pub fn is_idle(&self) -> bool {
         self.records == 0 && self.in_flight() == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryPool;
+    use krab_protocol::records::decode_batches;
+
+    fn record(pool: &MemoryPool, token: u32, now: Instant) -> PendingRecord<u32> {
+        let value = Bytes::from(format!("value-{token}-{}", "x".repeat(token as usize % 200)));
+        PendingRecord {
+            key: None,
+            value: Some(value),
+            headers: Vec::new(),
+            timestamp: 1_000 + i64::from(token),
+            token,
+            reservation: pool.try_reserve(100).unwrap(),
+            enqueued_at: now,
+        }
+    }
+
+    /// Batches written into recycled buffers and record vectors hold exactly their records, and
+    /// a batch's merged reservation returns every record's bytes to the pool when it is dropped.
+    #[test]
+    fn recycled_buffers_and_merged_reservations() {
+        let now = Instant::now();
+        let pool = MemoryPool::new(1 << 20);
+        let config = AccumulatorConfig { batch_size: 4096, linger: Duration::ZERO, ..AccumulatorConfig::default() };
+        let mut acc = Accumulator::new(config);
+        let queues = [acc.queue_id(&TopicPartition::new("t", 0)), acc.queue_id(&TopicPartition::new("t", 1))];
+        assert_eq!(acc.queue_id(&TopicPartition::new("t", 1)), queues[1], "one queue per partition");
+        let mut token = 0;
+        for round in 0..5 {
+            for _ in 0..120 {
+                acc.append_to(queues[token as usize % 2], record(&pool, token, now), now).unwrap();
+                token += 1;
+            }
+            acc.seal_all();
+            let mut seen = 0;
+            loop {
+                let drained = acc.drain(now, |_| Some(1)).unwrap();
+                if drained.is_empty() {
+                    break;
+                }
+                for batch in drained.into_values().flatten() {
+                    let decoded = decode_batches(&batch.payload).unwrap().batches.remove(0);
+                    let tokens: Vec<u32> = batch.records.iter().map(|r| r.token).collect();
+                    assert_eq!(decoded.records.len(), tokens.len(), "round {round}");
+                    for (r, t) in decoded.records.iter().zip(&tokens) {
+                        assert_eq!(r.value.as_deref(), record(&pool, *t, now).value.as_deref());
+                        assert_eq!(r.timestamp, 1_000 + i64::from(*t));
+                    }
+                    // Decoded values are slices of the payload: let them go before recycling it.
+                    drop(decoded);
+                    assert_eq!(batch.reservation.bytes(), 100 * tokens.len());
+                    seen += tokens.len();
+                    acc.complete(&batch.tp);
+                    let ProducerBatch { payload, records, .. } = batch;
+                    acc.recycle_records(records);
+                    acc.recycle(payload);
+                }
+            }
+            assert_eq!(seen, 120);
+            assert_eq!(pool.available(), 1 << 20, "every reservation went back with its batch");
+            assert!(!acc.spare_buffers.is_empty() && !acc.spare_records.is_empty(), "buffers came back");
+        }
     }
 }

@@ -1,6 +1,6 @@
 //! The flush loop: the one task that owns the send buffer.
 //!
-//! It receives records, flushes and close from producer handles (a bounded channel), and
+//! It receives records, flushes and close from producer handles (a bounded queue, see `inbox`), and
 //! outcomes from the per-broker sender tasks and the resolver (an unbounded channel of events).
 //! It never does I/O itself and never holds a lock across an await, so a slow broker only delays
 //! the partitions it leads.
@@ -13,14 +13,15 @@
 
 use crate::config::ProducerConfig;
 use crate::error::{Error, ErrorKind};
+use crate::inbox::Inbox;
 use crate::partitioner::{PartitionInfo, Partitioner};
 use crate::record::{DeliverySender, Record, RecordMetadata};
 use crate::sender::{self, JobOutcome, ProduceJob, SendSettings};
 use crate::stats::Stats;
 use bytes::Bytes;
 use krab_buffer::{
-    Accumulator, AccumulatorConfig, FailedBatch, MemoryPool, PendingRecord, ProducerBatch, RecordSlot, Reservation,
-    TopicPartition,
+    Accumulator, AccumulatorConfig, FailedBatch, MemoryPool, PendingRecord, ProducerBatch, QueueId, RecordSlot,
+    Reservation, TopicPartition,
 };
 use krab_cluster::rebalance::{Recovery, classify, classify_code};
 use krab_cluster::{BoxResolver, Cluster, ClusterSnapshot, ResolveError, ResolveRequest};
@@ -29,7 +30,7 @@ use krab_protocol::messages::{InitProducerIdRequest, ProduceResponse};
 use krab_protocol::records::RecordHeader;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::sync::{mpsc, oneshot, watch};
 use tower::ServiceExt;
 
@@ -39,30 +40,76 @@ pub(crate) enum Command {
     Close { deadline: Instant, done: oneshot::Sender<()> },
 }
 
-/// A record on its way from a producer handle to the flush loop.
+/// A record on its way from a producer handle to the flush loop. It carries no clock reading:
+/// the flush loop stamps records when it takes them in (see [`Clock`]), so that `send` reads no
+/// clock per record.
 pub(crate) struct Envelope {
     pub(crate) topic: Arc<str>,
     pub(crate) partition: Option<i32>,
     pub(crate) key: Option<Bytes>,
     pub(crate) value: Option<Bytes>,
     pub(crate) headers: Vec<(String, Option<Bytes>)>,
-    pub(crate) timestamp: i64,
+    /// As the user gave it; `None`: the time the flush loop takes the record in.
+    pub(crate) timestamp: Option<i64>,
     pub(crate) reply: DeliverySender,
     pub(crate) reservation: Reservation,
-    pub(crate) enqueued_at: Instant,
 }
 
 impl Envelope {
-    pub(crate) fn into_record(self) -> Record {
-        Record {
-            topic: self.topic,
-            partition: self.partition,
-            key: self.key,
-            value: self.value,
-            headers: self.headers,
-            timestamp: Some(self.timestamp),
+    pub(crate) fn new(record: Record, reservation: Reservation, reply: DeliverySender) -> Self {
+        Envelope {
+            topic: record.topic,
+            partition: record.partition,
+            key: record.key,
+            value: record.value,
+            headers: record.headers,
+            timestamp: record.timestamp,
+            reply,
+            reservation,
         }
     }
+}
+
+/// The flush loop's clock readings for records it takes in: read once per
+/// [`CLOCK_EVERY`] commands instead of once per record, so a record's timestamp and its
+/// delivery-timeout start are at most that many records' handling (well under a millisecond)
+/// away from the moment it arrived.
+#[derive(Clone, Copy)]
+pub(crate) struct Clock {
+    now: Instant,
+    wall_ms: i64,
+}
+
+/// Commands handled per clock reading.
+const CLOCK_EVERY: usize = 256;
+
+impl Clock {
+    fn read() -> Self {
+        let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+        Self { now: Instant::now(), wall_ms }
+    }
+}
+
+/// A record the flush loop took in: its timestamp and arrival time are fixed.
+pub(crate) struct Accepted {
+    env: Envelope,
+    timestamp: i64,
+    enqueued_at: Instant,
+}
+
+/// The topic records were last appended to. A run of records to one topic (the usual case; the
+/// user clones one `Arc<str>`) skips the per-record lookups: topic metadata, partitions
+/// available to the partitioner, and each partition's accumulator queue. Dropped whenever the
+/// snapshot or a partition's availability changes.
+struct TopicCache {
+    topic: Arc<str>,
+    count: i32,
+    /// The partitions the partitioner may pick, fetched on first use.
+    available: Option<Arc<[i32]>>,
+    /// Each partition's accumulator queue, fetched on first use.
+    queues: Vec<Option<QueueId>>,
+    /// Bytes appended to the sticky partition since the partitioner last moved on.
+    sticky_bytes: usize,
 }
 
 pub(crate) enum Event {
@@ -89,7 +136,9 @@ pub(crate) struct FlushLoop {
     cluster: Cluster,
     resolver: BoxResolver,
     partitioner: Arc<dyn Partitioner>,
-    commands: mpsc::Receiver<Command>,
+    inbox: Arc<Inbox>,
+    /// The commands being handled (kept for its allocation).
+    incoming: Vec<Command>,
     events_tx: mpsc::UnboundedSender<Event>,
     events: mpsc::UnboundedReceiver<Event>,
     acc: Accumulator<DeliverySender>,
@@ -100,7 +149,7 @@ pub(crate) struct FlushLoop {
     settings: SendSettings,
     jobs: HashMap<u64, Job>,
     next_job: u64,
-    waiting: HashMap<Arc<str>, Vec<Envelope>>,
+    waiting: HashMap<Arc<str>, Vec<Accepted>>,
     unknown_rounds: HashMap<Arc<str>, u32>,
     need_resolve: BTreeSet<String>,
     /// Stalled partitions and the snapshot generation each found stale: while any remain, the
@@ -117,6 +166,7 @@ pub(crate) struct FlushLoop {
     out_of_order: HashMap<TopicPartition, u32>,
     available: HashMap<Arc<str>, Arc<[i32]>>,
     sticky_bytes: HashMap<Arc<str>, usize>,
+    topic_cache: Option<TopicCache>,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     closing: Option<(Instant, oneshot::Sender<()>)>,
     idempotent: bool,
@@ -132,7 +182,7 @@ impl FlushLoop {
         cluster: Cluster,
         resolver: BoxResolver,
         partitioner: Arc<dyn Partitioner>,
-        commands: mpsc::Receiver<Command>,
+        inbox: Arc<Inbox>,
         memory: MemoryPool,
         stats: Arc<Stats>,
     ) -> Result<FlushLoop, Error> {
@@ -172,7 +222,8 @@ impl FlushLoop {
             cluster,
             resolver,
             partitioner,
-            commands,
+            inbox,
+            incoming: Vec::new(),
             events_tx,
             events,
             acc,
@@ -193,6 +244,7 @@ impl FlushLoop {
             out_of_order: HashMap::new(),
             available: HashMap::new(),
             sticky_bytes: HashMap::new(),
+            topic_cache: None,
             flushes: Vec::new(),
             closing: None,
             idempotent,
@@ -218,19 +270,22 @@ impl FlushLoop {
                     let snapshot = self.cluster.snapshot();
                     self.on_snapshot(snapshot);
                 }
-                command = self.commands.recv(), if self.closing.is_none() => match command {
-                    Some(c) => {
-                        self.on_command(c);
-                        for _ in 0..4096 {
-                            match self.commands.try_recv() {
-                                Ok(c) => self.on_command(c),
-                                Err(_) => break,
-                            }
+                () = self.inbox.ready(), if self.closing.is_none() => {
+                    let mut batch = std::mem::take(&mut self.incoming);
+                    let abandoned = self.inbox.take(&mut batch);
+                    let mut clock = Clock::read();
+                    for (i, c) in batch.drain(..).enumerate() {
+                        if i > 0 && i % CLOCK_EVERY == 0 {
+                            clock = Clock::read();
                         }
+                        self.on_command(c, clock);
                     }
-                    // Every handle is gone: deliver what is buffered, as close() would.
-                    None => self.begin_close(Instant::now() + self.config.effective_delivery_timeout(), None),
-                },
+                    self.incoming = batch;
+                    if abandoned && self.closing.is_none() {
+                        // Every handle is gone: deliver what is buffered, as close() would.
+                        self.begin_close(Instant::now() + self.config.effective_delivery_timeout(), None);
+                    }
+                }
                 () = sleep_until(wake) => {}
             }
             let now = Instant::now();
@@ -243,6 +298,10 @@ impl FlushLoop {
             self.maybe_resolve(now);
             self.check_flushes();
             if self.check_close(now) {
+                // Commands queued after close began are dropped: their senders learn it.
+                self.inbox.close();
+                self.inbox.take(&mut self.incoming);
+                self.incoming.clear();
                 return;
             }
         }
@@ -271,9 +330,10 @@ impl FlushLoop {
     // Commands
     // ---------------------------------------------------------------------------------------
 
-    fn on_command(&mut self, command: Command) {
+    #[inline(always)]
+    fn on_command(&mut self, command: Command, clock: Clock) {
         match command {
-            Command::Send(env) => self.accept(env, Instant::now()),
+            Command::Send(env) => self.accept(env, clock),
             Command::Flush(done) => {
                 self.acc.seal_all();
                 self.flushes.push((self.acc.next_batch_id(), done));
@@ -286,19 +346,50 @@ impl FlushLoop {
         self.acc.seal_all();
         let (tx, _rx) = oneshot::channel();
         self.closing = Some((deadline, done.unwrap_or(tx)));
-        self.commands.close();
+        self.inbox.close();
     }
 
-    fn accept(&mut self, env: Envelope, now: Instant) {
-        let topic = self.snapshot.topic(&env.topic);
-        match topic {
-            Some(t) if t.error.is_ok() && !t.partitions.is_empty() => {
-                let count = t.partitions.len() as i32;
-                self.append(env, count, now);
-            }
-            _ => {
-                self.need_resolve.insert(env.topic.to_string());
-                self.waiting.entry(env.topic.clone()).or_default().push(env);
+    #[inline(always)]
+    fn accept(&mut self, env: Envelope, clock: Clock) {
+        let timestamp = env.timestamp.unwrap_or(clock.wall_ms);
+        let record = Accepted { env, timestamp, enqueued_at: clock.now };
+        if self.cache_topic(&record.env.topic) {
+            self.append(record, clock.now);
+        } else {
+            self.need_resolve.insert(record.env.topic.to_string());
+            self.waiting.entry(record.env.topic.clone()).or_default().push(record);
+        }
+    }
+
+    /// Points the topic cache at `topic`; false if the snapshot has no usable partitions for it.
+    #[inline(always)]
+    fn cache_topic(&mut self, topic: &Arc<str>) -> bool {
+        match &self.topic_cache {
+            Some(c) if Arc::ptr_eq(&c.topic, topic) || *c.topic == **topic => true,
+            _ => self.cache_new_topic(topic),
+        }
+    }
+
+    fn cache_new_topic(&mut self, topic: &Arc<str>) -> bool {
+        let count = match self.snapshot.topic(topic) {
+            Some(t) if t.error.is_ok() && !t.partitions.is_empty() => t.partitions.len(),
+            _ => return false,
+        };
+        self.drop_topic_cache();
+        self.topic_cache = Some(TopicCache {
+            topic: topic.clone(),
+            count: count as i32,
+            available: None,
+            queues: vec![None; count],
+            sticky_bytes: self.sticky_bytes.remove(topic).unwrap_or(0),
+        });
+        true
+    }
+
+    fn drop_topic_cache(&mut self) {
+        if let Some(c) = self.topic_cache.take() {
+            if c.sticky_bytes > 0 {
+                self.sticky_bytes.insert(c.topic, c.sticky_bytes);
             }
         }
     }
@@ -324,10 +415,14 @@ impl FlushLoop {
         list
     }
 
-    fn append(&mut self, env: Envelope, count: i32, now: Instant) {
+    /// Appends a record of the cached topic (see [`cache_topic`](Self::cache_topic)).
+    #[inline(always)]
+    fn append(&mut self, record: Accepted, now: Instant) {
+        let Accepted { env, timestamp, enqueued_at } = record;
+        let count = self.topic_cache.as_ref().map_or(0, |c| c.count);
         let partition = match env.partition {
             Some(p) if !(0..count).contains(&p) => {
-                let _ = env.reply.send(Err(Error::new(
+                env.reply.send(Err(Error::new(
                     ErrorKind::InvalidPartition,
                     format!("topic {} has {count} partitions; partition {p} does not exist", env.topic),
                 )));
@@ -335,7 +430,16 @@ impl FlushLoop {
             }
             Some(p) => p,
             None => {
-                let available = self.available(&env.topic);
+                let available = match self.topic_cache.as_ref().and_then(|c| c.available.clone()) {
+                    Some(a) => a,
+                    None => {
+                        let a = self.available(&env.topic);
+                        if let Some(c) = &mut self.topic_cache {
+                            c.available = Some(a.clone());
+                        }
+                        a
+                    }
+                };
                 let info = PartitionInfo { count, available: &available };
                 self.partitioner
                     .partition(&env.topic, env.key.as_deref(), env.value.as_deref(), &info)
@@ -343,28 +447,40 @@ impl FlushLoop {
                     .unwrap_or_else(|| fastrand::i32(0..count))
             }
         };
+        let Some(cache) = self.topic_cache.as_mut() else { return };
+        let queue = match cache.queues[partition as usize] {
+            Some(q) => q,
+            None => {
+                let q = self.acc.queue_id(&TopicPartition { topic: env.topic.clone(), partition });
+                cache.queues[partition as usize] = Some(q);
+                q
+            }
+        };
         let sticky = env.partition.is_none() && env.key.is_none();
         let size = env.reservation.bytes();
-        let tp = TopicPartition { topic: env.topic.clone(), partition };
+        let headers = if env.headers.is_empty() {
+            Vec::new()
+        } else {
+            env.headers.into_iter().map(|(k, v)| RecordHeader { key: Bytes::from(k), value: v }).collect()
+        };
         let record = PendingRecord {
             key: env.key,
             value: env.value,
-            headers: env.headers.into_iter().map(|(k, v)| RecordHeader { key: Bytes::from(k), value: v }).collect(),
-            timestamp: env.timestamp,
+            headers,
+            timestamp,
             token: env.reply,
             reservation: env.reservation,
-            enqueued_at: env.enqueued_at,
+            enqueued_at,
         };
-        if let Err((e, record)) = self.acc.append(&tp, record, now) {
-            let _ = record.token.send(Err(Error::with_source(ErrorKind::Encode, "the record cannot be encoded", e)));
+        if let Err((e, record)) = self.acc.append_to(queue, record, now) {
+            record.token.send(Err(Error::with_source(ErrorKind::Encode, "the record cannot be encoded", e)));
             return;
         }
         if sticky {
-            let bytes = self.sticky_bytes.entry(tp.topic.clone()).or_default();
-            *bytes += size;
-            if *bytes >= self.config.batch_size {
-                *bytes = 0;
-                self.partitioner.on_new_batch(&tp.topic, partition);
+            cache.sticky_bytes += size;
+            if cache.sticky_bytes >= self.config.batch_size {
+                cache.sticky_bytes = 0;
+                self.partitioner.on_new_batch(&env.topic, partition);
             }
         }
     }
@@ -540,20 +656,27 @@ impl FlushLoop {
         self.out_of_order.remove(&batch.tp);
         self.stats.acked(&batch.tp, batch.records.len() as u64);
         let topic = batch.tp.topic.clone();
-        for (i, slot) in batch.records.into_iter().enumerate() {
+        let mut records = batch.records;
+        for (i, slot) in records.drain(..).enumerate() {
             let RecordSlot { token, timestamp, .. } = slot;
-            let _ = token.send(Ok(RecordMetadata {
+            if token.is_closed() {
+                continue; // its DeliveryFuture was dropped: nobody to tell
+            }
+            token.send(Ok(RecordMetadata {
                 topic: topic.clone(),
                 partition: batch.tp.partition,
                 offset: if base_offset >= 0 { base_offset + i as i64 } else { -1 },
                 timestamp: if append_time >= 0 { append_time } else { timestamp },
             }));
         }
+        // The batch is done with: its buffers serve the next batches.
+        self.acc.recycle_records(records);
+        self.acc.recycle(batch.payload);
     }
 
     fn fail_records(records: Vec<RecordSlot<DeliverySender>>, error: &Error) {
         for slot in records {
-            let _ = slot.token.send(Err(error.clone()));
+            slot.token.send(Err(error.clone()));
         }
     }
 
@@ -609,6 +732,7 @@ impl FlushLoop {
         }
         self.acc.stall(&batch.tp, generation);
         self.available.remove(&batch.tp.topic);
+        self.drop_topic_cache();
         self.recovering.insert(batch.tp.clone());
         let g = self.stalled.entry(batch.tp.clone()).or_insert(generation);
         *g = (*g).max(generation);
@@ -648,6 +772,7 @@ impl FlushLoop {
         }
         self.snapshot = snapshot;
         self.available.clear();
+        self.drop_topic_cache();
         for tp in self.acc.unstall(self.snapshot.generation) {
             tracing::debug!(partition = %tp, generation = self.snapshot.generation, "partition resumes");
             self.stalled.remove(&tp);
@@ -659,8 +784,10 @@ impl FlushLoop {
             match state {
                 Some((error, n)) if error.is_ok() && n > 0 => {
                     self.unknown_rounds.remove(&topic);
-                    for env in self.waiting.remove(&topic).unwrap_or_default() {
-                        self.append(env, n as i32, now);
+                    if self.cache_topic(&topic) {
+                        for record in self.waiting.remove(&topic).unwrap_or_default() {
+                            self.append(record, now);
+                        }
                     }
                     if !self.flushes.is_empty() {
                         // Records sent before a pending flush just got their batches: include them.
@@ -673,8 +800,8 @@ impl FlushLoop {
                 }
                 Some((error, _)) if !error.is_ok() && !error.is_retriable() => {
                     let e = Error::new(ErrorKind::Broker(error), format!("topic {topic}: {error}"));
-                    for env in self.waiting.remove(&topic).unwrap_or_default() {
-                        let _ = env.reply.send(Err(e.clone()));
+                    for record in self.waiting.remove(&topic).unwrap_or_default() {
+                        record.env.reply.send(Err(e.clone()));
                     }
                 }
                 _ => {
@@ -683,8 +810,8 @@ impl FlushLoop {
                     if *rounds > UNKNOWN_TOPIC_ROUNDS {
                         self.unknown_rounds.remove(&topic);
                         let e = Error::new(ErrorKind::UnknownTopic, format!("topic {topic} does not exist"));
-                        for env in self.waiting.remove(&topic).unwrap_or_default() {
-                            let _ = env.reply.send(Err(e.clone()));
+                        for record in self.waiting.remove(&topic).unwrap_or_default() {
+                            record.env.reply.send(Err(e.clone()));
                         }
                     } else {
                         self.need_resolve.insert(topic.to_string());
@@ -736,8 +863,8 @@ impl FlushLoop {
         for envs in self.waiting.values_mut() {
             let (expired, keep): (Vec<_>, Vec<_>) = envs.drain(..).partition(|e| now >= e.enqueued_at + timeout);
             *envs = keep;
-            for env in expired {
-                let _ = env.reply.send(Err(error()));
+            for record in expired {
+                record.env.reply.send(Err(error()));
             }
         }
         self.waiting.retain(|_, v| !v.is_empty());
@@ -780,9 +907,9 @@ impl FlushLoop {
                 Self::fail_records(b.records, &error);
             }
         }
-        for (_, envs) in self.waiting.drain() {
-            for env in envs {
-                let _ = env.reply.send(Err(error.clone()));
+        for (_, records) in self.waiting.drain() {
+            for record in records {
+                record.env.reply.send(Err(error.clone()));
             }
         }
         for (_, tx) in self.flushes.drain(..) {

@@ -2,7 +2,7 @@
 //! cluster moves partition leaders.
 //!
 //! ```text
-//! Producer::send ──(bounded channel)──► flush loop ──► one sender task per broker ──► Produce
+//! Producer::send ──(bounded queue)────► flush loop ──► one sender task per broker ──► Produce
 //!   (reserve buffer.memory)            (owns the        (pipelined requests)
 //!                                       accumulator)  ◄──(outcomes as messages)──┘
 //! ```
@@ -21,6 +21,7 @@
 mod config;
 mod error;
 mod flush;
+mod inbox;
 mod partitioner;
 mod producer;
 mod record;

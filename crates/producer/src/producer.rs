@@ -2,7 +2,8 @@
 
 use crate::config::ProducerConfig;
 use crate::error::{Error, ErrorKind};
-use crate::flush::{Command, Envelope, FlushLoop};
+use crate::flush::{Command, FlushLoop};
+use crate::inbox::{Handles, Inbox, Refused};
 use crate::partitioner::Partitioner;
 use crate::record::{DeliveryFuture, Record};
 use crate::stats::{PartitionStats, Stats};
@@ -11,8 +12,8 @@ use krab_buffer::{MemoryPool, ReserveError};
 use krab_cluster::{BoxResolver, Cluster, ClusterConfig, MetadataResolver, ResolverConfig};
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::{mpsc, oneshot};
+use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// The producer. Cheap to clone; every clone feeds the same flush loop.
 ///
@@ -21,7 +22,7 @@ use tokio::sync::{mpsc, oneshot};
 /// loop alone owns the send buffer; per-broker sender tasks do the I/O.
 #[derive(Clone, Debug)]
 pub struct Producer {
-    commands: mpsc::Sender<Command>,
+    commands: Arc<Handles>,
     memory: MemoryPool,
     max_request_size: usize,
     cluster: Cluster,
@@ -44,10 +45,6 @@ impl std::fmt::Display for TrySendError {
 }
 
 impl std::error::Error for TrySendError {}
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64)
-}
 
 impl Producer {
     /// Connects to the cluster and starts the flush loop, with the default coalescing resolver
@@ -73,13 +70,25 @@ impl Producer {
     ) -> Result<Producer, Error> {
         config.validate().map_err(|e| Error::with_source(ErrorKind::Config, "invalid producer configuration", e))?;
         let memory = MemoryPool::new(config.buffer_memory);
-        let (tx, rx) = mpsc::channel(4096);
+        let inbox = Inbox::new(QUEUE_CAPACITY);
         let max_request_size = config.max_request_size;
         let stats = Arc::new(Stats::default());
-        let flush =
-            FlushLoop::start(config, cluster.clone(), resolver, partitioner, rx, memory.clone(), stats.clone()).await?;
+        let flush = FlushLoop::start(
+            config,
+            cluster.clone(),
+            resolver,
+            partitioner,
+            inbox.clone(),
+            memory.clone(),
+            stats.clone(),
+        )
+        .await?;
         tokio::spawn(flush.run());
-        Ok(Producer { commands: tx, memory, max_request_size, cluster, stats })
+        Ok(Producer { commands: Arc::new(Handles(inbox)), memory, max_request_size, cluster, stats })
+    }
+
+    fn inbox(&self) -> &Inbox {
+        &self.commands.0
     }
 
     /// The cluster this producer writes to.
@@ -108,34 +117,26 @@ impl Producer {
         Ok(size)
     }
 
-    fn envelope(record: Record, reservation: krab_buffer::Reservation) -> (Envelope, DeliveryFuture) {
-        let (reply, fut) = DeliveryFuture::new();
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let env = Envelope {
-            topic: record.topic,
-            partition: record.partition,
-            key: record.key,
-            value: record.value,
-            headers: record.headers,
-            timestamp,
-            reply,
-            reservation,
-            enqueued_at: std::time::Instant::now(),
-        };
-        (env, fut)
-    }
-
     /// Accepts a record into the buffer, waiting while the buffer is full. Resolves to the
     /// record's [`DeliveryFuture`].
     pub async fn send(&self, record: Record) -> Result<DeliveryFuture, Error> {
         let size = self.check_size(&record)?;
-        let reservation = self.memory.reserve(size).await.map_err(reserve_error)?;
-        let (env, fut) = Self::envelope(record, reservation);
-        self.commands
-            .send(Command::Send(env))
-            .await
-            .map_err(|_| Error::new(ErrorKind::Closed, "the producer is closed"))?;
-        Ok(fut)
+        // Room in the buffer and in the queue to the flush loop: no waiting future is built and
+        // the record is moved once. (Both bounds keep this from hogging a runtime thread: a task
+        // sending in a loop waits, and so yields, once the flush loop's queue is full.)
+        let reservation = match self.memory.try_reserve(size) {
+            Ok(r) => r,
+            Err(ReserveError::Full) => self.memory.reserve(size).await.map_err(reserve_error)?,
+            Err(e) => return Err(reserve_error(e)),
+        };
+        // No clock read here: the flush loop stamps records as it takes them in.
+        match self.inbox().try_push_record(record, reservation) {
+            Ok(future) => Ok(future),
+            Err(refused) if refused.full => {
+                self.inbox().push_record(refused.record, refused.reservation).await.map_err(|_| closed())
+            }
+            Err(_) => Err(closed()),
+        }
     }
 
     /// Accepts a record if the buffer has room now; otherwise hands it back.
@@ -148,16 +149,9 @@ impl Producer {
             Ok(r) => r,
             Err(e) => return Err(TrySendError { error: reserve_error(e), record: Box::new(record) }),
         };
-        let (env, fut) = Self::envelope(record, reservation);
-        match self.commands.try_send(Command::Send(env)) {
-            Ok(()) => Ok(fut),
-            Err(e) => {
-                let (full, env) = match e {
-                    mpsc::error::TrySendError::Full(Command::Send(env)) => (true, env),
-                    mpsc::error::TrySendError::Closed(Command::Send(env)) => (false, env),
-                    _ => unreachable!("only Send commands are sent here"),
-                };
-                let record = env.into_record();
+        match self.inbox().try_push_record(record, reservation) {
+            Ok(future) => Ok(future),
+            Err(Refused { full, record, .. }) => {
                 let error = if full {
                     Error::new(ErrorKind::BufferFull, "the producer's queue is full")
                 } else {
@@ -172,10 +166,7 @@ impl Producer {
     /// acknowledged or failed.
     pub async fn flush(&self) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        self.commands
-            .send(Command::Flush(tx))
-            .await
-            .map_err(|_| Error::new(ErrorKind::Closed, "the producer is closed"))?;
+        self.inbox().push(Command::Flush(tx)).await.map_err(|_| closed())?;
         rx.await.map_err(|_| Error::new(ErrorKind::Closed, "the producer stopped during flush"))
     }
 
@@ -184,13 +175,20 @@ impl Producer {
     pub async fn close(&self, timeout: Duration) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
         let deadline = std::time::Instant::now() + timeout;
-        if self.commands.send(Command::Close { deadline, done: tx }).await.is_err() {
+        if self.inbox().push(Command::Close { deadline, done: tx }).await.is_err() {
             return Ok(()); // already closed
         }
         let _ = rx.await;
         self.memory.close();
         Ok(())
     }
+}
+
+/// Commands (records, mostly) queued for the flush loop at most; past that `send` waits.
+const QUEUE_CAPACITY: usize = 4096;
+
+fn closed() -> Error {
+    Error::new(ErrorKind::Closed, "the producer is closed")
 }
 
 fn reserve_error(e: ReserveError) -> Error {

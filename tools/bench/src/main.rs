@@ -10,10 +10,15 @@
 //! ```text
 //! krab-bench metadata --client krab|rdkafka --bootstrap ADDR --topic T [--seconds S] [--concurrency C]
 //!                     [--warmup S] [--threads N]
+//! krab-bench produce --client krab|rdkafka-base|rdkafka-future|rskafka --bootstrap ADDR --topic T
+//!                    [--records N] [--size B] [--compression none|lz4] [--partitions P] ...
+//! krab-bench send-latency --bootstrap ADDR --topic T [--records N] [--rate R] ...
 //! ```
 
+mod latency;
 mod metadata;
 mod procfs;
+mod produce;
 mod report;
 
 use anyhow::{Context, Result, bail};
@@ -27,7 +32,19 @@ usage: krab-bench <workload> --client krab|rdkafka --bootstrap HOST:PORT [option
 workloads:
   metadata --topic T     Metadata requests for topic T, back-to-back over one broker connection
 
-options:
+  produce --topic T      N records of B bytes, one send per record (rskafka: pre-built batches), then
+                         flush; record i to partition i % P; prints records/s, MB/s, CPU, peak RSS
+     --client krab|rdkafka-base|rdkafka-future|rskafka
+     --records N (1000000) --size B (100) --compression none|lz4 (none) --partitions P (6)
+     --linger-ms L (5) --batch-size B (262144) --buffer-memory B (67108864) --warmup-records N (20000)
+     --threads N (krab, rskafka: tokio workers, 1 = current-thread; default 1)
+     --concurrency C (rskafka: produce calls in flight; default 6) --rskafka-batch N (1000)
+     --keep-futures true|false (krab: await every DeliveryFuture after flush; default false)
+  send-latency --topic T krab only: time each send().await at a steady rate
+     --records N (50000) --rate R (10000/s) --size B (100) --partitions P (6) --linger-ms L (5)
+     --batch-size B (16384) --buffer-memory B (268435456) --threads N (1)
+
+options (metadata):
   --seconds S            measured window (default 5)
   --warmup S             warm-up before the window, not counted (default 1)
   --concurrency C        requests kept in flight: krab tasks / rdkafka caller threads (default 32)
@@ -154,6 +171,47 @@ fn run() -> Result<()> {
             let topic = opts.required("topic")?;
             opts.finish()?;
             metadata::run(&common, &topic)?
+        }
+        "produce" => {
+            let mut opts = Options::parse(rest)?;
+            let args = produce::ProduceArgs {
+                client: produce::ProduceClient::parse(&opts.required("client")?)?,
+                bootstrap: opts.required("bootstrap")?,
+                topic: opts.required("topic")?,
+                records: opts.parsed("records", 1_000_000u64)?,
+                size: opts.parsed("size", 100usize)?,
+                compression: opts.parsed("compression", "none".to_string())?,
+                partitions: opts.parsed("partitions", 6i32)?,
+                linger: Duration::from_millis(opts.parsed("linger-ms", 5u64)?),
+                batch_size: opts.parsed("batch-size", 256 * 1024usize)?,
+                buffer_memory: opts.parsed("buffer-memory", 64 << 20usize)?,
+                threads: opts.parsed("threads", 1usize)?,
+                warmup_records: opts.parsed("warmup-records", 20_000u64)?,
+                rskafka_batch: opts.parsed("rskafka-batch", 1000usize)?,
+                concurrency: opts.parsed("concurrency", 6usize)?,
+                keep_futures: opts.parsed("keep-futures", false)?,
+            };
+            opts.finish()?;
+            println!("{}", produce::run(&args)?);
+            return Ok(());
+        }
+        "send-latency" => {
+            let mut opts = Options::parse(rest)?;
+            let args = latency::LatencyArgs {
+                bootstrap: opts.required("bootstrap")?,
+                topic: opts.required("topic")?,
+                records: opts.parsed("records", 50_000u64)?,
+                size: opts.parsed("size", 100usize)?,
+                rate: opts.parsed("rate", 10_000u64)?,
+                partitions: opts.parsed("partitions", 6i32)?,
+                linger: Duration::from_millis(opts.parsed("linger-ms", 5u64)?),
+                batch_size: opts.parsed("batch-size", 16 * 1024usize)?,
+                buffer_memory: opts.parsed("buffer-memory", 256 << 20usize)?,
+                threads: opts.parsed("threads", 1usize)?,
+            };
+            opts.finish()?;
+            println!("{}", latency::run(&args)?);
+            return Ok(());
         }
         "help" | "--help" | "-h" => {
             print!("{USAGE}");

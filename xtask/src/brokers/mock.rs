@@ -104,6 +104,11 @@ impl MockCluster {
         &self.bootstrap
     }
 
+    /// The mock cluster's process id (e.g. to watch its CPU use).
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Sends one protocol line and returns the whole reply line (`OK ...` or
     /// `ERR ...`), trailing newline removed.
     pub(crate) fn raw(&self, line: &str) -> Result<String> {

@@ -29,6 +29,8 @@ use super::{Compression, DecodeOptions, Record, RecordHeader, RecordsError};
 
 /// Size of the v2 batch header, up to and including `recordCount`.
 pub const BATCH_HEADER_LEN: usize = 61;
+/// How far ahead of the records [`RecordBatchEncoder`] initializes its buffer.
+const GROW_STEP: usize = 16 * 1024;
 /// Size of `baseOffset` + `batchLength`, which frame every batch and legacy message.
 pub(crate) const LOG_OVERHEAD: usize = 12;
 const CRC_OFFSET: usize = 17;
@@ -368,7 +370,8 @@ pub struct RecordBatchEncoder {
     transactional: bool,
     control: bool,
     /// Uncompressed: header placeholder then records. Compressed: records only. Only the first
-    /// `written` bytes are used; the rest is zeroed room for the next records.
+    /// `written` bytes are used; the rest of its length is initialized room for the next records
+    /// (zeros, or old bytes of a reused buffer: every byte is overwritten before it counts).
     buf: BytesMut,
     written: usize,
     count: i32,
@@ -382,11 +385,25 @@ impl RecordBatchEncoder {
         Self::with_capacity(compression, 0)
     }
 
-    /// Like [`new`](Self::new), reserving room for `capacity` bytes of records.
+    /// Like [`new`](Self::new), reserving room for `capacity` bytes of records. The room is
+    /// allocated, not touched: it is initialized a little at a time as records need it.
     pub fn with_capacity(compression: Compression, capacity: usize) -> Self {
+        Self::with_buffer(compression, BytesMut::new(), capacity)
+    }
+
+    /// Like [`with_capacity`](Self::with_capacity), writing into `buf`, a buffer to reuse (e.g.
+    /// the bytes of a batch that was sent and is done with, or the spare that
+    /// [`finish_reusing`](Self::finish_reusing) hands back): its contents are discarded, its
+    /// allocation and its initialized length are reused, so a producer that recycles buffers
+    /// allocates and zeroes nothing per batch.
+    pub fn with_buffer(compression: Compression, mut buf: BytesMut, capacity: usize) -> Self {
         let written = if compression == Compression::None { BATCH_HEADER_LEN } else { 0 };
-        let mut buf = BytesMut::new();
-        buf.resize(written + capacity, 0);
+        if buf.capacity() < written + capacity {
+            buf.reserve(written + capacity - buf.len());
+        }
+        if buf.len() < written {
+            buf.resize(written, 0);
+        }
         RecordBatchEncoder {
             compression,
             level: None,
@@ -499,8 +516,11 @@ impl RecordBatchEncoder {
         }
         let ts = timestamp.wrapping_sub(self.base_timestamp);
         if self.buf.len() - self.written < room {
-            // Grow the zeroed room geometrically: amortized, one memset per doubling.
-            let new_len = (self.written + room).max(self.buf.len().saturating_mul(2));
+            // Initialize room a step ahead of the records, within the reserved capacity (BytesMut
+            // regrows geometrically past it): each byte is zeroed once, just before it is
+            // written, while it is in cache.
+            let new_len = (self.written + room).max(self.buf.len() + GROW_STEP);
+            let new_len = if new_len > self.buf.capacity() { self.written + room } else { new_len };
             self.buf.resize(new_len, 0);
         }
         let mut w = SliceWriter::new(&mut self.buf[self.written..]);
@@ -533,19 +553,29 @@ impl RecordBatchEncoder {
 
     /// Writes the header (compressing the records first if needed) and returns the batch.
     /// Without compression this hands back the encoder's own buffer: no copy.
-    pub fn finish(mut self) -> Result<Bytes, RecordsError> {
+    pub fn finish(self) -> Result<Bytes, RecordsError> {
+        self.finish_reusing(None).map(|(batch, _)| batch)
+    }
+
+    /// [`finish`](Self::finish), for producers that recycle buffers: a compressed batch is
+    /// written into `spare` (if given; its contents are discarded), and the buffer the encoder
+    /// no longer needs comes back for reuse: with compression, its own buffer of uncompressed
+    /// records; without, `spare` untouched.
+    pub fn finish_reusing(mut self, spare: Option<BytesMut>) -> Result<(Bytes, Option<BytesMut>), RecordsError> {
         let header = self.header().to_bytes();
         self.buf.truncate(self.written);
         if self.compression == Compression::None {
             self.buf[..BATCH_HEADER_LEN].copy_from_slice(&header);
             seal(&mut self.buf, 0)?;
-            return Ok(self.buf.freeze());
+            return Ok((self.buf.freeze(), spare));
         }
-        let mut out = BytesMut::with_capacity(BATCH_HEADER_LEN + self.buf.len() / 2 + 64);
+        let mut out = spare.unwrap_or_default();
+        out.clear();
+        out.reserve(BATCH_HEADER_LEN + self.buf.len() / 2 + 64);
         out.extend_from_slice(&header);
         compress(self.compression, self.level, &self.buf, &mut out)?;
         seal(&mut out, 0)?;
-        Ok(out.freeze())
+        Ok((out.freeze(), Some(self.buf)))
     }
 }
 
@@ -698,6 +728,36 @@ mod tests {
     /// The codecs this build supports.
     fn codecs() -> Vec<Compression> {
         CODECS.into_iter().filter(|c| c.is_available()).collect()
+    }
+
+    /// Batches written into reused buffers (old bytes left in them, and spares handed back by
+    /// `finish_reusing`) decode exactly like batches written into fresh ones.
+    #[test]
+    fn reused_buffers_encode_like_fresh_ones() {
+        for compression in codecs() {
+            let mut spare: Option<BytesMut> = None;
+            let mut recycled = BytesMut::new();
+            for round in 0..4u8 {
+                let values: Vec<Vec<u8>> =
+                    (0..50 + 40 * usize::from(round)).map(|i| vec![b'a' + round; 1 + (i * 7) % 300]).collect();
+                let mut enc = RecordBatchEncoder::with_buffer(compression, std::mem::take(&mut recycled), 4096);
+                let mut fresh = RecordBatchEncoder::new(compression);
+                for (i, v) in values.iter().enumerate() {
+                    let key = (i % 3 == 0).then_some(&b"k"[..]);
+                    enc.append(1_000 + i as i64, key, Some(v), &[]).unwrap();
+                    fresh.append(1_000 + i as i64, key, Some(v), &[]).unwrap();
+                }
+                let (bytes, back) = enc.finish_reusing(spare.take()).unwrap();
+                let expected = fresh.finish().unwrap();
+                assert_eq!(decode(&bytes).unwrap(), decode(&expected).unwrap(), "{compression} round {round}");
+                if compression == Compression::None {
+                    assert_eq!(bytes, expected, "uncompressed batches are byte-identical");
+                }
+                spare = back;
+                // What a producer does with a batch that is done with: reuse its bytes.
+                recycled = bytes.try_into_mut().expect("the only handle");
+            }
+        }
     }
 
     fn decode(bytes: &[u8]) -> Result<RecordSet, RecordsError> {
