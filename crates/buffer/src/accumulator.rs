@@ -2,8 +2,10 @@
 //!
 //! Lifecycle of a batch: **open** (records appended into a `RecordBatchEncoder`) → **sealed**
 //! (full, lingered long enough, or flushed; waiting its turn) → **drained** (handed to a sender,
-//! with producer id/epoch/sequence stamped on first send) → completed by the caller, or
-//! **requeued** at its place in the partition's order for a retry.
+//! with producer id/epoch/sequence stamped on first send, as a [`Payload::Pending`] the caller
+//! encodes wherever it likes: compression is the costly part of a batch, and it need not run
+//! where the buffer lives) → completed by the caller, or **requeued** at its place in the
+//! partition's order for a retry, with the bytes it was sent as.
 //!
 //! Per-partition state: *ready*, or *stalled* until a metadata snapshot newer than a given
 //! generation arrives (its leader moved). A stalled partition keeps accepting records but drains
@@ -56,6 +58,10 @@ pub struct AccumulatorConfig {
     pub max_in_flight_per_partition: usize,
     /// A record not acknowledged this long after it was sent fails (`delivery.timeout.ms`).
     pub delivery_timeout: Duration,
+    /// The most bytes of buffers of finished batches kept for the next batches to write into. A
+    /// producer passes `buffer.memory`: like Java's buffer pool, memory a busy producer used stays
+    /// allocated within that bound instead of being freed and faulted in again.
+    pub spare_bytes: usize,
 }
 
 impl Default for AccumulatorConfig {
@@ -67,6 +73,7 @@ impl Default for AccumulatorConfig {
             compression: Compression::None,
             max_in_flight_per_partition: 5,
             delivery_timeout: Duration::from_secs(120),
+            spare_bytes: 4 << 20,
         }
     }
 }
@@ -104,7 +111,73 @@ pub struct RecordSlot<T> {
 
 enum Body {
     Open(RecordBatchEncoder),
+    /// Drained at least once: numbered, and encoded unless the caller handed it back unsent.
+    Drained(Payload),
+}
+
+/// A drained batch's bytes.
+#[derive(Debug)]
+pub enum Payload {
+    /// Numbered but not encoded yet: [`PendingBatch::encode`] compresses it and writes its header
+    /// and CRC.
+    Pending(PendingBatch),
+    /// An encoded RecordBatch v2. A retry resends these very bytes.
     Encoded(Bytes),
+}
+
+impl Payload {
+    /// The most bytes the encoded batch takes (exact once encoded, a bound before).
+    pub fn max_len(&self) -> usize {
+        match self {
+            Payload::Pending(p) => p.max_len(),
+            Payload::Encoded(b) => b.len(),
+        }
+    }
+
+    /// The encoded bytes, encoding first if needed.
+    pub fn into_bytes(self) -> Result<Bytes, RecordsError> {
+        match self {
+            Payload::Pending(p) => p.encode().map(|(bytes, _)| bytes),
+            Payload::Encoded(b) => Ok(b),
+        }
+    }
+}
+
+/// A drained batch whose records are written and numbered, with compression, header and CRC
+/// still to do: pure CPU work on the batch alone, which can run on any thread.
+#[derive(Debug)]
+pub struct PendingBatch {
+    encoder: RecordBatchEncoder,
+    /// A recycled buffer for the compressed bytes.
+    spare: Option<BytesMut>,
+}
+
+impl PendingBatch {
+    /// The codec it is compressed with.
+    pub fn compression(&self) -> Compression {
+        self.encoder.compression()
+    }
+
+    /// Its size before compression, header included.
+    pub fn uncompressed_size(&self) -> usize {
+        self.encoder.uncompressed_size()
+    }
+
+    /// The most bytes [`encode`](Self::encode) can return.
+    pub fn max_len(&self) -> usize {
+        self.encoder.max_encoded_len()
+    }
+
+    /// Encodes the batch. Also returns a buffer it no longer needs, for
+    /// [`Accumulator::recycle_buffer`].
+    pub fn encode(self) -> Result<(Bytes, Option<BytesMut>), RecordsError> {
+        self.encoder.finish_reusing(self.spare)
+    }
+
+    fn restamp(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) {
+        let encoder = std::mem::replace(&mut self.encoder, RecordBatchEncoder::new(Compression::None));
+        self.encoder = encoder.producer(producer_id, producer_epoch, base_sequence);
+    }
 }
 
 struct Sealed<T> {
@@ -119,15 +192,15 @@ struct Sealed<T> {
     size: usize,
 }
 
-/// A batch drained for sending: its encoded bytes and the records it completes.
+/// A batch drained for sending: its bytes (to encode, or encoded) and the records it completes.
 #[derive(Debug)]
 pub struct ProducerBatch<T> {
     /// The partition.
     pub tp: TopicPartition,
     /// Unique and increasing across the accumulator: the order batches were created in.
     pub id: u64,
-    /// The encoded RecordBatch v2.
-    pub payload: Bytes,
+    /// The RecordBatch v2, encoded or still to encode.
+    pub payload: Payload,
     /// The records, in offset order.
     pub records: Vec<RecordSlot<T>>,
     /// When the batch was opened.
@@ -213,11 +286,14 @@ pub struct Accumulator<T> {
     /// Buffers of batches that are done with, for the next batches to write into (see
     /// [`Accumulator::recycle`]): no allocation, page fault or zeroing per batch.
     spare_buffers: Vec<BytesMut>,
+    /// Their capacities, summed.
+    spare_bytes: usize,
     /// Emptied record vectors of batches that are done with.
     spare_records: Vec<Vec<RecordSlot<T>>>,
 }
 
-/// Spare buffers (and record vectors) kept for reuse, at most.
+/// Spare record vectors kept for reuse, at most (and at least this many buffers, whatever
+/// `spare_bytes` says).
 const SPARES: usize = 16;
 
 impl<T> std::fmt::Debug for Accumulator<T> {
@@ -232,6 +308,13 @@ impl<T> std::fmt::Debug for Accumulator<T> {
 
 fn drainable<T>(q: &Queue<T>, max_in_flight: usize) -> bool {
     q.state == PartitionState::Ready && q.in_flight < max_in_flight.max(1) && !(q.retry_pending && q.in_flight > 0)
+}
+
+/// A spare buffer, if one is kept (`held`: the spares' capacities, summed).
+fn take_spare(spares: &mut Vec<BytesMut>, held: &mut usize) -> Option<BytesMut> {
+    let buf = spares.pop()?;
+    *held -= buf.capacity();
+    Some(buf)
 }
 
 fn sequence_after(seq: i32, count: usize) -> i32 {
@@ -251,25 +334,42 @@ impl<T> Accumulator<T> {
             producer: None,
             records: 0,
             spare_buffers: Vec::new(),
+            spare_bytes: 0,
             spare_records: Vec::new(),
         }
     }
 
     /// Takes back the bytes of a batch that is done with (acknowledged, or failed for good), to
-    /// be the buffer of a later batch. Kept only if `payload` is their last handle and is not
-    /// oversized, and while fewer than a few spares are kept.
+    /// be the buffer of a later batch. Kept only if `payload` is their last handle, is not
+    /// oversized, and fits within `spare_bytes`.
     pub fn recycle(&mut self, payload: Bytes) {
-        if self.spare_buffers.len() >= SPARES || payload.len() > 2 * self.config.batch_size.min(1 << 20) + 4096 {
-            return;
+        if payload.len() <= self.max_spare_capacity() {
+            if let Ok(buf) = payload.try_into_mut() {
+                self.recycle_buffer(buf);
+            }
         }
-        if let Ok(buf) = payload.try_into_mut() {
+    }
+
+    /// Takes back a buffer [`PendingBatch::encode`] no longer needed, for a later batch (under
+    /// the same conditions as [`recycle`](Self::recycle)).
+    pub fn recycle_buffer(&mut self, buf: BytesMut) {
+        let capacity = buf.capacity();
+        let room = self.spare_bytes + capacity <= self.config.spare_bytes || self.spare_buffers.len() < SPARES;
+        if capacity <= self.max_spare_capacity() && room {
+            self.spare_bytes += capacity;
             self.spare_buffers.push(buf);
         }
     }
 
+    /// Buffers larger than this (a batch that took one oversized record) are not kept.
+    fn max_spare_capacity(&self) -> usize {
+        2 * self.config.batch_size.min(1 << 20) + 4096
+    }
+
     /// Takes back the record vector of a batch that is done with, emptied, for a later batch.
     pub fn recycle_records(&mut self, mut records: Vec<RecordSlot<T>>) {
-        if self.spare_records.len() < SPARES && records.capacity() > 0 {
+        let most = (self.config.spare_bytes / self.config.batch_size.max(1)).clamp(SPARES, 1024);
+        if self.spare_records.len() < most && records.capacity() > 0 {
             records.clear();
             self.spare_records.push(records);
         }
@@ -355,7 +455,7 @@ impl<T> Accumulator<T> {
             }
         }
         if q.open.is_none() {
-            let buf = self.spare_buffers.pop().unwrap_or_default();
+            let buf = take_spare(&mut self.spare_buffers, &mut self.spare_bytes).unwrap_or_default();
             let enc = RecordBatchEncoder::with_buffer(compression, buf, batch_size.min(1 << 20));
             // Room for a batch of records like this one, so that the vector rarely regrows.
             let add =
@@ -403,9 +503,13 @@ impl<T> Accumulator<T> {
     }
 
     fn seal(q: &mut Queue<T>) {
-        if let Some((batch, _)) = q.open.take() {
+        if let Some((mut batch, _)) = q.open.take() {
             if batch.records.is_empty() {
                 return;
+            }
+            if let Body::Open(enc) = &batch.body {
+                // What it can take in a request, whatever it compresses to.
+                batch.size = enc.max_encoded_len();
             }
             q.sealed.push_back(batch);
         }
@@ -434,15 +538,18 @@ impl<T> Accumulator<T> {
     }
 
     /// Takes, for each broker, at most one ready batch per partition and no more than
-    /// `max.request.size` bytes in all: the contents of one Produce request per broker.
-    /// `leader_of` maps a partition to its leader's broker id (`None`: unknown, skip it).
-    /// Call again to pipeline more batches of the same partitions.
-    #[allow(clippy::type_complexity)]
+    /// `max.request.size` bytes in all (counting a batch not yet encoded at the most it can
+    /// compress to): the contents of one Produce request per broker. `leader_of` maps a
+    /// partition to its leader's broker id (`None`: unknown, skip it). Call again to pipeline
+    /// more batches of the same partitions.
+    ///
+    /// A batch drained for the first time is numbered (with idempotence) and comes out as a
+    /// [`Payload::Pending`]; the caller encodes it and, for a retry, requeues it encoded.
     pub fn drain(
         &mut self,
         now: Instant,
         mut leader_of: impl FnMut(&TopicPartition) -> Option<i32>,
-    ) -> Result<BTreeMap<i32, Vec<ProducerBatch<T>>>, (TopicPartition, RecordsError)> {
+    ) -> BTreeMap<i32, Vec<ProducerBatch<T>>> {
         let mut out: BTreeMap<i32, (usize, Vec<ProducerBatch<T>>)> = BTreeMap::new();
         let n = self.queues.len();
         let linger = self.config.linger;
@@ -467,8 +574,8 @@ impl<T> Accumulator<T> {
                 continue;
             }
             let mut batch = q.sealed.pop_front().expect("front exists");
-            let payload = match std::mem::replace(&mut batch.body, Body::Encoded(Bytes::new())) {
-                Body::Encoded(b) => b,
+            let payload = match std::mem::replace(&mut batch.body, Body::Drained(Payload::Encoded(Bytes::new()))) {
+                Body::Drained(payload) => payload,
                 Body::Open(enc) => {
                     let enc = match producer {
                         Some((pid, epoch)) => {
@@ -478,27 +585,16 @@ impl<T> Accumulator<T> {
                         }
                         None => enc,
                     };
-                    let spare = if enc_compressed { self.spare_buffers.pop() } else { None };
-                    let (payload, spare) = enc.finish_reusing(spare).map_err(|e| (q.tp.clone(), e))?;
-                    if let Some(spare) = spare.filter(|_| self.spare_buffers.len() < SPARES) {
-                        self.spare_buffers.push(spare);
-                    }
-                    payload
+                    let spare =
+                        if enc_compressed { take_spare(&mut self.spare_buffers, &mut self.spare_bytes) } else { None };
+                    Payload::Pending(PendingBatch { encoder: enc, spare })
                 }
             };
-            if !batches.is_empty() && *bytes + payload.len() > max_request {
-                // Compressed to more than its uncompressed size (tiny or incompressible
-                // records): it waits at the head, encoded and numbered, for the next request.
-                batch.size = payload.len();
-                batch.body = Body::Encoded(payload);
-                q.sealed.push_front(batch);
-                continue;
-            }
             if batch.attempts > 0 && q.sealed.front().is_none_or(|b| b.attempts == 0) {
                 q.retry_pending = false;
             }
             q.in_flight += 1;
-            *bytes += payload.len();
+            *bytes += batch.size;
             self.records -= batch.records.len();
             batches.push(ProducerBatch {
                 tp: q.tp.clone(),
@@ -514,7 +610,7 @@ impl<T> Accumulator<T> {
         if n > 0 {
             self.drain_from = (self.drain_from + 1) % n;
         }
-        Ok(out.into_iter().map(|(b, (_, v))| (b, v)).collect())
+        out.into_iter().map(|(b, (_, v))| (b, v)).collect()
     }
 
     /// When the next drain can make progress without new records: now if a batch is ready to
@@ -551,16 +647,17 @@ impl<T> Accumulator<T> {
     }
 
     /// Puts a drained batch back for a retry, at its place in the partition's order (ahead of
-    /// everything created after it), and frees its in-flight slot.
+    /// everything created after it), and frees its in-flight slot. A batch that was sent comes
+    /// back [`Payload::Encoded`] with the bytes it was sent as, so that a retry is identical.
     pub fn requeue(&mut self, batch: ProducerBatch<T>) {
         let records = batch.records.len();
         let q = self.queue(&batch.tp);
         q.in_flight = q.in_flight.saturating_sub(1);
         q.retry_pending = true;
-        let size = batch.payload.len();
+        let size = batch.payload.max_len();
         let sealed = Sealed {
             id: batch.id,
-            body: Body::Encoded(batch.payload),
+            body: Body::Drained(batch.payload),
             records: batch.records,
             created_at: batch.created_at,
             attempts: batch.attempts + 1,
@@ -624,11 +721,6 @@ impl<T> Accumulator<T> {
             let mut keep = VecDeque::with_capacity(q.sealed.len());
             for b in q.sealed.drain(..) {
                 if expired(&b) {
-                    if b.attempts == 0 && b.base_sequence >= 0 {
-                        // Numbered by a drain that had no room for it, never sent: it is the
-                        // partition's last numbered batch, so its numbers can be reused.
-                        q.next_sequence = b.base_sequence;
-                    }
                     out.push(FailedBatch {
                         tp: tp.clone(),
                         id: b.id,
@@ -687,12 +779,20 @@ impl<T> Accumulator<T> {
         for q in &mut self.queues {
             q.next_sequence = 0;
             for b in q.sealed.iter_mut() {
-                if let Body::Encoded(bytes) = &b.body {
-                    let mut owned = bytes.to_vec();
-                    b.base_sequence = q.next_sequence;
-                    restamp_producer(&mut owned, producer_id, producer_epoch, b.base_sequence)?;
-                    q.next_sequence = sequence_after(q.next_sequence, b.records.len());
-                    b.body = Body::Encoded(Bytes::from(owned));
+                match &mut b.body {
+                    Body::Open(_) => {}
+                    Body::Drained(Payload::Encoded(bytes)) => {
+                        let mut owned = bytes.to_vec();
+                        b.base_sequence = q.next_sequence;
+                        restamp_producer(&mut owned, producer_id, producer_epoch, b.base_sequence)?;
+                        q.next_sequence = sequence_after(q.next_sequence, b.records.len());
+                        b.body = Body::Drained(Payload::Encoded(Bytes::from(owned)));
+                    }
+                    Body::Drained(Payload::Pending(pending)) => {
+                        b.base_sequence = q.next_sequence;
+                        pending.restamp(producer_id, producer_epoch, b.base_sequence);
+                        q.next_sequence = sequence_after(q.next_sequence, b.records.len());
+                    }
                 }
             }
         }
@@ -738,46 +838,60 @@ mod tests {
     /// a batch's merged reservation returns every record's bytes to the pool when it is dropped.
     #[test]
     fn recycled_buffers_and_merged_reservations() {
-        let now = Instant::now();
-        let pool = MemoryPool::new(1 << 20);
-        let config = AccumulatorConfig { batch_size: 4096, linger: Duration::ZERO, ..AccumulatorConfig::default() };
-        let mut acc = Accumulator::new(config);
-        let queues = [acc.queue_id(&TopicPartition::new("t", 0)), acc.queue_id(&TopicPartition::new("t", 1))];
-        assert_eq!(acc.queue_id(&TopicPartition::new("t", 1)), queues[1], "one queue per partition");
-        let mut token = 0;
-        for round in 0..5 {
-            for _ in 0..120 {
-                acc.append_to(queues[token as usize % 2], record(&pool, token, now), now).unwrap();
-                token += 1;
-            }
-            acc.seal_all();
-            let mut seen = 0;
-            loop {
-                let drained = acc.drain(now, |_| Some(1)).unwrap();
-                if drained.is_empty() {
-                    break;
+        for compression in [Compression::None, Compression::Lz4] {
+            let now = Instant::now();
+            let pool = MemoryPool::new(1 << 20);
+            let config = AccumulatorConfig {
+                batch_size: 4096,
+                linger: Duration::ZERO,
+                compression,
+                ..AccumulatorConfig::default()
+            };
+            let mut acc = Accumulator::new(config);
+            let queues = [acc.queue_id(&TopicPartition::new("t", 0)), acc.queue_id(&TopicPartition::new("t", 1))];
+            assert_eq!(acc.queue_id(&TopicPartition::new("t", 1)), queues[1], "one queue per partition");
+            let mut token = 0;
+            for round in 0..5 {
+                for _ in 0..120 {
+                    acc.append_to(queues[token as usize % 2], record(&pool, token, now), now).unwrap();
+                    token += 1;
                 }
-                for batch in drained.into_values().flatten() {
-                    let decoded = decode_batches(&batch.payload).unwrap().batches.remove(0);
-                    let tokens: Vec<u32> = batch.records.iter().map(|r| r.token).collect();
-                    assert_eq!(decoded.records.len(), tokens.len(), "round {round}");
-                    for (r, t) in decoded.records.iter().zip(&tokens) {
-                        assert_eq!(r.value.as_deref(), record(&pool, *t, now).value.as_deref());
-                        assert_eq!(r.timestamp, 1_000 + i64::from(*t));
+                acc.seal_all();
+                let mut seen = 0;
+                loop {
+                    let drained = acc.drain(now, |_| Some(1));
+                    if drained.is_empty() {
+                        break;
                     }
-                    // Decoded values are slices of the payload: let them go before recycling it.
-                    drop(decoded);
-                    assert_eq!(batch.reservation.bytes(), 100 * tokens.len());
-                    seen += tokens.len();
-                    acc.complete(&batch.tp);
-                    let ProducerBatch { payload, records, .. } = batch;
-                    acc.recycle_records(records);
-                    acc.recycle(payload);
+                    for batch in drained.into_values().flatten() {
+                        let ProducerBatch { payload, records, reservation, tp, .. } = batch;
+                        let Payload::Pending(pending) = payload else { panic!("a first drain is not encoded") };
+                        let max = pending.max_len();
+                        let (bytes, spare) = pending.encode().unwrap();
+                        assert!(bytes.len() <= max, "{compression}: {} > bound {max}", bytes.len());
+                        let decoded = decode_batches(&bytes).unwrap().batches.remove(0);
+                        let tokens: Vec<u32> = records.iter().map(|r| r.token).collect();
+                        assert_eq!(decoded.records.len(), tokens.len(), "round {round}");
+                        for (r, t) in decoded.records.iter().zip(&tokens) {
+                            assert_eq!(r.value.as_deref(), record(&pool, *t, now).value.as_deref());
+                            assert_eq!(r.timestamp, 1_000 + i64::from(*t));
+                        }
+                        // Decoded values are slices of the payload: let them go before recycling it.
+                        drop(decoded);
+                        assert_eq!(reservation.bytes(), 100 * tokens.len());
+                        seen += tokens.len();
+                        acc.complete(&tp);
+                        acc.recycle_records(records);
+                        acc.recycle(bytes);
+                        if let Some(spare) = spare {
+                            acc.recycle_buffer(spare);
+                        }
+                    }
                 }
+                assert_eq!(seen, 120);
+                assert_eq!(pool.available(), 1 << 20, "every reservation went back with its batch");
+                assert!(!acc.spare_buffers.is_empty() && !acc.spare_records.is_empty(), "buffers came back");
             }
-            assert_eq!(seen, 120);
-            assert_eq!(pool.available(), 1 << 20, "every reservation went back with its batch");
-            assert!(!acc.spare_buffers.is_empty() && !acc.spare_records.is_empty(), "buffers came back");
         }
     }
 }

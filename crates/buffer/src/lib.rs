@@ -16,7 +16,7 @@ mod accumulator;
 mod memory;
 
 pub use accumulator::{
-    Accumulator, AccumulatorConfig, FailedBatch, PartitionState, PendingRecord, ProducerBatch, QueueId, RecordSlot,
-    TopicPartition,
+    Accumulator, AccumulatorConfig, FailedBatch, PartitionState, Payload, PendingBatch, PendingRecord, ProducerBatch,
+    QueueId, RecordSlot, TopicPartition,
 };
 pub use memory::{MemoryPool, Reservation, ReserveError};

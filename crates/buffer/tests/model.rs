@@ -121,6 +121,7 @@ impl Model {
             compression: setup.compression,
             max_in_flight_per_partition: setup.max_in_flight,
             delivery_timeout: Duration::from_secs(10 * 86_400),
+            ..AccumulatorConfig::default()
         };
         let mut acc = Accumulator::new(config);
         if setup.idempotent {
@@ -196,17 +197,18 @@ impl Model {
     fn drain(&mut self, known: u8) {
         let leader = |tp: &TopicPartition| ((known >> tp.partition) & 1 == 1).then_some(tp.partition % 2);
         let before: Vec<usize> = self.in_flight.iter().map(Vec::len).collect();
-        let out = self.acc.drain(self.now, leader).unwrap();
+        let out = self.acc.drain(self.now, leader);
         let mut seen = [false; PARTS];
         for (broker, list) in out {
             assert!(!list.is_empty());
-            let total: usize = list.iter().map(|b| b.payload.len()).sum();
+            let total: usize = list.iter().map(|b| b.payload.max_len()).sum();
             assert!(
                 total <= self.setup.max_request_size || list.len() == 1,
                 "{} batches, {total} bytes for one broker",
                 list.len()
             );
-            for b in list {
+            for mut b in list {
+                encode(&mut b);
                 let p = b.tp.partition as usize;
                 assert_eq!(leader(&b.tp), Some(broker), "grouped by leader");
                 assert!(!self.stalled.contains_key(&p), "stalled partition {p} drained");
@@ -227,7 +229,7 @@ impl Model {
                 self.recs.check(&b);
                 match self.first_send.get(&b.id) {
                     Some((payload, seq)) => {
-                        assert_eq!(&b.payload, payload, "retried bytes differ");
+                        assert_eq!(bytes(&b), payload, "retried bytes differ");
                         assert_eq!(b.base_sequence, *seq);
                     }
                     None => {
@@ -238,7 +240,7 @@ impl Model {
                             -1
                         };
                         assert_eq!(b.base_sequence, want, "base sequence of batch {}", b.id);
-                        self.first_send.insert(b.id, (b.payload.clone(), b.base_sequence));
+                        self.first_send.insert(b.id, (bytes(&b).clone(), b.base_sequence));
                     }
                 }
                 self.in_flight[p].push(b);

@@ -20,8 +20,8 @@ use crate::sender::{self, JobOutcome, ProduceJob, SendSettings};
 use crate::stats::Stats;
 use bytes::Bytes;
 use krab_buffer::{
-    Accumulator, AccumulatorConfig, FailedBatch, MemoryPool, PendingRecord, ProducerBatch, QueueId, RecordSlot,
-    Reservation, TopicPartition,
+    Accumulator, AccumulatorConfig, FailedBatch, MemoryPool, Payload, PendingRecord, ProducerBatch, QueueId,
+    RecordSlot, Reservation, TopicPartition,
 };
 use krab_cluster::rebalance::{Recovery, classify, classify_code};
 use krab_cluster::{BoxResolver, Cluster, ClusterSnapshot, ResolveError, ResolveRequest};
@@ -146,6 +146,8 @@ pub(crate) struct FlushLoop {
     snapshot: Arc<ClusterSnapshot>,
     changes: watch::Receiver<u64>,
     senders: HashMap<i32, mpsc::UnboundedSender<ProduceJob>>,
+    /// Permits for encoding on the blocking pool, shared by the senders.
+    offload: Arc<tokio::sync::Semaphore>,
     settings: SendSettings,
     jobs: HashMap<u64, Job>,
     next_job: u64,
@@ -193,6 +195,7 @@ impl FlushLoop {
             compression: config.compression,
             max_in_flight_per_partition: config.max_in_flight,
             delivery_timeout: config.effective_delivery_timeout(),
+            spare_bytes: config.buffer_memory,
         });
         let idempotent = if config.idempotence() {
             match init_producer_id(&cluster, None).await {
@@ -229,6 +232,7 @@ impl FlushLoop {
             acc,
             memory,
             senders: HashMap::new(),
+            offload: sender::offload_permits(),
             settings,
             jobs: HashMap::new(),
             next_job: 0,
@@ -496,13 +500,7 @@ impl FlushLoop {
         loop {
             let snapshot = &self.snapshot;
             let retry_at = &self.retry_at;
-            let drained = match self.acc.drain(now, |tp| leader(snapshot, retry_at, now, tp)) {
-                Ok(d) => d,
-                Err((tp, e)) => {
-                    tracing::error!(partition = %tp, error = %e, "a batch could not be encoded; its records fail");
-                    continue;
-                }
-            };
+            let drained = self.acc.drain(now, |tp| leader(snapshot, retry_at, now, tp));
             if drained.is_empty() {
                 return;
             }
@@ -512,19 +510,27 @@ impl FlushLoop {
         }
     }
 
-    fn send_job(&mut self, broker: i32, batches: Vec<ProducerBatch<DeliverySender>>) {
+    fn send_job(&mut self, broker: i32, mut batches: Vec<ProducerBatch<DeliverySender>>) {
         let id = self.next_job;
         self.next_job += 1;
-        let payloads = batches.iter().map(|b| (b.tp.clone(), b.payload.clone())).collect();
+        // The sender encodes the payloads; the outcome brings back the bytes each was sent as.
+        let payloads = batches
+            .iter_mut()
+            .map(|b| (b.tp.clone(), std::mem::replace(&mut b.payload, Payload::Encoded(Bytes::new()))))
+            .collect();
         self.jobs.insert(id, Job { broker, generation: self.snapshot.generation, batches });
         let job = ProduceJob { id, batches: payloads };
-        let sender = self
-            .senders
-            .entry(broker)
-            .or_insert_with(|| sender::spawn(broker, self.cluster.clone(), self.settings, self.events_tx.clone()));
+        let spawn = |this: &Self| {
+            sender::spawn(broker, this.cluster.clone(), this.settings, this.offload.clone(), this.events_tx.clone())
+        };
+        if !self.senders.contains_key(&broker) {
+            let sender = spawn(self);
+            self.senders.insert(broker, sender);
+        }
+        let sender = self.senders.get(&broker).expect("inserted above");
         if let Err(mpsc::error::SendError(job)) = sender.send(job) {
             // The sender task is gone (it never should be while we hold its channel): restart it.
-            let fresh = sender::spawn(broker, self.cluster.clone(), self.settings, self.events_tx.clone());
+            let fresh = spawn(self);
             let _ = fresh.send(job);
             self.senders.insert(broker, fresh);
         }
@@ -575,8 +581,29 @@ impl FlushLoop {
     }
 
     fn on_produced(&mut self, outcome: JobOutcome) {
-        let Some(job) = self.jobs.remove(&outcome.id) else { return };
+        let Some(mut job) = self.jobs.remove(&outcome.id) else { return };
         let now = Instant::now();
+        for spare in outcome.spares {
+            self.acc.recycle_buffer(spare);
+        }
+        // Each batch gets back the bytes it was sent as (a retry resends them); one that could
+        // not be encoded was not sent, and its records fail.
+        let mut encoded = outcome.encoded.into_iter();
+        let mut sent = Vec::with_capacity(job.batches.len());
+        for mut batch in job.batches.drain(..) {
+            match encoded.next() {
+                Some(Ok(bytes)) => {
+                    batch.payload = Payload::Encoded(bytes);
+                    sent.push(batch);
+                }
+                Some(Err(e)) => self.fail_batch(batch, e),
+                None => {
+                    let e = Error::new(ErrorKind::Encode, format!("{}: the sender lost the batch", batch.tp));
+                    self.fail_batch(batch, e);
+                }
+            }
+        }
+        job.batches = sent;
         match outcome.result {
             Ok(None) => {
                 for batch in job.batches {
@@ -671,7 +698,9 @@ impl FlushLoop {
         }
         // The batch is done with: its buffers serve the next batches.
         self.acc.recycle_records(records);
-        self.acc.recycle(batch.payload);
+        if let Payload::Encoded(bytes) = batch.payload {
+            self.acc.recycle(bytes);
+        }
     }
 
     fn fail_records(records: Vec<RecordSlot<DeliverySender>>, error: &Error) {

@@ -1,25 +1,45 @@
-//! One sender task per broker: pipelines Produce requests on that broker's connection and sends
-//! each outcome back to the flush loop as a message. It holds no batch state: the flush loop
-//! keeps the batches; a job carries only their encoded bytes.
+//! One sender task per broker: encodes the drained batches of each job, pipelines Produce
+//! requests on that broker's connection in job order, and sends each outcome back to the flush
+//! loop as a message. It holds no batch state: the flush loop keeps the batches; a job carries
+//! only their payloads, and the outcome brings back the bytes each was sent as.
+//!
+//! Encoding is where a batch is compressed, the costliest step of producing. It happens here,
+//! not in the flush loop, so that the loop keeps accepting records meanwhile; a job with enough
+//! bytes to compress is encoded on tokio's blocking pool (at most one job per core at a time),
+//! so that compression runs beside the runtime's threads, and for several brokers in parallel,
+//! even on a current-thread runtime.
 
-use bytes::Bytes;
+use crate::error::{Error, ErrorKind};
+use bytes::{Bytes, BytesMut};
 use futures_util::StreamExt;
-use futures_util::stream::FuturesUnordered;
-use krab_buffer::TopicPartition;
+use futures_util::stream::{FuturesOrdered, FuturesUnordered};
+use krab_buffer::{Payload, TopicPartition};
 use krab_cluster::{Cluster, ClusterError};
 use krab_protocol::messages::produce::{PartitionProduceData, TopicProduceData};
 use krab_protocol::messages::{ProduceRequest, ProduceResponse};
-use tokio::sync::mpsc;
+use krab_protocol::records::Compression;
+use std::sync::Arc;
+use tokio::sync::{Semaphore, mpsc};
+
+/// A job with fewer bytes than this to compress is encoded on the sender task itself: below it,
+/// handing the work to another thread costs more than it saves.
+const OFFLOAD_MIN: usize = 32 * 1024;
 
 /// One Produce request's worth of batches for one broker.
 pub(crate) struct ProduceJob {
     pub(crate) id: u64,
-    pub(crate) batches: Vec<(TopicPartition, Bytes)>,
+    pub(crate) batches: Vec<(TopicPartition, Payload)>,
 }
 
-/// What came of a job. `Ok(None)`: sent with acks=0, no response expected.
+/// What came of a job.
 pub(crate) struct JobOutcome {
     pub(crate) id: u64,
+    /// Per batch, in job order: the bytes it was sent as, or why it could not be encoded (then it
+    /// was not sent).
+    pub(crate) encoded: Vec<Result<Bytes, Error>>,
+    /// Buffers that encoding freed, for the accumulator to reuse.
+    pub(crate) spares: Vec<BytesMut>,
+    /// The request's result. `Ok(None)`: nothing to wait for (acks=0, or no batch to send).
     pub(crate) result: Result<Option<ProduceResponse>, ClusterError>,
 }
 
@@ -29,24 +49,41 @@ pub(crate) struct SendSettings {
     pub(crate) timeout_ms: i32,
 }
 
+/// A job after encoding.
+struct EncodedJob {
+    id: u64,
+    batches: Vec<(TopicPartition, Result<Bytes, Error>)>,
+    spares: Vec<BytesMut>,
+}
+
+/// The permits for encoding on the blocking pool, shared by a producer's senders: one per core.
+pub(crate) fn offload_permits() -> Arc<Semaphore> {
+    Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)))
+}
+
 /// Starts the sender task of broker `id`. It ends when the flush loop drops the job sender and
 /// its last request has completed.
 pub(crate) fn spawn(
     id: i32,
     cluster: Cluster,
     settings: SendSettings,
+    offload: Arc<Semaphore>,
     outcomes: mpsc::UnboundedSender<crate::flush::Event>,
 ) -> mpsc::UnboundedSender<ProduceJob> {
     let (tx, mut rx) = mpsc::unbounded_channel::<ProduceJob>();
     tokio::spawn(async move {
+        // Jobs are encoded concurrently but leave this stage in the order they came: batches of
+        // one partition in successive jobs must reach the broker in order.
+        let mut encoding = FuturesOrdered::new();
         let mut pending = FuturesUnordered::new();
         let mut open = true;
         loop {
             tokio::select! {
                 job = rx.recv(), if open => match job {
-                    Some(job) => pending.push(run(id, cluster.clone(), settings, job)),
+                    Some(job) => encoding.push_back(encode(job, offload.clone())),
                     None => open = false,
                 },
+                Some(job) = encoding.next() => pending.push(run(id, cluster.clone(), settings, job)),
                 Some(outcome) = pending.next() => {
                     if outcomes.send(crate::flush::Event::Produced(outcome)).is_err() {
                         return;
@@ -59,11 +96,76 @@ pub(crate) fn spawn(
     tx
 }
 
-async fn run(broker_id: i32, cluster: Cluster, settings: SendSettings, job: ProduceJob) -> JobOutcome {
+fn encode_error(tp: &TopicPartition, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::with_source(ErrorKind::Encode, format!("{tp}: the batch could not be encoded"), e)
+}
+
+fn encode_all(id: u64, batches: Vec<(TopicPartition, Payload)>) -> EncodedJob {
+    let mut spares = Vec::new();
+    let batches = batches
+        .into_iter()
+        .map(|(tp, payload)| {
+            let bytes = match payload {
+                Payload::Encoded(bytes) => Ok(bytes),
+                Payload::Pending(pending) => match pending.encode() {
+                    Ok((bytes, spare)) => {
+                        spares.extend(spare);
+                        Ok(bytes)
+                    }
+                    Err(e) => Err(encode_error(&tp, e)),
+                },
+            };
+            (tp, bytes)
+        })
+        .collect();
+    EncodedJob { id, batches, spares }
+}
+
+async fn encode(job: ProduceJob, offload: Arc<Semaphore>) -> EncodedJob {
+    let to_compress: usize = job
+        .batches
+        .iter()
+        .map(|(_, payload)| match payload {
+            Payload::Pending(p) if p.compression() != Compression::None => p.uncompressed_size(),
+            _ => 0,
+        })
+        .sum();
+    if to_compress < OFFLOAD_MIN {
+        return encode_all(job.id, job.batches);
+    }
+    let ProduceJob { id, batches } = job;
+    let partitions: Vec<TopicPartition> = batches.iter().map(|(tp, _)| tp.clone()).collect();
+    // The semaphore is never closed.
+    let permit = offload.acquire_owned().await.ok();
+    match tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        encode_all(id, batches)
+    })
+    .await
+    {
+        Ok(done) => done,
+        // The runtime is shutting down (or encoding panicked): the batches went with the task.
+        // Their records still get an error each, not silence.
+        Err(e) => EncodedJob {
+            id,
+            batches: partitions
+                .into_iter()
+                .map(|tp| {
+                    let error = Error::new(ErrorKind::Encode, format!("{tp}: encoding the batch did not finish: {e}"));
+                    (tp, Err(error))
+                })
+                .collect(),
+            spares: Vec::new(),
+        },
+    }
+}
+
+async fn run(broker_id: i32, cluster: Cluster, settings: SendSettings, job: EncodedJob) -> JobOutcome {
+    let EncodedJob { id, batches, spares } = job;
     let result = async {
+        let Some(request) = build(&batches, settings) else { return Ok(None) };
         let broker = cluster.broker(broker_id).await?;
         let version = broker.version_of::<ProduceRequest>()?;
-        let request = build(&job, settings);
         if settings.acks == 0 {
             broker.client().send_no_response(&request, version).await.map_err(|source| ClusterError::Request {
                 broker: broker.label().to_string(),
@@ -76,14 +178,16 @@ async fn run(broker_id: i32, cluster: Cluster, settings: SendSettings, job: Prod
         }
     }
     .await;
-    JobOutcome { id: job.id, result }
+    JobOutcome { id, encoded: batches.into_iter().map(|(_, bytes)| bytes).collect(), spares, result }
 }
 
-fn build(job: &ProduceJob, settings: SendSettings) -> ProduceRequest {
+/// The request for the batches that encoded; `None` if none did.
+fn build(batches: &[(TopicPartition, Result<Bytes, Error>)], settings: SendSettings) -> Option<ProduceRequest> {
     // Each topic appears once, each partition once within it (the accumulator drains at most one
     // batch per partition per request).
     let mut topics: Vec<TopicProduceData> = Vec::new();
-    for (tp, payload) in &job.batches {
+    for (tp, payload) in batches {
+        let Ok(payload) = payload else { continue };
         let data = PartitionProduceData { index: tp.partition, records: Some(payload.clone()), ..Default::default() };
         match topics.iter_mut().find(|t| *t.name == *tp.topic) {
             Some(td) => td.partition_data.push(data),
@@ -94,11 +198,93 @@ fn build(job: &ProduceJob, settings: SendSettings) -> ProduceRequest {
             }),
         }
     }
-    ProduceRequest {
+    if topics.is_empty() {
+        return None;
+    }
+    Some(ProduceRequest {
         transactional_id: None,
         acks: settings.acks,
         timeout_ms: settings.timeout_ms,
         topic_data: topics,
         ..Default::default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use krab_buffer::{Accumulator, AccumulatorConfig, MemoryPool, PendingRecord};
+    use krab_protocol::records::decode_batches;
+    use std::time::{Duration, Instant};
+
+    /// Drains one lz4 batch per partition, each holding `n` records of 1 KiB.
+    fn drained(partitions: i32, n: usize) -> Vec<(TopicPartition, Payload)> {
+        let now = Instant::now();
+        let pool = MemoryPool::new(64 << 20);
+        let config = AccumulatorConfig {
+            batch_size: 1 << 20,
+            linger: Duration::ZERO,
+            compression: Compression::Lz4,
+            ..AccumulatorConfig::default()
+        };
+        let mut acc: Accumulator<()> = Accumulator::new(config);
+        for p in 0..partitions {
+            for i in 0..n {
+                let value = Bytes::from(format!("{p}-{i}-{}", "abcdefgh".repeat(128)));
+                let record = PendingRecord {
+                    key: None,
+                    value: Some(value),
+                    headers: Vec::new(),
+                    timestamp: 0,
+                    token: (),
+                    reservation: pool.try_reserve(1).unwrap(),
+                    enqueued_at: now,
+                };
+                acc.append(&TopicPartition::new("t", p), record, now).unwrap();
+            }
+        }
+        acc.seal_all();
+        acc.drain(now, |_| Some(1)).remove(&1).unwrap().into_iter().map(|b| (b.tp, b.payload)).collect()
+    }
+
+    #[tokio::test]
+    async fn jobs_below_and_above_the_offload_threshold_encode_to_batches_that_decode() {
+        for (n, records) in [(1, 2), (2, 64)] {
+            let batches = drained(n, records);
+            let big = batches.iter().map(|(_, p)| p.max_len()).sum::<usize>() >= OFFLOAD_MIN;
+            assert_eq!(big, records == 64, "the job sizes straddle the threshold");
+            let job = encode(ProduceJob { id: 7, batches }, offload_permits()).await;
+            assert_eq!(job.id, 7);
+            assert_eq!(job.batches.len(), n as usize);
+            assert_eq!(job.spares.len(), n as usize, "each compressed batch frees its uncompressed buffer");
+            for (i, (tp, bytes)) in job.batches.iter().enumerate() {
+                assert_eq!(tp.partition, i as i32);
+                let set = decode_batches(bytes.as_ref().unwrap()).unwrap();
+                assert_eq!(set.batches[0].compression, Compression::Lz4);
+                assert_eq!(set.batches[0].records.len(), records);
+            }
+        }
+    }
+
+    #[test]
+    fn batches_that_failed_to_encode_stay_out_of_the_request() {
+        let settings = SendSettings { acks: -1, timeout_ms: 1000 };
+        let failed = || Err(Error::new(ErrorKind::Encode, "no"));
+        let ok = |b: &'static [u8]| Ok(Bytes::from_static(b));
+        let batches = vec![
+            (TopicPartition::new("a", 0), failed()),
+            (TopicPartition::new("a", 1), ok(b"x")),
+            (TopicPartition::new("b", 0), ok(b"y")),
+        ];
+        let request = build(&batches, settings).unwrap();
+        let sent: Vec<(String, Vec<i32>)> = request
+            .topic_data
+            .iter()
+            .map(|t| (t.name.to_string(), t.partition_data.iter().map(|p| p.index).collect()))
+            .collect();
+        assert_eq!(sent, [("a".to_string(), vec![1]), ("b".to_string(), vec![0])]);
+        assert_eq!(request.acks, -1);
+        let none = vec![(TopicPartition::new("a", 0), failed())];
+        assert!(build(&none, settings).is_none(), "nothing to send: no request");
     }
 }

@@ -4,7 +4,7 @@
 
 use bytes::Bytes;
 use krab_buffer::{
-    Accumulator, AccumulatorConfig, FailedBatch, PendingRecord, ProducerBatch, Reservation, TopicPartition,
+    Accumulator, AccumulatorConfig, FailedBatch, Payload, PendingRecord, ProducerBatch, Reservation, TopicPartition,
 };
 use krab_protocol::records::{Compression, RecordBatch, RecordBatchEncoder, RecordHeader, decode_batches};
 use std::collections::{BTreeMap, HashMap};
@@ -92,7 +92,7 @@ impl Records {
     /// records are those of the batch's tokens, in order, and returns the decoded batch.
     pub(crate) fn check(&self, batch: &ProducerBatch<u64>) -> RecordBatch {
         let mut set =
-            decode_batches(&batch.payload).unwrap_or_else(|e| panic!("batch {} does not decode: {e}", batch.id));
+            decode_batches(bytes(batch)).unwrap_or_else(|e| panic!("batch {} does not decode: {e}", batch.id));
         assert!(!set.is_partial());
         assert_eq!(set.batches.len(), 1, "one RecordBatch per payload");
         let decoded = set.batches.remove(0);
@@ -133,11 +133,31 @@ pub(crate) fn append(
     }
 }
 
-/// One drain with every partition on broker 1, flattened.
+/// Encodes a drained batch's payload in place (as a sender would before sending it), checking
+/// that it fits the size the drain planned with.
+pub(crate) fn encode(batch: &mut ProducerBatch<u64>) {
+    let payload = std::mem::replace(&mut batch.payload, Payload::Encoded(Bytes::new()));
+    let max = payload.max_len();
+    let bytes = payload.into_bytes().unwrap_or_else(|e| panic!("batch {} does not encode: {e}", batch.id));
+    assert!(bytes.len() <= max, "batch {}: {} bytes, planned as at most {max}", batch.id, bytes.len());
+    batch.payload = Payload::Encoded(bytes);
+}
+
+/// The bytes of an encoded batch.
+pub(crate) fn bytes(batch: &ProducerBatch<u64>) -> &Bytes {
+    match &batch.payload {
+        Payload::Encoded(b) => b,
+        Payload::Pending(_) => panic!("batch {} is not encoded", batch.id),
+    }
+}
+
+/// One drain with every partition on broker 1, flattened, each batch encoded.
 pub(crate) fn drain(acc: &mut Accumulator<u64>, now: Instant) -> Vec<ProducerBatch<u64>> {
-    let mut map = acc.drain(now, on_one).unwrap();
+    let mut map = acc.drain(now, on_one);
     assert!(map.keys().all(|&b| b == 1));
-    map.remove(&1).unwrap_or_default()
+    let mut out = map.remove(&1).unwrap_or_default();
+    out.iter_mut().for_each(encode);
+    out
 }
 
 /// One drain, keyed by partition (asserting at most one batch per partition).

@@ -483,6 +483,21 @@ impl RecordBatchEncoder {
         if self.compression == Compression::None { self.written } else { BATCH_HEADER_LEN + self.written }
     }
 
+    /// The most bytes [`finish`](Self::finish) can return for the records appended so far,
+    /// whatever they compress to: exact without compression.
+    pub fn max_encoded_len(&self) -> usize {
+        if self.compression == Compression::None {
+            self.written
+        } else {
+            BATCH_HEADER_LEN + super::compression::max_compressed_len(self.compression, self.written)
+        }
+    }
+
+    /// The codec the batch is compressed with when finished.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
     /// Bytes [`append`](Self::append) with these arguments would add to
     /// [`uncompressed_size`](Self::uncompressed_size).
     pub fn record_size(

@@ -129,6 +129,23 @@ pub(crate) fn compress(
     }
 }
 
+/// The most bytes [`compress`] can append for `len` input bytes: a bound that holds for any
+/// input, so a caller can size a request before compressing.
+pub(crate) fn max_compressed_len(compression: Compression, len: usize) -> usize {
+    match compression {
+        Compression::None => len,
+        // zlib's conservative deflateBound (any level, any strategy) plus gzip's header and
+        // trailer: fast levels can emit Huffman blocks larger than stored ones.
+        Compression::Gzip => len + len.div_ceil(8) + len.div_ceil(64) + 5 + 64,
+        // Raw snappy's own bound (snap::raw::max_compress_len).
+        Compression::Snappy => 32 + len + len / 6,
+        // Frame header, a size word per block (incompressible blocks are stored), end mark.
+        Compression::Lz4 => LZ4_HEADER.len() + len + 4 * (len.div_ceil(LZ4_BLOCK) + 1),
+        // ZSTD_compressBound.
+        Compression::Zstd => len + (len >> 8) + if len < (128 << 10) { ((128 << 10) - len) >> 11 } else { 0 },
+    }
+}
+
 /// Decompresses a whole payload. `offset` is where `input` starts in the record set (for
 /// errors); at most `limit` bytes are produced.
 pub(crate) fn decompress(
@@ -510,6 +527,38 @@ mod tests {
                 assert_eq!(&out[..6], b"prefix");
                 let back = decompress(c, &out[6..], LIMIT, 0).unwrap();
                 assert_eq!(back, input, "{c} {len}");
+            }
+        }
+    }
+
+    /// Pseudo-random bytes: incompressible, the worst case for every codec's output size.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn max_compressed_len_bounds_every_codec() {
+        for c in all() {
+            if !c.is_available() {
+                continue;
+            }
+            for len in [0, 1, 15, 100, 16_383, 16_384, LZ4_BLOCK - 1, LZ4_BLOCK, LZ4_BLOCK + 1, 3 * LZ4_BLOCK + 17] {
+                for (kind, input) in [("noise", noise(len)), ("sample", sample(len)), ("zeros", vec![0; len])] {
+                    for level in [None, Some(0), Some(1), Some(9)] {
+                        let mut out = BytesMut::new();
+                        compress(c, level, &input, &mut out).unwrap();
+                        let bound = max_compressed_len(c, len);
+                        assert!(out.len() <= bound, "{c} {kind} {len} {level:?}: {} > {bound}", out.len());
+                    }
+                }
             }
         }
     }
