@@ -58,9 +58,9 @@ pub struct AccumulatorConfig {
     pub max_in_flight_per_partition: usize,
     /// A record not acknowledged this long after it was sent fails (`delivery.timeout.ms`).
     pub delivery_timeout: Duration,
-    /// The most bytes of buffers of finished batches kept for the next batches to write into. A
-    /// producer passes `buffer.memory`: like Java's buffer pool, memory a busy producer used stays
-    /// allocated within that bound instead of being freed and faulted in again.
+    /// The most bytes of buffers of finished batches kept for the next batches to write into, so
+    /// that a busy producer does not free memory only to fault it in again. They are idle memory
+    /// on top of what `buffer.memory` bounds (the producer keeps a quarter of it).
     pub spare_bytes: usize,
 }
 
@@ -650,6 +650,11 @@ impl<T> Accumulator<T> {
     /// everything created after it), and frees its in-flight slot. A batch that was sent comes
     /// back [`Payload::Encoded`] with the bytes it was sent as, so that a retry is identical.
     pub fn requeue(&mut self, batch: ProducerBatch<T>) {
+        debug_assert!(
+            !matches!(&batch.payload, Payload::Encoded(b) if b.is_empty()),
+            "batch {} requeued without its bytes",
+            batch.id
+        );
         let records = batch.records.len();
         let q = self.queue(&batch.tp);
         q.in_flight = q.in_flight.saturating_sub(1);

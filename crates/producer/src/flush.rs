@@ -195,7 +195,8 @@ impl FlushLoop {
             compression: config.compression,
             max_in_flight_per_partition: config.max_in_flight,
             delivery_timeout: config.effective_delivery_timeout(),
-            spare_bytes: config.buffer_memory,
+            // Idle buffers come on top of buffer.memory: keep a quarter of it at most.
+            spare_bytes: config.buffer_memory / 4,
         });
         let idempotent = if config.idempotence() {
             match init_producer_id(&cluster, None).await {
@@ -528,11 +529,24 @@ impl FlushLoop {
             self.senders.insert(broker, sender);
         }
         let sender = self.senders.get(&broker).expect("inserted above");
-        if let Err(mpsc::error::SendError(job)) = sender.send(job) {
-            // The sender task is gone (it never should be while we hold its channel): restart it.
-            let fresh = spawn(self);
-            let _ = fresh.send(job);
-            self.senders.insert(broker, fresh);
+        if sender.send(job).is_err() {
+            // The sender task is gone (a bug: it never ends while we hold its channel). The jobs
+            // it held will never be answered and their bytes went with it: fail their records
+            // now rather than wait forever (with idempotence this bumps the epoch, closing the
+            // gap in sequence numbers), and start a fresh sender for what comes next.
+            tracing::error!(broker, "a sender task stopped; failing the batches it held");
+            self.senders.remove(&broker);
+            let lost: Vec<u64> = self.jobs.iter().filter(|(_, j)| j.broker == broker).map(|(id, _)| *id).collect();
+            for id in lost {
+                let Some(job) = self.jobs.remove(&id) else { continue };
+                for batch in job.batches {
+                    let error = Error::new(
+                        ErrorKind::Cluster,
+                        format!("{}: the sender task of broker {broker} stopped", batch.tp),
+                    );
+                    self.fail_batch(batch, error);
+                }
+            }
         }
     }
 

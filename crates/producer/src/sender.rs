@@ -54,6 +54,31 @@ struct EncodedJob {
     id: u64,
     batches: Vec<(TopicPartition, Result<Bytes, Error>)>,
     spares: Vec<BytesMut>,
+    /// Whether it was encoded on the blocking pool.
+    offloaded: bool,
+}
+
+/// The encoding stage of a sender: jobs are encoded concurrently (small ones at once, large ones
+/// on the blocking pool) but leave in the order they came, since batches of one partition in
+/// successive jobs must reach the broker in order.
+struct EncodeStage {
+    jobs: FuturesOrdered<futures_util::future::BoxFuture<'static, EncodedJob>>,
+    offload: Arc<Semaphore>,
+}
+
+impl EncodeStage {
+    fn new(offload: Arc<Semaphore>) -> Self {
+        Self { jobs: FuturesOrdered::new(), offload }
+    }
+
+    fn push(&mut self, job: ProduceJob) {
+        self.jobs.push_back(Box::pin(encode(job, self.offload.clone())));
+    }
+
+    /// The next job in arrival order, once it is encoded; `None` when none is queued.
+    async fn next(&mut self) -> Option<EncodedJob> {
+        self.jobs.next().await
+    }
 }
 
 /// The permits for encoding on the blocking pool, shared by a producer's senders: one per core.
@@ -72,15 +97,13 @@ pub(crate) fn spawn(
 ) -> mpsc::UnboundedSender<ProduceJob> {
     let (tx, mut rx) = mpsc::unbounded_channel::<ProduceJob>();
     tokio::spawn(async move {
-        // Jobs are encoded concurrently but leave this stage in the order they came: batches of
-        // one partition in successive jobs must reach the broker in order.
-        let mut encoding = FuturesOrdered::new();
+        let mut encoding = EncodeStage::new(offload);
         let mut pending = FuturesUnordered::new();
         let mut open = true;
         loop {
             tokio::select! {
                 job = rx.recv(), if open => match job {
-                    Some(job) => encoding.push_back(encode(job, offload.clone())),
+                    Some(job) => encoding.push(job),
                     None => open = false,
                 },
                 Some(job) = encoding.next() => pending.push(run(id, cluster.clone(), settings, job)),
@@ -100,7 +123,29 @@ fn encode_error(tp: &TopicPartition, e: impl std::error::Error + Send + Sync + '
     Error::with_source(ErrorKind::Encode, format!("{tp}: the batch could not be encoded"), e)
 }
 
-fn encode_all(id: u64, batches: Vec<(TopicPartition, Payload)>) -> EncodedJob {
+/// Encodes every batch of a job. A panic while encoding (a bug) fails the job's batches with an
+/// error each instead of taking the sender task, and the jobs queued behind it, down.
+fn encode_all(id: u64, batches: Vec<(TopicPartition, Payload)>, offloaded: bool) -> EncodedJob {
+    let partitions: Vec<TopicPartition> = batches.iter().map(|(tp, _)| tp.clone()).collect();
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode_batches(id, batches, offloaded))) {
+        Ok(job) => job,
+        Err(_) => failed(id, partitions, "encoding the batch panicked", offloaded),
+    }
+}
+
+/// A job whose batches all failed to encode.
+fn failed(id: u64, partitions: Vec<TopicPartition>, why: &str, offloaded: bool) -> EncodedJob {
+    let batches = partitions
+        .into_iter()
+        .map(|tp| {
+            let error = Error::new(ErrorKind::Encode, format!("{tp}: {why}"));
+            (tp, Err(error))
+        })
+        .collect();
+    EncodedJob { id, batches, spares: Vec::new(), offloaded }
+}
+
+fn encode_batches(id: u64, batches: Vec<(TopicPartition, Payload)>, offloaded: bool) -> EncodedJob {
     let mut spares = Vec::new();
     let batches = batches
         .into_iter()
@@ -118,7 +163,7 @@ fn encode_all(id: u64, batches: Vec<(TopicPartition, Payload)>) -> EncodedJob {
             (tp, bytes)
         })
         .collect();
-    EncodedJob { id, batches, spares }
+    EncodedJob { id, batches, spares, offloaded }
 }
 
 async fn encode(job: ProduceJob, offload: Arc<Semaphore>) -> EncodedJob {
@@ -131,7 +176,7 @@ async fn encode(job: ProduceJob, offload: Arc<Semaphore>) -> EncodedJob {
         })
         .sum();
     if to_compress < OFFLOAD_MIN {
-        return encode_all(job.id, job.batches);
+        return encode_all(job.id, job.batches, false);
     }
     let ProduceJob { id, batches } = job;
     let partitions: Vec<TopicPartition> = batches.iter().map(|(tp, _)| tp.clone()).collect();
@@ -139,29 +184,20 @@ async fn encode(job: ProduceJob, offload: Arc<Semaphore>) -> EncodedJob {
     let permit = offload.acquire_owned().await.ok();
     match tokio::task::spawn_blocking(move || {
         let _permit = permit;
-        encode_all(id, batches)
+        encode_all(id, batches, true)
     })
     .await
     {
         Ok(done) => done,
-        // The runtime is shutting down (or encoding panicked): the batches went with the task.
-        // Their records still get an error each, not silence.
-        Err(e) => EncodedJob {
-            id,
-            batches: partitions
-                .into_iter()
-                .map(|tp| {
-                    let error = Error::new(ErrorKind::Encode, format!("{tp}: encoding the batch did not finish: {e}"));
-                    (tp, Err(error))
-                })
-                .collect(),
-            spares: Vec::new(),
-        },
+        // The runtime is shutting down: the batches went with the task. Their records still get
+        // an error each, not silence.
+        Err(e) => failed(id, partitions, &format!("encoding the batch did not finish: {e}"), true),
     }
 }
 
 async fn run(broker_id: i32, cluster: Cluster, settings: SendSettings, job: EncodedJob) -> JobOutcome {
-    let EncodedJob { id, batches, spares } = job;
+    let EncodedJob { id, batches, spares, offloaded } = job;
+    tracing::trace!(broker = broker_id, job = id, offloaded, "job encoded");
     let result = async {
         let Some(request) = build(&batches, settings) else { return Ok(None) };
         let broker = cluster.broker(broker_id).await?;
@@ -247,23 +283,34 @@ mod tests {
         acc.drain(now, |_| Some(1)).remove(&1).unwrap().into_iter().map(|b| (b.tp, b.payload)).collect()
     }
 
-    #[tokio::test]
-    async fn jobs_below_and_above_the_offload_threshold_encode_to_batches_that_decode() {
-        for (n, records) in [(1, 2), (2, 64)] {
-            let batches = drained(n, records);
-            let big = batches.iter().map(|(_, p)| p.max_len()).sum::<usize>() >= OFFLOAD_MIN;
-            assert_eq!(big, records == 64, "the job sizes straddle the threshold");
-            let job = encode(ProduceJob { id: 7, batches }, offload_permits()).await;
-            assert_eq!(job.id, 7);
-            assert_eq!(job.batches.len(), n as usize);
-            assert_eq!(job.spares.len(), n as usize, "each compressed batch frees its uncompressed buffer");
-            for (i, (tp, bytes)) in job.batches.iter().enumerate() {
-                assert_eq!(tp.partition, i as i32);
-                let set = decode_batches(bytes.as_ref().unwrap()).unwrap();
-                assert_eq!(set.batches[0].compression, Compression::Lz4);
-                assert_eq!(set.batches[0].records.len(), records);
-            }
+    fn check(job: &EncodedJob, partitions: i32, records: usize) {
+        assert_eq!(job.batches.len(), partitions as usize);
+        assert_eq!(job.spares.len(), partitions as usize, "each compressed batch frees its uncompressed buffer");
+        for (i, (tp, bytes)) in job.batches.iter().enumerate() {
+            assert_eq!(tp.partition, i as i32);
+            let set = decode_batches(bytes.as_ref().unwrap()).unwrap();
+            assert_eq!(set.batches[0].compression, Compression::Lz4);
+            assert_eq!(set.batches[0].records.len(), records);
         }
+    }
+
+    #[tokio::test]
+    async fn large_jobs_encode_on_the_blocking_pool_small_ones_inline_and_they_leave_in_order() {
+        let mut stage = EncodeStage::new(offload_permits());
+        // A large job (4 x 64 KiB to compress), then small ones that are ready at once.
+        stage.push(ProduceJob { id: 1, batches: drained(4, 64) });
+        stage.push(ProduceJob { id: 2, batches: drained(1, 2) });
+        stage.push(ProduceJob { id: 3, batches: drained(2, 1) });
+        let first = stage.next().await.unwrap();
+        assert_eq!((first.id, first.offloaded), (1, true));
+        check(&first, 4, 64);
+        let second = stage.next().await.unwrap();
+        assert_eq!((second.id, second.offloaded), (2, false));
+        check(&second, 1, 2);
+        let third = stage.next().await.unwrap();
+        assert_eq!((third.id, third.offloaded), (3, false));
+        check(&third, 2, 1);
+        assert!(stage.next().await.is_none());
     }
 
     #[test]
