@@ -16,7 +16,7 @@ use crate::brokers::tansu::{Options, Tansu};
 use crate::brokers::{Venv, free_port};
 use anyhow::{Context, Result, bail, ensure};
 use krab_producer::{
-    Compression, DeliveryFuture, Producer, ProducerConfig, Record, RecordMetadata, java_default_partition,
+    Compression, DeliveryFuture, PartitionStats, Producer, ProducerConfig, Record, RecordMetadata, java_default_partition,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -354,22 +354,17 @@ fn machine_stall(probe: &[Instant], log: &AckLog, from: Instant, to: Instant) ->
     probe.max(monitor)
 }
 
+/// One field of each partition's stats, for the scenario's topic.
+fn per_partition<T>(producer: &Producer, field: impl Fn(&PartitionStats) -> T) -> BTreeMap<i32, T> {
+    producer.stats().iter().filter(|(tp, _)| &*tp.topic == MOVES_TOPIC).map(|(tp, s)| (tp.partition, field(s))).collect()
+}
+
 fn stalls(producer: &Producer) -> BTreeMap<i32, u64> {
-    producer
-        .stats()
-        .into_iter()
-        .filter(|(tp, _)| &*tp.topic == MOVES_TOPIC)
-        .map(|(tp, s)| (tp.partition, s.stalls))
-        .collect()
+    per_partition(producer, |s| s.stalls)
 }
 
 fn last_acks(producer: &Producer) -> BTreeMap<i32, Option<Instant>> {
-    producer
-        .stats()
-        .into_iter()
-        .filter(|(tp, _)| &*tp.topic == MOVES_TOPIC)
-        .map(|(tp, s)| (tp.partition, s.last_ack))
-        .collect()
+    per_partition(producer, |s| s.last_ack)
 }
 
 fn newly_stalled(before: &BTreeMap<i32, u64>, now: &BTreeMap<i32, u64>) -> BTreeSet<i32> {
@@ -497,7 +492,7 @@ async fn wait_sent(sent: &AtomicU64, n: u64) -> Result<()> {
 }
 
 /// Incident a: move the leaders of 4 partitions, spread over the brokers.
-async fn incident_move(mock: &Arc<MockCluster>, producer: &Producer) -> Result<Incident> {
+async fn incident_move(mock: &Arc<MockCluster>, producer: &Producer, sent: &AtomicU64) -> Result<Incident> {
     let before = leaders(producer, MOVES_TOPIC);
     let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
     for (&p, &l) in &before {
@@ -517,29 +512,8 @@ async fn incident_move(mock: &Arc<MockCluster>, producer: &Producer) -> Result<I
         }
         ensure!(any, "fewer than 4 partitions to move: {before:?}");
     }
-    let stalls_before = stalls(producer);
-    ctl(mock, move |m| m.reset_tracking()).await?;
-    let started = Instant::now();
-    let all = moves.clone();
-    ctl(mock, move |m| all.iter().try_for_each(|(&p, &to)| m.set_leader(MOVES_TOPIC, p, to))).await?;
-    let moved_in = started.elapsed();
-    let seen = leaders_seen(producer, &moves).await?;
-    println!("  incident a: moved {} in {}", moves_text(&moves, &before), ms(moved_in));
-    let involved: BTreeSet<i32> = moves.keys().copied().collect();
-    let recovered =
-        acked_after(producer, &involved, seen, "the moved partitions acknowledged by their new leaders").await?;
-    tokio::time::sleep(SETTLE).await;
-    let metadata = ctl(mock, move |m| m.request_count(METADATA)).await?;
-    let stalled = newly_stalled(&stalls_before, &stalls(producer));
-    Ok(Incident {
-        name: "a (4 leaders moved)".into(),
-        started,
-        recovered,
-        ended: Instant::now(),
-        metadata,
-        involved,
-        stalled,
-    })
+    let (incident, _) = move_leaders(mock, producer, sent, "a (4 leaders moved)", &before, None, moves).await?;
+    Ok(incident)
 }
 
 /// Incident b: a broker goes down and its partitions move to the other two, as a controller fails
@@ -559,39 +533,57 @@ async fn incident_down(
     let victims: BTreeSet<i32> = before.iter().filter(|(_, l)| **l == victim).map(|(p, _)| *p).collect();
     let others: Vec<i32> = (1..=3).filter(|b| *b != victim).collect();
     let moves: BTreeMap<i32, i32> = victims.iter().enumerate().map(|(i, &p)| (p, others[i % others.len()])).collect();
+    let name = "b (broker down, its partitions moved)";
+    let (incident, sent_at_down) = move_leaders(mock, producer, sent, name, &before, Some(victim), moves).await?;
+    Ok((incident, victims, sent_at_down))
+}
+
+/// One control step that moves `moves` (partition → new leader), taking broker `down` down first
+/// if given (and back up once measured); then measures the incident until every moved partition
+/// is acknowledged by its new leader and the settle time has passed. Also returns the records
+/// sent right after the step.
+async fn move_leaders(
+    mock: &Arc<MockCluster>,
+    producer: &Producer,
+    sent: &AtomicU64,
+    name: &str,
+    before: &BTreeMap<i32, i32>,
+    down: Option<i32>,
+    moves: BTreeMap<i32, i32>,
+) -> Result<(Incident, u64)> {
     let stalls_before = stalls(producer);
     ctl(mock, move |m| m.reset_tracking()).await?;
     let started = Instant::now();
     let all = moves.clone();
     ctl(mock, move |m| {
-        m.broker_down(victim)?;
+        if let Some(broker) = down {
+            m.broker_down(broker)?;
+        }
         all.iter().try_for_each(|(&p, &to)| m.set_leader(MOVES_TOPIC, p, to))
     })
     .await?;
-    let failed_over_in = started.elapsed();
-    let sent_at_down = sent.load(Ordering::Relaxed);
+    let step_took = started.elapsed();
+    let sent_then = sent.load(Ordering::Relaxed);
     let seen = leaders_seen(producer, &moves).await?;
     println!(
-        "  incident b: broker {victim} down and its partitions moved {} in {}",
-        moves_text(&moves, &before),
-        ms(failed_over_in)
+        "  incident {}: {}moved {} in {}",
+        name.split_once(' ').map_or(name, |(id, _)| id),
+        down.map_or(String::new(), |b| format!("broker {b} down and its partitions ")),
+        moves_text(&moves, before),
+        ms(step_took)
     );
+    let involved: BTreeSet<i32> = moves.keys().copied().collect();
     let recovered =
-        acked_after(producer, &victims, seen, "the down broker's partitions acknowledged elsewhere").await?;
+        acked_after(producer, &involved, seen, "the moved partitions acknowledged by their new leaders").await?;
     tokio::time::sleep(SETTLE).await;
     let metadata = ctl(mock, move |m| m.request_count(METADATA)).await?;
     let stalled = newly_stalled(&stalls_before, &stalls(producer));
-    ctl(mock, move |m| m.broker_up(victim)).await?;
-    let incident = Incident {
-        name: "b (broker down, its partitions moved)".into(),
-        started,
-        recovered,
-        ended: Instant::now(),
-        metadata,
-        involved: victims.clone(),
-        stalled,
-    };
-    Ok((incident, victims, sent_at_down))
+    if let Some(broker) = down {
+        ctl(mock, move |m| m.broker_up(broker)).await?;
+    }
+    let incident =
+        Incident { name: name.into(), started, recovered, ended: Instant::now(), metadata, involved, stalled };
+    Ok((incident, sent_then))
 }
 
 /// How many times incident c is repeated.
@@ -662,7 +654,7 @@ async fn leader_moves(venv: &Venv, mock: &Arc<MockCluster>) -> Result<()> {
     let outcome = async {
         wait_sent(&sent, 40_000).await?;
         let steady = (started + Duration::from_millis(500), Instant::now());
-        let mut incidents = vec![incident_move(mock, &producer).await?];
+        let mut incidents = vec![incident_move(mock, &producer, &sent).await?];
         wait_sent(&sent, 70_000).await?;
         let (b, down_partitions, sent_at_down) = incident_down(mock, &producer, &sent).await?;
         incidents.push(b);

@@ -173,11 +173,6 @@ impl PendingBatch {
     pub fn encode(self) -> Result<(Bytes, Option<BytesMut>), RecordsError> {
         self.encoder.finish_reusing(self.spare)
     }
-
-    fn restamp(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) {
-        let encoder = std::mem::replace(&mut self.encoder, RecordBatchEncoder::new(Compression::None));
-        self.encoder = encoder.producer(producer_id, producer_epoch, base_sequence);
-    }
 }
 
 struct Sealed<T> {
@@ -343,10 +338,8 @@ impl<T> Accumulator<T> {
     /// be the buffer of a later batch. Kept only if `payload` is their last handle, is not
     /// oversized, and fits within `spare_bytes`.
     pub fn recycle(&mut self, payload: Bytes) {
-        if payload.len() <= self.max_spare_capacity() {
-            if let Ok(buf) = payload.try_into_mut() {
-                self.recycle_buffer(buf);
-            }
+        if let Ok(buf) = payload.try_into_mut() {
+            self.recycle_buffer(buf);
         }
     }
 
@@ -795,7 +788,7 @@ impl<T> Accumulator<T> {
                     }
                     Body::Drained(Payload::Pending(pending)) => {
                         b.base_sequence = q.next_sequence;
-                        pending.restamp(producer_id, producer_epoch, b.base_sequence);
+                        pending.encoder.set_producer(producer_id, producer_epoch, b.base_sequence);
                         q.next_sequence = sequence_after(q.next_sequence, b.records.len());
                     }
                 }

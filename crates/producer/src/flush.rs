@@ -733,18 +733,26 @@ impl FlushLoop {
         Self::fail_records(batch.records, &error);
     }
 
-    fn timed_out(&self, batch: &ProducerBatch<DeliverySender>, now: Instant) -> bool {
-        batch.records.first().is_some_and(|r| now >= r.enqueued_at + self.config.effective_delivery_timeout())
+    /// Fails `batch` if its oldest record is past the delivery timeout; otherwise hands it back.
+    fn unless_timed_out(
+        &mut self,
+        batch: ProducerBatch<DeliverySender>,
+        now: Instant,
+    ) -> Option<ProducerBatch<DeliverySender>> {
+        let timeout = self.config.effective_delivery_timeout();
+        if batch.records.first().is_none_or(|r| now < r.enqueued_at + timeout) {
+            return Some(batch);
+        }
+        let error = Error::new(
+            ErrorKind::DeliveryTimeout,
+            format!("{}: not acknowledged within delivery.timeout.ms", batch.tp),
+        );
+        self.fail_batch(batch, error);
+        None
     }
 
     fn retry(&mut self, batch: ProducerBatch<DeliverySender>, now: Instant) {
-        if self.timed_out(&batch, now) {
-            let error = Error::new(
-                ErrorKind::DeliveryTimeout,
-                format!("{}: not acknowledged within delivery.timeout.ms", batch.tp),
-            );
-            return self.fail_batch(batch, error);
-        }
+        let Some(batch) = self.unless_timed_out(batch, now) else { return };
         let backoff =
             self.config.retry_backoff.saturating_mul(1 << batch.attempts.min(10)).min(self.config.retry_backoff_max);
         self.retry_at.insert(batch.tp.clone(), now + backoff);
@@ -754,13 +762,7 @@ impl FlushLoop {
     /// A rebalancing error on a batch routed with snapshot `routed_with`: stall this partition
     /// only and ask for metadata newer than that snapshot.
     fn reresolve(&mut self, batch: ProducerBatch<DeliverySender>, routed_with: u64, now: Instant) {
-        if self.timed_out(&batch, now) {
-            let error = Error::new(
-                ErrorKind::DeliveryTimeout,
-                format!("{}: not acknowledged within delivery.timeout.ms", batch.tp),
-            );
-            return self.fail_batch(batch, error);
-        }
+        let Some(batch) = self.unless_timed_out(batch, now) else { return };
         let generation = self.snapshot.generation;
         if routed_with < generation {
             // Newer metadata arrived while the batch was in flight (typically the refresh another

@@ -17,7 +17,7 @@ use krab_buffer::{Payload, TopicPartition};
 use krab_cluster::{Cluster, ClusterError};
 use krab_protocol::messages::produce::{PartitionProduceData, TopicProduceData};
 use krab_protocol::messages::{ProduceRequest, ProduceResponse};
-use krab_protocol::records::Compression;
+use krab_protocol::records::{Compression, RecordsError};
 use std::sync::Arc;
 use tokio::sync::{Semaphore, mpsc};
 
@@ -123,14 +123,27 @@ fn encode_error(tp: &TopicPartition, e: impl std::error::Error + Send + Sync + '
     Error::with_source(ErrorKind::Encode, format!("{tp}: the batch could not be encoded"), e)
 }
 
-/// Encodes every batch of a job. A panic while encoding (a bug) fails the job's batches with an
-/// error each instead of taking the sender task, and the jobs queued behind it, down.
-fn encode_all(id: u64, batches: Vec<(TopicPartition, Payload)>, offloaded: bool) -> EncodedJob {
-    let partitions: Vec<TopicPartition> = batches.iter().map(|(tp, _)| tp.clone()).collect();
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| encode_batches(id, batches, offloaded))) {
-        Ok(job) => job,
-        Err(_) => failed(id, partitions, "encoding the batch panicked", offloaded),
-    }
+/// A job's payloads encoded, in order, and the buffers that freed; `None` if encoding panicked
+/// (a bug), caught so that it fails the job's batches instead of taking the sender task, and the
+/// jobs queued behind it, down.
+type Encoded = Option<(Vec<Result<Bytes, RecordsError>>, Vec<BytesMut>)>;
+
+fn encode_payloads(payloads: Vec<Payload>) -> Encoded {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut spares = Vec::new();
+        let results = payloads
+            .into_iter()
+            .map(|payload| match payload {
+                Payload::Encoded(bytes) => Ok(bytes),
+                Payload::Pending(pending) => pending.encode().map(|(bytes, spare)| {
+                    spares.extend(spare);
+                    bytes
+                }),
+            })
+            .collect();
+        (results, spares)
+    }))
+    .ok()
 }
 
 /// A job whose batches all failed to encode.
@@ -145,27 +158,6 @@ fn failed(id: u64, partitions: Vec<TopicPartition>, why: &str, offloaded: bool) 
     EncodedJob { id, batches, spares: Vec::new(), offloaded }
 }
 
-fn encode_batches(id: u64, batches: Vec<(TopicPartition, Payload)>, offloaded: bool) -> EncodedJob {
-    let mut spares = Vec::new();
-    let batches = batches
-        .into_iter()
-        .map(|(tp, payload)| {
-            let bytes = match payload {
-                Payload::Encoded(bytes) => Ok(bytes),
-                Payload::Pending(pending) => match pending.encode() {
-                    Ok((bytes, spare)) => {
-                        spares.extend(spare);
-                        Ok(bytes)
-                    }
-                    Err(e) => Err(encode_error(&tp, e)),
-                },
-            };
-            (tp, bytes)
-        })
-        .collect();
-    EncodedJob { id, batches, spares, offloaded }
-}
-
 async fn encode(job: ProduceJob, offload: Arc<Semaphore>) -> EncodedJob {
     let to_compress: usize = job
         .batches
@@ -175,23 +167,37 @@ async fn encode(job: ProduceJob, offload: Arc<Semaphore>) -> EncodedJob {
             _ => 0,
         })
         .sum();
-    if to_compress < OFFLOAD_MIN {
-        return encode_all(job.id, job.batches, false);
-    }
     let ProduceJob { id, batches } = job;
-    let partitions: Vec<TopicPartition> = batches.iter().map(|(tp, _)| tp.clone()).collect();
-    // The semaphore is never closed.
-    let permit = offload.acquire_owned().await.ok();
-    match tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        encode_all(id, batches, true)
-    })
-    .await
-    {
-        Ok(done) => done,
-        // The runtime is shutting down: the batches went with the task. Their records still get
-        // an error each, not silence.
-        Err(e) => failed(id, partitions, &format!("encoding the batch did not finish: {e}"), true),
+    let (partitions, payloads): (Vec<TopicPartition>, Vec<Payload>) = batches.into_iter().unzip();
+    let offloaded = to_compress >= OFFLOAD_MIN;
+    let encoded = if offloaded {
+        // The semaphore is never closed.
+        let permit = offload.acquire_owned().await.ok();
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            encode_payloads(payloads)
+        })
+        .await
+        // The runtime is shutting down: the payloads went with the task. Their records still
+        // get an error each, not silence.
+        .map_err(|e| format!("encoding the batch did not finish: {e}"))
+    } else {
+        Ok(encode_payloads(payloads))
+    };
+    match encoded {
+        Ok(Some((results, spares))) => {
+            let batches = partitions
+                .into_iter()
+                .zip(results)
+                .map(|(tp, result)| {
+                    let result = result.map_err(|e| encode_error(&tp, e));
+                    (tp, result)
+                })
+                .collect();
+            EncodedJob { id, batches, spares, offloaded }
+        }
+        Ok(None) => failed(id, partitions, "encoding the batch panicked", offloaded),
+        Err(why) => failed(id, partitions, &why, offloaded),
     }
 }
 

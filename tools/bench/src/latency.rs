@@ -28,11 +28,7 @@ pub(crate) fn run(a: &LatencyArgs) -> Result<serde_json::Value> {
     use krab_producer::{Acks, Producer, ProducerConfig, Record};
     ensure!(a.records > 0 && a.rate > 0 && a.partitions > 0, "--records, --rate and --partitions must be positive");
     let pool = Pool::new(a.size);
-    let rt = if a.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(a.threads).enable_all().build()?
-    };
+    let rt = crate::runtime(a.threads)?;
     let (mut lat_ns, wall, max_buffered, acked) = rt.block_on(async {
         let config = ProducerConfig::new(&a.bootstrap)?
             .client_id("krab-bench")
@@ -121,7 +117,7 @@ pub(crate) fn run(a: &LatencyArgs) -> Result<serde_json::Value> {
             a.records,
             a.size,
             a.rate,
-            if a.threads <= 1 { "current-thread".into() } else { format!("{}-worker", a.threads) }
+            crate::runtime_name(a.threads)
         ),
     }))
 }

@@ -151,6 +151,20 @@ impl Options {
     }
 }
 
+/// The tokio runtime a client runs on: current-thread for `threads <= 1`, else multi-thread.
+pub(crate) fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
+    Ok(if threads <= 1 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
+    })
+}
+
+/// [`runtime`]'s kind, for the notes.
+pub(crate) fn runtime_name(threads: usize) -> String {
+    if threads <= 1 { "current-thread".into() } else { format!("{threads}-worker") }
+}
+
 fn main() {
     if let Err(e) = run() {
         eprintln!("krab-bench: {e:#}");

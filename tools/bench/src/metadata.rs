@@ -30,11 +30,7 @@ fn broker_port(bootstrap: &str) -> Result<u16> {
 
 /// krab: `concurrency` tasks share one `BrokerClient` (one pipelined connection).
 fn krab(common: &Common, topic: &str) -> Result<Report> {
-    let rt = if common.threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(common.threads).enable_all().build()?
-    };
+    let rt = crate::runtime(common.threads)?;
     let port = broker_port(&common.bootstrap)?;
     let mut cfg = ClusterConfig::new(parse_bootstrap(&common.bootstrap)?);
     cfg.connection.client_id = Some("krab-bench".into());
@@ -92,7 +88,7 @@ fn krab(common: &Common, topic: &str) -> Result<Report> {
         note: format!(
             "Metadata v{version}; {} tasks on a {} tokio runtime share one BrokerClient (one pipelined connection)",
             common.concurrency,
-            if common.threads <= 1 { "current-thread".to_string() } else { format!("{}-worker", common.threads) }
+            crate::runtime_name(common.threads)
         ),
     })
 }

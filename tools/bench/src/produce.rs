@@ -204,24 +204,12 @@ pub(crate) fn run(a: &ProduceArgs) -> Result<serde_json::Value> {
     }))
 }
 
-fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
-    Ok(if threads <= 1 {
-        tokio::runtime::Builder::new_current_thread().enable_all().build()?
-    } else {
-        tokio::runtime::Builder::new_multi_thread().worker_threads(threads).enable_all().build()?
-    })
-}
-
-fn runtime_name(threads: usize) -> String {
-    if threads <= 1 { "current-thread".into() } else { format!("{threads}-worker") }
-}
-
 // ---------------------------------------------------------------------------------------------
 // krab
 
 fn krab(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String)> {
     use krab_producer::{Acks, Compression, Producer, ProducerConfig, Record};
-    let rt = runtime(a.threads)?;
+    let rt = crate::runtime(a.threads)?;
     rt.block_on(async {
         let config = ProducerConfig::new(&a.bootstrap)?
             .client_id("krab-bench")
@@ -277,7 +265,7 @@ fn krab(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String)> {
             "Producer::send(record).await per record from one task, DeliveryFutures {}, then flush(); \
              {} tokio runtime; all {expected} records acked per producer.stats()",
             if a.keep_futures { "kept and awaited after flush" } else { "dropped" },
-            runtime_name(a.threads)
+            crate::runtime_name(a.threads)
         );
         anyhow::Ok((measured, note))
     })
@@ -374,7 +362,7 @@ fn rdkafka_base(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String
 fn rdkafka_future(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String)> {
     use futures_util::FutureExt;
     use rdkafka::producer::{FutureProducer, FutureRecord};
-    let rt = runtime(1)?;
+    let rt = crate::runtime(1)?;
     let producer: FutureProducer = rdkafka_config(a).create().context("creating the FutureProducer")?;
     let p = a.partitions as u64;
     let mut queue_full = 0u64;
@@ -442,7 +430,7 @@ fn rskafka(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String)> {
     use rskafka::client::ClientBuilder;
     use rskafka::client::partition::{Compression, PartitionClient, UnknownTopicHandling};
     use rskafka::record::Record;
-    let rt = runtime(a.threads)?;
+    let rt = crate::runtime(a.threads)?;
     let compression = if a.compression == "lz4" { Compression::Lz4 } else { Compression::NoCompression };
     rt.block_on(async {
         let client = ClientBuilder::new(a.bootstrap.split(',').map(str::to_owned).collect())
@@ -508,7 +496,7 @@ fn rskafka(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String)> {
              setting; one broker, same as 1), no linger",
             a.partitions,
             a.concurrency,
-            runtime_name(a.threads)
+            crate::runtime_name(a.threads)
         );
         anyhow::Ok((measured, note))
     })

@@ -443,10 +443,15 @@ impl RecordBatchEncoder {
 
     /// Idempotent/transactional producer identity and the sequence number of the first record.
     pub fn producer(mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) -> Self {
+        self.set_producer(producer_id, producer_epoch, base_sequence);
+        self
+    }
+
+    /// [`producer`](Self::producer) in place, e.g. to renumber a batch after an epoch bump.
+    pub fn set_producer(&mut self, producer_id: i64, producer_epoch: i16, base_sequence: i32) {
         self.producer_id = producer_id;
         self.producer_epoch = producer_epoch;
         self.base_sequence = base_sequence;
-        self
     }
 
     /// Marks the batch as part of a transaction.
