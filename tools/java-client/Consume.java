@@ -32,6 +32,7 @@ import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.common.TopicPartition;
+import org.apache.kafka.common.errors.TimeoutException;
 import org.apache.kafka.common.header.Header;
 import org.apache.kafka.common.record.TimestampType;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
@@ -84,7 +85,15 @@ final class Consume {
             }
             consumer.assign(tps);
             consumer.seekToBeginning(tps);
-            Map<TopicPartition, Long> end = consumer.endOffsets(tps, remaining(deadline));
+            Map<TopicPartition, Long> end;
+            try {
+                end = consumer.endOffsets(tps, remaining(deadline));
+            } catch (TimeoutException e) {
+                System.err.println("timed out after " + timeoutS + "s listing the end offsets of " + topic
+                        + " partitions 0.." + (partitions - 1) + " (does it have " + partitions + " partitions?): "
+                        + e.getMessage());
+                return 1;
+            }
             for (TopicPartition tp : tps) {
                 if (end.get(tp) == null) {
                     throw new IllegalStateException("no end offset for " + tp);
