@@ -1,7 +1,7 @@
 //! `cargo xtask capture [--out DIR]`: golden Kafka traffic between a reference
 //! client (librdkafka via confluent-kafka) and a real broker (tansu).
 //!
-//! A logging TCP proxy sits between the client and tansu. tansu advertises the
+//! A recording [`FaultProxy`] sits between the client and tansu. tansu advertises the
 //! proxy's address in Metadata, so the client never bypasses it. Both
 //! directions are split into frames (4-byte big-endian length prefix), each
 //! response is paired with its request by correlation id, and a bounded,
@@ -10,15 +10,13 @@
 
 use crate::brokers::tansu::{Options, Tansu};
 use crate::brokers::{Venv, free_port};
+use crate::proxy::{Dir, FaultProxy, Frame};
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpStream};
 
 /// Codecs produced by the client script, one topic `golden-<codec>` each.
 const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
@@ -26,8 +24,6 @@ const CODECS: [&str; 5] = ["none", "gzip", "snappy", "lz4", "zstd"];
 const MAX_PER_VERSION: usize = 2;
 /// How long the client script may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
-/// Sanity bound on one frame.
-const MAX_FRAME: usize = 64 << 20;
 
 /// `cargo xtask capture [--out DIR] [--verbose]`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
@@ -49,10 +45,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     let script = crate::project_root().join("xtask/scripts/capture_client.py");
 
     // The proxy's port must be known before tansu starts: tansu advertises it.
-    let proxy = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
-    proxy.set_nonblocking(true)?;
-    let proxy_addr = proxy.local_addr()?;
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let tansu_port = free_port()?;
+    let proxy = rt.block_on(FaultProxy::start(
+        SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        SocketAddr::from((Ipv4Addr::LOCALHOST, tansu_port)),
+    ))?;
+    let proxy_addr = proxy.addr();
     let tansu = Tansu::start(&venv, Options { port: tansu_port, advertised: Some(proxy_addr.to_string()) })?;
     eprintln!("tansu on 127.0.0.1:{tansu_port} (log {}), proxy on {proxy_addr}", tansu.log_path().display());
     // Created straight on tansu's listener, so not part of the capture.
@@ -61,13 +60,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     }
     clean_out_dir(&out)?;
 
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     let frames = rt.block_on(async {
-        let listener = TcpListener::from_std(proxy)?;
-        let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, tansu_port));
-        let log = Arc::new(FrameLog::default());
-        let accept = tokio::spawn(accept_loop(listener, upstream, log.clone()));
-
+        proxy.record();
         let mut child = tokio::process::Command::new(venv.python())
             .arg(&script)
             .args(["--bootstrap", &proxy_addr.to_string()])
@@ -85,9 +79,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
         // Let the last frames of closing connections drain through.
         tokio::time::sleep(Duration::from_millis(300)).await;
-        accept.abort();
-        let frames = std::mem::take(&mut *log.frames.lock().unwrap());
-        if let Some(err) = log.errors.lock().unwrap().first() {
+        let frames = proxy.take_recording();
+        if let Some(err) = proxy.errors().first() {
             bail!("proxy error: {err}");
         }
         Ok::<_, anyhow::Error>(frames)
@@ -138,107 +131,6 @@ fn clean_out_dir(out: &Path) -> Result<()> {
             std::fs::remove_file(&path)?;
         }
     }
-    Ok(())
-}
-
-// ---------------------------------------------------------------------------
-// Proxy
-
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Dir {
-    Request,
-    Response,
-}
-
-/// One Kafka frame (without its length prefix) as seen by the proxy.
-struct Frame {
-    conn: u32,
-    dir: Dir,
-    bytes: Vec<u8>,
-}
-
-/// Frames of all connections in arrival order.
-#[derive(Default)]
-struct FrameLog {
-    frames: Mutex<Vec<Frame>>,
-    errors: Mutex<Vec<String>>,
-}
-
-async fn accept_loop(listener: TcpListener, upstream: SocketAddr, log: Arc<FrameLog>) {
-    let mut next_conn = 0u32;
-    loop {
-        let (client, peer) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                log.errors.lock().unwrap().push(format!("accept: {e}"));
-                return;
-            }
-        };
-        next_conn += 1;
-        let conn = next_conn;
-        let log = log.clone();
-        tokio::spawn(async move {
-            if let Err(e) = proxy_conn(client, upstream, conn, &log).await {
-                log.errors.lock().unwrap().push(format!("connection {conn} from {peer}: {e:#}"));
-            }
-        });
-    }
-}
-
-async fn proxy_conn(client: TcpStream, upstream: SocketAddr, conn: u32, log: &FrameLog) -> Result<()> {
-    let server = TcpStream::connect(upstream).await.context("connecting to tansu")?;
-    client.set_nodelay(true)?;
-    server.set_nodelay(true)?;
-    let (cr, cw) = client.into_split();
-    let (sr, sw) = server.into_split();
-    let (a, b) = tokio::join!(pump(cr, sw, conn, Dir::Request, log), pump(sr, cw, conn, Dir::Response, log));
-    a.and(b)
-}
-
-/// Copies one direction, logging every complete frame after forwarding it.
-async fn pump(
-    mut from: tokio::net::tcp::OwnedReadHalf,
-    mut to: tokio::net::tcp::OwnedWriteHalf,
-    conn: u32,
-    dir: Dir,
-    log: &FrameLog,
-) -> Result<()> {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut pending: Vec<u8> = Vec::new();
-    loop {
-        let n = match from.read(&mut buf).await {
-            Ok(n) => n,
-            // A peer resetting the connection at close is not a capture error.
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => 0,
-            Err(e) => return Err(e.into()),
-        };
-        if n == 0 {
-            break;
-        }
-        if to.write_all(&buf[..n]).await.is_err() {
-            break;
-        }
-        pending.extend_from_slice(&buf[..n]);
-        let mut start = 0;
-        while pending.len() - start >= 4 {
-            let len = i32::from_be_bytes(pending[start..start + 4].try_into().unwrap());
-            let len = usize::try_from(len)
-                .ok()
-                .filter(|&l| l <= MAX_FRAME)
-                .with_context(|| format!("{dir:?} frame length {len} on connection {conn}"))?;
-            if pending.len() - start < 4 + len {
-                break;
-            }
-            let bytes = pending[start + 4..start + 4 + len].to_vec();
-            log.frames.lock().unwrap().push(Frame { conn, dir, bytes });
-            start += 4 + len;
-        }
-        pending.drain(..start);
-    }
-    if !pending.is_empty() {
-        bail!("{dir:?} stream of connection {conn} ended inside a frame ({} bytes)", pending.len());
-    }
-    let _ = to.shutdown().await;
     Ok(())
 }
 

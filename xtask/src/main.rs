@@ -5,6 +5,7 @@ mod bench;
 mod brokers;
 mod capture;
 mod codegen;
+mod proxy;
 #[cfg(feature = "krab")]
 mod demo;
 #[cfg(feature = "krab")]
@@ -21,6 +22,8 @@ tasks:
                                     moves and a broker outage, live per-partition view, then read back: lost/duplicated
   codegen [--check] [--specs DIR]   generate crates/protocol/src/messages from Kafka's JSON specs
   broker tansu [--port N]           start tansu on 127.0.0.1, print `BOOTSTRAP host:port`, run until stdin closes
+  broker kafka [--nodes N]          start Apache Kafka (Maven Central jars; N KRaft nodes, default 3), each behind a
+                                    fault proxy; print `BOOTSTRAP ...` (the proxies) and the version
   broker mock [--brokers N]         start librdkafka's mock cluster (ids 1..=N, default 3), print `BOOTSTRAP ...`,
                                     forward stdin lines as commands (create/leader/down/up/err/rtt/track/count/quit)
   capture [--out DIR] [--verbose]   capture golden client<->tansu traffic into crates/protocol/tests/fixtures/golden

@@ -11,6 +11,7 @@
 //! (the `krab-mock-cluster` process), prints its `BOOTSTRAP` line and
 //! forwards stdin lines to it as commands.
 
+pub(crate) mod kafka;
 pub(crate) mod mock;
 pub(crate) mod tansu;
 
@@ -28,12 +29,13 @@ const PY_REQUIREMENTS: &[(&str, &str)] =
 /// `cargo xtask broker ...`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let Some((which, rest)) = args.split_first() else {
-        bail!("usage: cargo xtask broker tansu [--port N] | broker mock [--brokers N]");
+        bail!("usage: cargo xtask broker tansu [--port N] | broker mock [--brokers N] | broker kafka [--nodes N]");
     };
     match which.as_str() {
         "tansu" => run_tansu(rest),
         "mock" => mock::run(rest),
-        other => bail!("unknown broker `{other}` (known: tansu, mock)"),
+        "kafka" => kafka::run(rest),
+        other => bail!("unknown broker `{other}` (known: tansu, mock, kafka)"),
     }
 }
 

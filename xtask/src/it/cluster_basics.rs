@@ -1,9 +1,7 @@
-//! `cargo xtask it`: the integration suite, against real brokers started here (tansu and
-//! librdkafka's mock cluster). Each scenario asserts real behaviour and prints what it measured.
+//! Cluster-crate scenarios: bootstrap, version negotiation, metadata and admin on tansu and the
+//! mock; coalescing of resolves for moved leaders; a down leader failing fast.
 
-use crate::brokers::Venv;
 use crate::brokers::mock::MockCluster;
-use crate::brokers::tansu::{Options, Tansu};
 use anyhow::{Context, Result, bail, ensure};
 use krab_cluster::rebalance::is_rebalancing;
 use krab_cluster::{
@@ -17,62 +15,14 @@ use tower::{Service, ServiceExt};
 
 const METADATA: i16 = ApiKey::Metadata as i16;
 
-pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut only: Option<String> = None;
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--only" => only = Some(it.next().context("--only needs tansu or mock")?.clone()),
-            other => bail!("it: unknown option `{other}`"),
-        }
-    }
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let mut failed = Vec::new();
-    let mut passed = 0;
-    let mut record = |name: &str, r: Result<()>| match r {
-        Ok(()) => {
-            println!("PASS {name}");
-            passed += 1;
-        }
-        Err(e) => {
-            println!("FAIL {name}: {e:#}");
-            failed.push(name.to_string());
-        }
-    };
-
-    if only.as_deref().is_none_or(|o| o == "tansu") {
-        let venv = Venv::ensure()?;
-        let tansu = Tansu::start(&venv, Options::new(crate::brokers::free_port()?))?;
-        let bootstrap = tansu.bootstrap();
-        println!("tansu at {bootstrap}");
-        record("tansu: bootstrap, versions, metadata, admin", rt.block_on(tansu_basics(&bootstrap)));
-    }
-    if only.as_deref().is_none_or(|o| o == "mock") {
-        let mock = MockCluster::start(3)?;
-        mock.start_tracking()?;
-        println!("mock cluster at {}", mock.bootstrap());
-        record("mock: bootstrap, KIP-511 fallback, versions, metadata, topics", rt.block_on(mock_basics(&mock)));
-        record("mock: 8 moved leaders resolve with exactly one Metadata request", rt.block_on(mock_coalescing(&mock)));
-        record("mock: a down leader fails fast without blocking other brokers", rt.block_on(mock_broker_down(&mock)));
-    }
-    #[path = "it_producer.rs"]
-    mod it_producer;
-    it_producer::run(&rt, only.as_deref(), &mut record)?;
-    println!("\n{passed} passed, {} failed", failed.len());
-    if !failed.is_empty() {
-        bail!("integration scenarios failed: {}", failed.join("; "));
-    }
-    Ok(())
-}
-
-fn config(bootstrap: &str) -> Result<ClusterConfig> {
+pub(super) fn config(bootstrap: &str) -> Result<ClusterConfig> {
     let mut cfg = ClusterConfig::new(parse_bootstrap(bootstrap)?);
     cfg.connection.client_id = Some("krab-it".into());
     cfg.connection.request_timeout = Duration::from_secs(10);
     Ok(cfg)
 }
 
-fn print_versions(label: &str, versions: &krab_cluster::ApiVersions) {
+pub(super) fn print_versions(label: &str, versions: &krab_cluster::ApiVersions) {
     println!("  {label}: ApiVersions exchanged at v{}", versions.negotiated_with);
     let mut line = String::new();
     for (api, chosen) in versions.chosen() {
@@ -86,7 +36,7 @@ fn print_versions(label: &str, versions: &krab_cluster::ApiVersions) {
     println!("  chosen versions: {}", line.trim_end());
 }
 
-async fn tansu_basics(bootstrap: &str) -> Result<()> {
+pub(super) async fn tansu_basics(bootstrap: &str) -> Result<()> {
     let cluster = Cluster::connect(config(bootstrap)?).await?;
     let broker = cluster.any_broker().await?;
     print_versions("tansu", broker.versions());
@@ -112,7 +62,7 @@ async fn tansu_basics(bootstrap: &str) -> Result<()> {
     Ok(())
 }
 
-async fn mock_basics(mock: &MockCluster) -> Result<()> {
+pub(super) async fn mock_basics(mock: &MockCluster) -> Result<()> {
     let cluster = Cluster::connect(config(mock.bootstrap())?).await?;
     let broker = cluster.any_broker().await?;
     print_versions("mock", broker.versions());
@@ -150,7 +100,7 @@ async fn mock_basics(mock: &MockCluster) -> Result<()> {
 /// Moves the leaders of 8 of 12 partitions, spread over two brokers, then has 8 tasks ask the
 /// resolver at once: all must see the new leaders, and exactly one Metadata request may reach
 /// the cluster.
-async fn mock_coalescing(mock: &MockCluster) -> Result<()> {
+pub(super) async fn mock_coalescing(mock: &MockCluster) -> Result<()> {
     let topic = "krab-it-coalesce";
     mock.create_topic(topic, 12, 3)?;
     let cluster = Cluster::connect(config(mock.bootstrap())?).await?;
@@ -220,7 +170,7 @@ async fn mock_coalescing(mock: &MockCluster) -> Result<()> {
 
 /// Takes a broker down: its partitions fail fast as rebalancing errors while every other
 /// partition still resolves to a live connection; once their leaders move, they resolve too.
-async fn mock_broker_down(mock: &MockCluster) -> Result<()> {
+pub(super) async fn mock_broker_down(mock: &MockCluster) -> Result<()> {
     let topic = "krab-it-down";
     mock.create_topic(topic, 12, 3)?;
     let mut cfg = config(mock.bootstrap())?;

@@ -1,216 +1,20 @@
-//! The producer's integration scenarios (`cargo xtask it`), against brokers started here:
-//!
-//! - mock cluster, 3 brokers: 200,000 records through seven incidents: 4 leaders moved; a broker
-//!   down and its partitions moved; then 5 times NOT_LEADER_OR_FOLLOWER injected on one Produce
-//!   request. Each must cost exactly one Metadata request at the cluster; the acknowledgement gaps
-//!   of every partition are measured; then everything is read back with confluent-kafka and
-//!   checked for loss, duplicates and order.
-//! - mock cluster with 500 ms of RTT: `send` (accepting into the buffer) stays fast.
-//! - tansu: every compression codec, headers (a null-valued one too), null keys and values read
-//!   back identically by confluent-kafka; keys land where Java's murmur2 puts them.
-//!
-//! `--only producer` runs these alone (`producer-mock`, `producer-tansu`: one broker kind).
+//! `producer/mock`: 200,000 records through seven incidents on the mock cluster (3 brokers): 4
+//! leaders moved; a broker down and its partitions moved; then 5 times NOT_LEADER_OR_FOLLOWER
+//! injected on one Produce request. Each must cost exactly one Metadata request at the cluster; the
+//! acknowledgement gaps of every partition are measured; then everything is read back with
+//! confluent-kafka and checked for loss, duplicates and order.
 
+use super::support::*;
 use crate::brokers::mock::MockCluster;
-use crate::brokers::tansu::{Options, Tansu};
-use crate::brokers::{Venv, free_port};
+use crate::brokers::Venv;
 use anyhow::{Context, Result, bail, ensure};
 use krab_producer::{
-    Compression, DeliveryFuture, PartitionStats, Producer, ProducerConfig, Record, RecordMetadata, java_default_partition,
+    DeliveryFuture, Producer, Record, RecordMetadata, java_default_partition,
 };
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-const METADATA: i16 = 3;
-const PRODUCE: i16 = 0;
-const NOT_LEADER_OR_FOLLOWER: i16 = 6;
-
-/// Runs the producer scenarios that `only` selects (`None`: all).
-pub(crate) fn run(
-    rt: &tokio::runtime::Runtime,
-    only: Option<&str>,
-    record: &mut impl FnMut(&str, Result<()>),
-) -> Result<()> {
-    let wants = |kind: &str| only.is_none_or(|o| o == kind || o == "producer" || o == format!("producer-{kind}"));
-    if wants("tansu") {
-        let venv = Venv::ensure()?;
-        let tansu = Tansu::start(&venv, Options::new(free_port()?))?;
-        println!("tansu for the producer at {}", tansu.bootstrap());
-        record(
-            "producer/tansu: every codec, headers, null keys and values read back identically by confluent-kafka",
-            rt.block_on(codecs_interop(&venv, &tansu)),
-        );
-        record(
-            "producer/tansu: keys a..z land on Java's murmur2 partitions (12 and 6 partitions)",
-            rt.block_on(key_placement(&venv, &tansu)),
-        );
-    }
-    if wants("mock") {
-        let venv = Venv::ensure()?;
-        let mock = Arc::new(MockCluster::start(3)?);
-        mock.start_tracking()?;
-        println!("mock cluster for the producer at {}", mock.bootstrap());
-        record(
-            "producer/mock: 200k records through leader moves, a broker down and injected errors",
-            rt.block_on(leader_moves(&venv, &mock)),
-        );
-        record("producer/mock: send stays fast while the flush is slow (rtt 500 ms)", rt.block_on(send_latency(&mock)));
-    }
-    Ok(())
-}
-
-// -------------------------------------------------------------------------------------------
-// Helpers
-// -------------------------------------------------------------------------------------------
-
-/// Runs a mock-cluster control command (blocking pipe I/O) on the blocking pool, so that no
-/// runtime worker is held up while the producer runs.
-async fn ctl<T: Send + 'static>(
-    mock: &Arc<MockCluster>,
-    f: impl FnOnce(&MockCluster) -> Result<T> + Send + 'static,
-) -> Result<T> {
-    let mock = mock.clone();
-    tokio::task::spawn_blocking(move || f(&mock)).await?
-}
-
-/// Polls `f` every 2 ms until it yields a value.
-async fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Result<T> {
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f() {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            bail!("timed out after {timeout:?} waiting for {what}");
-        }
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.1}ms", d.as_secs_f64() * 1000.0)
-}
-
-fn to_hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-fn from_hex(s: &str) -> Result<Vec<u8>> {
-    s.as_bytes()
-        .chunks(2)
-        .map(|pair| {
-            let digits = std::str::from_utf8(pair).ok().filter(|d| d.len() == 2);
-            digits.and_then(|d| u8::from_str_radix(d, 16).ok()).with_context(|| format!("bad hex {s:?}"))
-        })
-        .collect()
-}
-
-/// A record as confluent-kafka read it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct Consumed {
-    partition: i32,
-    offset: i64,
-    timestamp: i64,
-    /// 1: create time, 2: log-append time.
-    timestamp_type: i64,
-    key: Option<Vec<u8>>,
-    value: Option<Vec<u8>>,
-    headers: Vec<(String, Option<Vec<u8>>)>,
-}
-
-/// How far confluent-kafka read a partition.
-#[derive(Debug, Clone, Copy)]
-struct Extent {
-    /// The Fetch high watermark (where the partition EOF was reported).
-    eof: i64,
-    /// ListOffsets earliest.
-    lo: i64,
-    /// ListOffsets latest (wrong on tansu's memory storage; informational there).
-    hi: i64,
-}
-
-fn opt_hex(v: &serde_json::Value) -> Result<Option<Vec<u8>>> {
-    match v {
-        serde_json::Value::Null => Ok(None),
-        serde_json::Value::String(s) => from_hex(s).map(Some),
-        other => bail!("expected hex or null, got {other}"),
-    }
-}
-
-fn parse_consumed(v: &serde_json::Value) -> Result<Consumed> {
-    let int = |k: &str| v[k].as_i64().with_context(|| format!("field {k} in {v}"));
-    let headers = v["h"]
-        .as_array()
-        .context("headers")?
-        .iter()
-        .map(|h| Ok((h[0].as_str().context("header name")?.to_string(), opt_hex(&h[1])?)))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(Consumed {
-        partition: i32::try_from(int("p")?)?,
-        offset: int("o")?,
-        timestamp: int("ts")?,
-        timestamp_type: int("tt")?,
-        key: opt_hex(&v["k"])?,
-        value: opt_hex(&v["v"])?,
-        headers,
-    })
-}
-
-/// Reads every partition of `topic` from the beginning to its high watermark with confluent-kafka
-/// (`xtask/scripts/consume_check.py`).
-async fn consume_all(
-    venv: &Venv,
-    bootstrap: &str,
-    topic: &str,
-    partitions: i32,
-) -> Result<(Vec<Consumed>, BTreeMap<i32, Extent>)> {
-    let script = crate::project_root().join("xtask").join("scripts").join("consume_check.py");
-    let out = tokio::process::Command::new(venv.python())
-        .arg(&script)
-        .args([bootstrap, topic, &partitions.to_string(), "90"])
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .with_context(|| format!("running {}", script.display()))?;
-    if !out.status.success() {
-        bail!("consume_check.py {topic} failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
-    }
-    let text = String::from_utf8(out.stdout).context("consume_check.py output")?;
-    let mut records = Vec::new();
-    let mut extents = BTreeMap::new();
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("output line {line:?}"))?;
-        if let Some(end) = v.get("end") {
-            for (p, e) in end.as_object().context("end")? {
-                let int = |k: &str| e[k].as_i64().with_context(|| format!("end.{p}.{k}"));
-                extents.insert(p.parse()?, Extent { eof: int("eof")?, lo: int("lo")?, hi: int("hi")? });
-            }
-        } else {
-            records.push(parse_consumed(&v)?);
-        }
-    }
-    ensure!(extents.len() == partitions as usize, "consume_check.py reported {} partitions' extents", extents.len());
-    Ok((records, extents))
-}
-
-fn producer_config(bootstrap: &str) -> Result<ProducerConfig> {
-    let mut config = ProducerConfig::new(bootstrap)?;
-    config.client_id = "krab-it-producer".into();
-    config.request_timeout = Duration::from_secs(10);
-    Ok(config)
-}
-
-/// Leaders of a topic's partitions in the producer's current metadata.
-fn leaders(producer: &Producer, topic: &str) -> BTreeMap<i32, i32> {
-    producer
-        .cluster()
-        .snapshot()
-        .topic(topic)
-        .map(|t| t.partitions.iter().map(|p| (p.partition, p.leader.unwrap_or(-1))).collect())
-        .unwrap_or_default()
-}
 
 // -------------------------------------------------------------------------------------------
 // Scenario 1: leader moves on the mock cluster
@@ -238,71 +42,6 @@ const PROBE_BROKER: i32 = 3;
 /// The probe's pace.
 const PROBE_INTERVAL: Duration = Duration::from_millis(2);
 
-fn key_of(seq: u64) -> String {
-    format!("k{}", seq % 1000)
-}
-
-/// The longest gap between consecutive `times` overlapping `[from, to]` (an open gap running past
-/// `to` counts up to `to`).
-fn max_gap(times: &[Instant], from: Instant, to: Instant) -> Duration {
-    let mut worst = Duration::ZERO;
-    let mut prev: Option<Instant> = None;
-    for &t in times {
-        if let Some(p) = prev.filter(|p| t > from && *p < to) {
-            worst = worst.max(t - p);
-        }
-        prev = Some(t);
-        if t > to {
-            return worst;
-        }
-    }
-    match prev {
-        Some(p) => worst.max(to.saturating_duration_since(p.max(from))),
-        None => to - from,
-    }
-}
-
-/// The acknowledgement times of each partition, as seen by sampling `Producer::stats` every
-/// millisecond. A gap between two observed acknowledgements is at most one sampling period longer
-/// than the real gap, never shorter.
-struct AckLog {
-    times: BTreeMap<i32, Vec<Instant>>,
-    /// When the monitor sampled: a silence here means the runtime (and so the producer, which
-    /// shares it) was not scheduled.
-    samples: Vec<Instant>,
-}
-
-impl AckLog {
-    fn max_gap(&self, partition: i32, from: Instant, to: Instant) -> Duration {
-        self.times.get(&partition).map_or(to - from, |t| max_gap(t, from, to))
-    }
-}
-
-fn spawn_ack_monitor(producer: Producer, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<AckLog> {
-    tokio::spawn(async move {
-        let mut times: BTreeMap<i32, Vec<Instant>> = BTreeMap::new();
-        let mut samples = Vec::new();
-        let mut tick = tokio::time::interval(Duration::from_millis(1));
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tick.tick().await;
-            samples.push(Instant::now());
-            for (tp, s) in producer.stats() {
-                if &*tp.topic != MOVES_TOPIC {
-                    continue;
-                }
-                let Some(at) = s.last_ack else { continue };
-                let log = times.entry(tp.partition).or_default();
-                if log.last() != Some(&at) {
-                    log.push(at);
-                }
-            }
-            if stop.load(Ordering::Relaxed) {
-                return AckLog { times, samples };
-            }
-        }
-    })
-}
 
 /// How responsive the machine and the mock are, apart from the producer: a thread of its own,
 /// with its own runtime and connection, sends ApiVersions to one broker every 2 ms and records
@@ -354,44 +93,6 @@ fn machine_stall(probe: &[Instant], log: &AckLog, from: Instant, to: Instant) ->
     probe.max(monitor)
 }
 
-/// One field of each partition's stats, for the scenario's topic.
-fn per_partition<T>(producer: &Producer, field: impl Fn(&PartitionStats) -> T) -> BTreeMap<i32, T> {
-    producer.stats().iter().filter(|(tp, _)| &*tp.topic == MOVES_TOPIC).map(|(tp, s)| (tp.partition, field(s))).collect()
-}
-
-fn stalls(producer: &Producer) -> BTreeMap<i32, u64> {
-    per_partition(producer, |s| s.stalls)
-}
-
-fn last_acks(producer: &Producer) -> BTreeMap<i32, Option<Instant>> {
-    per_partition(producer, |s| s.last_ack)
-}
-
-fn newly_stalled(before: &BTreeMap<i32, u64>, now: &BTreeMap<i32, u64>) -> BTreeSet<i32> {
-    now.iter().filter(|(p, n)| **n > before.get(p).copied().unwrap_or(0)).map(|(p, _)| *p).collect()
-}
-
-/// Waits until every partition in `parts` is acknowledged after `after`; returns when.
-async fn acked_after(producer: &Producer, parts: &BTreeSet<i32>, after: Instant, what: &str) -> Result<Instant> {
-    wait_for(what, Duration::from_secs(15), || {
-        let acks = last_acks(producer);
-        parts.iter().all(|p| acks.get(p).copied().flatten().is_some_and(|t| t > after)).then(Instant::now)
-    })
-    .await
-}
-
-/// Waits until the producer's metadata shows `moves` applied; returns when.
-async fn leaders_seen(producer: &Producer, moves: &BTreeMap<i32, i32>) -> Result<Instant> {
-    wait_for("the new leaders in the producer's metadata", Duration::from_secs(10), || {
-        let now = leaders(producer, MOVES_TOPIC);
-        moves.iter().all(|(p, to)| now.get(p) == Some(to)).then(Instant::now)
-    })
-    .await
-}
-
-fn moves_text(moves: &BTreeMap<i32, i32>, before: &BTreeMap<i32, i32>) -> String {
-    moves.iter().map(|(p, to)| format!("{p}:{}->{to}", before[p])).collect::<Vec<_>>().join(" ")
-}
 
 /// What one incident measured.
 struct Incident {
@@ -551,7 +252,7 @@ async fn move_leaders(
     down: Option<i32>,
     moves: BTreeMap<i32, i32>,
 ) -> Result<(Incident, u64)> {
-    let stalls_before = stalls(producer);
+    let stalls_before = stalls(producer, MOVES_TOPIC);
     ctl(mock, move |m| m.reset_tracking()).await?;
     let started = Instant::now();
     let all = moves.clone();
@@ -564,7 +265,7 @@ async fn move_leaders(
     .await?;
     let step_took = started.elapsed();
     let sent_then = sent.load(Ordering::Relaxed);
-    let seen = leaders_seen(producer, &moves).await?;
+    let seen = leaders_seen(producer, MOVES_TOPIC, &moves).await?;
     println!(
         "  incident {}: {}moved {} in {}",
         name.split_once(' ').map_or(name, |(id, _)| id),
@@ -574,10 +275,10 @@ async fn move_leaders(
     );
     let involved: BTreeSet<i32> = moves.keys().copied().collect();
     let recovered =
-        acked_after(producer, &involved, seen, "the moved partitions acknowledged by their new leaders").await?;
+        acked_after(producer, MOVES_TOPIC, &involved, seen, "the moved partitions acknowledged by their new leaders").await?;
     tokio::time::sleep(SETTLE).await;
     let metadata = ctl(mock, move |m| m.request_count(METADATA)).await?;
-    let stalled = newly_stalled(&stalls_before, &stalls(producer));
+    let stalled = newly_stalled(&stalls_before, &stalls(producer, MOVES_TOPIC));
     if let Some(broker) = down {
         ctl(mock, move |m| m.broker_up(broker)).await?;
     }
@@ -596,12 +297,12 @@ const ERROR_SETTLE: Duration = Duration::from_millis(600);
 /// NOT_LEADER_OR_FOLLOWER for every partition it carries. The metadata does not change: the
 /// producer stalls those partitions, asks once, finds the same leaders and resumes them.
 async fn incident_error(mock: &Arc<MockCluster>, producer: &Producer, k: usize) -> Result<Incident> {
-    let stalls_before = stalls(producer);
+    let stalls_before = stalls(producer, MOVES_TOPIC);
     ctl(mock, move |m| m.reset_tracking()).await?;
     let started = Instant::now();
     ctl(mock, move |m| m.push_errors(PRODUCE, NOT_LEADER_OR_FOLLOWER, 1)).await?;
     wait_for("a partition stalled by the injected error", Duration::from_secs(5), || {
-        (!newly_stalled(&stalls_before, &stalls(producer)).is_empty()).then_some(())
+        (!newly_stalled(&stalls_before, &stalls(producer, MOVES_TOPIC)).is_empty()).then_some(())
     })
     .await?;
     let refreshed = wait_for("a metadata refresh", Duration::from_secs(10), || {
@@ -609,12 +310,12 @@ async fn incident_error(mock: &Arc<MockCluster>, producer: &Producer, k: usize) 
         (at > started).then_some(at)
     })
     .await?;
-    let involved = newly_stalled(&stalls_before, &stalls(producer));
+    let involved = newly_stalled(&stalls_before, &stalls(producer, MOVES_TOPIC));
     let recovered =
-        acked_after(producer, &involved, refreshed, "the stalled partitions acknowledged again").await?;
+        acked_after(producer, MOVES_TOPIC, &involved, refreshed, "the stalled partitions acknowledged again").await?;
     tokio::time::sleep(ERROR_SETTLE).await;
     let metadata = ctl(mock, move |m| m.request_count(METADATA)).await?;
-    let stalled = newly_stalled(&stalls_before, &stalls(producer));
+    let stalled = newly_stalled(&stalls_before, &stalls(producer, MOVES_TOPIC));
     Ok(Incident {
         name: format!("c{k} (NOT_LEADER_OR_FOLLOWER on one Produce request)"),
         started,
@@ -626,7 +327,7 @@ async fn incident_error(mock: &Arc<MockCluster>, producer: &Producer, k: usize) 
     })
 }
 
-async fn leader_moves(venv: &Venv, mock: &Arc<MockCluster>) -> Result<()> {
+pub(super) async fn leader_moves(venv: &Venv, mock: &Arc<MockCluster>) -> Result<()> {
     ctl(mock, move |m| m.create_topic(MOVES_TOPIC, PARTITIONS as u32, 3)).await?;
     let mut config = producer_config(mock.bootstrap())?;
     config.linger = LINGER;
@@ -646,7 +347,7 @@ async fn leader_moves(venv: &Venv, mock: &Arc<MockCluster>) -> Result<()> {
         .context("the probe's broker in metadata")?;
     let probe = Probe::start(probe_addr);
     let stop = Arc::new(AtomicBool::new(false));
-    let monitor = spawn_ack_monitor(producer.clone(), stop.clone());
+    let monitor = spawn_ack_monitor(producer.clone(), MOVES_TOPIC, stop.clone());
     let sent = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let producing = spawn_producing(producer.clone(), sent.clone());
@@ -879,241 +580,3 @@ fn check_moves_log(
 // Scenario 3: send latency while the flush is slow
 // -------------------------------------------------------------------------------------------
 
-async fn send_latency(mock: &Arc<MockCluster>) -> Result<()> {
-    const N: usize = 20_000;
-    let topic = "krab-it-producer-latency";
-    ctl(mock, move |m| m.create_topic(topic, PARTITIONS as u32, 3)).await?;
-    let mut config = producer_config(mock.bootstrap())?;
-    config.buffer_memory = 64 * 1024 * 1024;
-    let producer = Producer::connect(config).await?;
-    // Warm up: metadata for the topic and a connection to every broker.
-    for p in 0..PARTITIONS {
-        producer.send(Record::new(topic, "warm-up").partition(p)).await?.await?;
-    }
-    ctl(mock, move |m| m.set_rtt(-1, 500)).await?;
-    let result = async {
-        let mut latencies = Vec::with_capacity(N);
-        let mut futures = Vec::with_capacity(N);
-        let started = Instant::now();
-        for i in 0..N {
-            let record = Record::new(topic, format!("value {i:>40}")).key(format!("key-{i}"));
-            let t = Instant::now();
-            let f = producer.send(record).await?;
-            latencies.push(t.elapsed());
-            futures.push(f);
-        }
-        let sending = started.elapsed();
-        let acked_while_sending = producer.stats().values().map(|s| s.acked).sum::<u64>() - PARTITIONS as u64;
-        producer.flush().await?;
-        let flushed = started.elapsed();
-        for f in futures {
-            f.await?;
-        }
-        let slow = latencies.iter().filter(|d| **d >= Duration::from_millis(1)).count();
-        latencies.sort();
-        let pct = |q: f64| latencies[((latencies.len() as f64 * q) as usize).min(latencies.len() - 1)];
-        let (p50, p99, max) = (pct(0.50), pct(0.99), latencies[latencies.len() - 1]);
-        let us = |d: Duration| format!("{:.1}us", d.as_secs_f64() * 1e6);
-        println!(
-            "  {N} sends with 500 ms RTT: accepted in {sending:?}, all acknowledged after {flushed:?}; send latency \
-             p50 {} p99 {} max {} ({slow} of {N} took 1 ms or more; {acked_while_sending} acknowledged while sending)",
-            us(p50),
-            us(p99),
-            us(max)
-        );
-        ensure!(p99 < Duration::from_millis(1), "send p99 {p99:?} >= 1 ms while the buffer had room");
-        anyhow::Ok(())
-    }
-    .await;
-    ctl(mock, move |m| m.set_rtt(-1, 0)).await?;
-    producer.close(Duration::from_secs(10)).await?;
-    result
-}
-
-// -------------------------------------------------------------------------------------------
-// Scenario 2: interop on tansu
-// -------------------------------------------------------------------------------------------
-
-const BASE_TS: i64 = 1_700_000_000_000;
-
-/// Records with every shape that matters to a reader: null and empty keys and values, headers
-/// (null-valued, empty, repeated, non-ASCII names), compressible and tiny values, timestamps out
-/// of order within a batch.
-fn interop_records(topic: &str, codec: &str) -> Vec<Record> {
-    let filler = format!("{codec} compressible payload ").repeat(12);
-    (0..240_i64)
-        .map(|i| {
-            let key = match i % 5 {
-                0 => None,
-                1 => Some(format!("key-{i}").into_bytes()),
-                2 => Some(Vec::new()),
-                _ => Some(format!("k{}", i % 7).into_bytes()),
-            };
-            let value = match i % 4 {
-                0 => Some(format!("{i}: {filler}").into_bytes()),
-                1 => None,
-                2 => Some(Vec::new()),
-                _ => Some(vec![i as u8, 0, 255, 7]),
-            };
-            let headers: Vec<(String, Option<Vec<u8>>)> = match i % 3 {
-                0 => Vec::new(),
-                1 => vec![("trace".into(), Some(format!("t-{i}").into_bytes())), ("null-header".into(), None)],
-                _ => vec![
-                    ("empty".into(), Some(Vec::new())),
-                    ("dup".into(), Some(b"first".to_vec())),
-                    ("dup".into(), Some(b"second".to_vec())),
-                    ("ünïcode".into(), None),
-                ],
-            };
-            Record {
-                topic: topic.into(),
-                partition: None,
-                key: key.map(Into::into),
-                value: value.map(Into::into),
-                headers: headers.into_iter().map(|(k, v)| (k, v.map(Into::into))).collect(),
-                timestamp: Some(BASE_TS + (i * 37) % 1000),
-            }
-        })
-        .collect()
-}
-
-fn describe(key: &Option<Vec<u8>>) -> String {
-    key.as_ref().map_or_else(|| "null".into(), |k| to_hex(k))
-}
-
-async fn codecs_interop(venv: &Venv, tansu: &Tansu) -> Result<()> {
-    let mut problems = Vec::new();
-    for codec in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
-        let name = codec.name();
-        let topic = format!("krab-it-codec-{name}");
-        let partitions = 3;
-        tokio::task::block_in_place(|| tansu.create_topic(&topic, partitions as u32))?;
-        let mut config = producer_config(&tansu.bootstrap())?;
-        config.compression = codec;
-        config.linger = Duration::from_millis(20);
-        let producer = Producer::connect(config).await?;
-        let sent = interop_records(&topic, name);
-        let mut futures = Vec::new();
-        for r in &sent {
-            futures.push(producer.send(r.clone()).await?);
-        }
-        producer.flush().await?;
-        let mut at: BTreeMap<(i32, i64), usize> = BTreeMap::new();
-        for (i, f) in futures.into_iter().enumerate() {
-            let m = f.await.with_context(|| format!("{name}: record {i}"))?;
-            if m.timestamp != sent[i].timestamp.unwrap_or_default() {
-                problems.push(format!("{name}: record {i} acked with timestamp {}", m.timestamp));
-            }
-            at.insert((m.partition, m.offset), i);
-        }
-        producer.close(Duration::from_secs(10)).await?;
-        let (read, extents) = consume_all(venv, &tansu.bootstrap(), &topic, partitions).await?;
-        let mut mismatches = Vec::new();
-        let mut matched = 0;
-        for r in &read {
-            let Some(&i) = at.get(&(r.partition, r.offset)) else {
-                mismatches.push(format!("{}@{}: not a record krab acknowledged", r.partition, r.offset));
-                continue;
-            };
-            let s = &sent[i];
-            let want = Consumed {
-                partition: r.partition,
-                offset: r.offset,
-                timestamp: s.timestamp.unwrap_or_default(),
-                timestamp_type: 1,
-                key: s.key.as_ref().map(|b| b.to_vec()),
-                value: s.value.as_ref().map(|b| b.to_vec()),
-                headers: s.headers.iter().map(|(k, v)| (k.clone(), v.as_ref().map(|b| b.to_vec()))).collect(),
-            };
-            if *r == want {
-                matched += 1;
-            } else {
-                mismatches.push(format!(
-                    "record {i} at {}@{}: sent key {} value {} headers {:?} ts {}, read key {} value {} headers {:?} ts {} \
-                     (type {})",
-                    r.partition,
-                    r.offset,
-                    describe(&want.key),
-                    describe(&want.value),
-                    want.headers,
-                    want.timestamp,
-                    describe(&r.key),
-                    describe(&r.value),
-                    r.headers,
-                    r.timestamp,
-                    r.timestamp_type
-                ));
-            }
-        }
-        let fetched: i64 = extents.values().map(|e| e.eof - e.lo).sum();
-        println!(
-            "  {name}: sent {}, read {} (fetch high watermarks {:?}), identical {matched}",
-            sent.len(),
-            read.len(),
-            extents.values().map(|e| e.eof).collect::<Vec<_>>()
-        );
-        if read.len() != sent.len() || fetched != sent.len() as i64 {
-            mismatches.push(format!("read {} records (watermarks say {fetched}), sent {}", read.len(), sent.len()));
-        }
-        if !mismatches.is_empty() {
-            problems.push(format!(
-                "{name}: {} problems: {}",
-                mismatches.len(),
-                mismatches.iter().take(3).cloned().collect::<Vec<_>>().join("; ")
-            ));
-        }
-    }
-    if problems.is_empty() { Ok(()) } else { bail!("{}", problems.join("\n  ")) }
-}
-
-/// Java's murmur2 partitions of keys "a".."z" in a 12-partition topic.
-const JAVA_PARTITIONS_12: [i32; 26] =
-    [4, 8, 10, 5, 2, 3, 3, 1, 2, 2, 8, 4, 8, 9, 11, 2, 3, 9, 11, 1, 3, 5, 6, 10, 0, 2];
-
-async fn key_placement(venv: &Venv, tansu: &Tansu) -> Result<()> {
-    let mut problems = Vec::new();
-    for partitions in [12, 6] {
-        let topic = format!("krab-it-keys-{partitions}");
-        tokio::task::block_in_place(|| tansu.create_topic(&topic, partitions as u32))?;
-        let producer = Producer::connect(producer_config(&tansu.bootstrap())?).await?;
-        let keys: Vec<String> = ('a'..='z').map(String::from).collect();
-        let mut futures = Vec::new();
-        for k in &keys {
-            futures.push(producer.send(Record::new(topic.as_str(), format!("value of {k}")).key(k.clone())).await?);
-        }
-        producer.flush().await?;
-        let mut acked = Vec::new();
-        for f in futures {
-            acked.push(f.await?.partition);
-        }
-        producer.close(Duration::from_secs(10)).await?;
-        let (read, _) = consume_all(venv, &tansu.bootstrap(), &topic, partitions).await?;
-        let consumed: HashMap<Vec<u8>, Vec<i32>> = read.iter().fold(HashMap::new(), |mut m, r| {
-            m.entry(r.key.clone().unwrap_or_default()).or_default().push(r.partition);
-            m
-        });
-        // Kafka's placement is toPositive(murmur2) % count; 6 divides 12, so the 6-partition table
-        // follows from the 12-partition one.
-        let expected: Vec<i32> = JAVA_PARTITIONS_12.iter().map(|p| p % partitions).collect();
-        let krab: Vec<i32> = keys.iter().map(|k| java_default_partition(k.as_bytes(), partitions)).collect();
-        let read_back: Vec<String> = keys
-            .iter()
-            .map(|k| match consumed.get(k.as_bytes()).map(Vec::as_slice) {
-                Some([p]) => p.to_string(),
-                other => format!("{other:?}"),
-            })
-            .collect();
-        println!("  {partitions} partitions, keys a..z: expected {expected:?}");
-        println!("    acked {acked:?}; consumer saw [{}]", read_back.join(", "));
-        for (i, k) in keys.iter().enumerate() {
-            let want = expected[i];
-            if krab[i] != want || acked[i] != want || read_back[i] != want.to_string() {
-                problems.push(format!(
-                    "{partitions} partitions, key {k:?}: Java {want}, java_default_partition {}, acked {}, consumer {}",
-                    krab[i], acked[i], read_back[i]
-                ));
-            }
-        }
-    }
-    if problems.is_empty() { Ok(()) } else { bail!("{}", problems.join("\n  ")) }
-}

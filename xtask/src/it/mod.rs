@@ -1,0 +1,183 @@
+//! `cargo xtask it`: the integration suite, against real brokers started here — tansu,
+//! librdkafka's mock cluster and Apache Kafka (3 KRaft nodes, each behind a fault proxy). Each
+//! scenario asserts real behaviour and prints `PASS <name>: <numbers>` or `FAIL <name>: <why>`.
+//!
+//! One file per scenario; `support.rs` holds what they share, `test_cluster.rs` the small trait
+//! over the three brokers (what each can do), `kafka_control.rs` Kafka's control API.
+
+mod cluster_basics;
+mod java_client;
+mod kafka_auto_create;
+mod kafka_control;
+mod kafka_faults;
+mod kafka_idempotent_stall;
+mod kafka_incidents;
+mod kafka_interop_java;
+mod kafka_rf1_restart;
+mod kafka_soak;
+mod kafka_support;
+mod mock_incidents;
+mod mock_send_latency;
+mod support;
+mod tansu_codecs;
+mod tansu_key_placement;
+pub(crate) mod test_cluster;
+
+use crate::brokers::Venv;
+use crate::brokers::kafka::{KafkaCluster, KafkaOptions};
+use crate::brokers::mock::MockCluster;
+use crate::brokers::tansu::{Options, Tansu};
+use anyhow::{Context, Result, bail};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Which brokers' scenarios to run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Only {
+    All,
+    Tansu,
+    Mock,
+    Kafka,
+}
+
+pub(crate) fn run(args: &[String]) -> Result<()> {
+    let mut only = Only::All;
+    let mut soak = kafka_soak::SoakSize::Ci;
+    let mut seed = None;
+    let mut scenario: Option<String> = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--only" => {
+                only = match it.next().context("--only needs tansu, mock or kafka")?.as_str() {
+                    "tansu" => Only::Tansu,
+                    "mock" => Only::Mock,
+                    "kafka" => Only::Kafka,
+                    other => bail!("--only {other}: expected tansu, mock or kafka"),
+                }
+            }
+            "--soak" => soak = kafka_soak::SoakSize::Long,
+            "--scenario" => scenario = Some(it.next().context("--scenario needs a name")?.clone()),
+            "--seed" => seed = Some(it.next().context("--seed needs a number")?.parse().context("--seed")?),
+            other => bail!("it: unknown option `{other}` (usage: it [--only tansu|mock|kafka] [--scenario NAME] [--soak] [--seed N])"),
+        }
+    }
+    let wants = |o: Only| only == Only::All || only == o;
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let mut failed = Vec::new();
+    let mut passed = 0;
+    let mut record = |name: &str, started: Instant, r: Result<String>| {
+        let took = started.elapsed().as_secs_f64();
+        match r {
+            Ok(numbers) if numbers.is_empty() => {
+                println!("PASS {name} ({took:.1} s)");
+                passed += 1;
+            }
+            Ok(numbers) => {
+                println!("PASS {name}: {numbers} ({took:.1} s)");
+                passed += 1;
+            }
+            Err(e) => {
+                println!("FAIL {name}: {e:#} ({took:.1} s)");
+                failed.push(name.to_string());
+            }
+        }
+    };
+    let none = |r: Result<()>| r.map(|()| String::new());
+
+    if wants(Only::Tansu) {
+        let venv = Venv::ensure()?;
+        let tansu = Tansu::start(&venv, Options::new(crate::brokers::free_port()?))?;
+        let bootstrap = tansu.bootstrap();
+        println!("tansu at {bootstrap}");
+        let t = Instant::now();
+        record("tansu: bootstrap, versions, metadata, admin", t, none(rt.block_on(cluster_basics::tansu_basics(&bootstrap))));
+        let t = Instant::now();
+        record(
+            "producer/tansu: every codec, headers, null keys and values read back identically by confluent-kafka",
+            t,
+            none(rt.block_on(tansu_codecs::codecs_interop(&venv, &tansu))),
+        );
+        let t = Instant::now();
+        record(
+            "producer/tansu: keys a..z land on Java's murmur2 partitions (12 and 6 partitions)",
+            t,
+            none(rt.block_on(tansu_key_placement::key_placement(&venv, &tansu))),
+        );
+    }
+    if wants(Only::Mock) {
+        let venv = Venv::ensure()?;
+        let mock = Arc::new(MockCluster::start(3)?);
+        mock.start_tracking()?;
+        println!("mock cluster at {}", mock.bootstrap());
+        let t = Instant::now();
+        record(
+            "mock: bootstrap, KIP-511 fallback, versions, metadata, topics",
+            t,
+            none(rt.block_on(cluster_basics::mock_basics(&mock))),
+        );
+        let t = Instant::now();
+        record(
+            "mock: 8 moved leaders resolve with exactly one Metadata request",
+            t,
+            none(rt.block_on(cluster_basics::mock_coalescing(&mock))),
+        );
+        let t = Instant::now();
+        record(
+            "mock: a down leader fails fast without blocking other brokers",
+            t,
+            none(rt.block_on(cluster_basics::mock_broker_down(&mock))),
+        );
+        let t = Instant::now();
+        record(
+            "producer/mock: 200k records through leader moves, a broker down and injected errors",
+            t,
+            none(rt.block_on(mock_incidents::leader_moves(&venv, &mock))),
+        );
+        let t = Instant::now();
+        record(
+            "producer/mock: send stays fast while the flush is slow (rtt 500 ms)",
+            t,
+            none(rt.block_on(mock_send_latency::send_latency(&mock))),
+        );
+    }
+    if wants(Only::Kafka) {
+        let venv = Venv::ensure()?;
+        let started = Instant::now();
+        let kafka = Arc::new(KafkaCluster::start(&KafkaOptions::new(3))?);
+        println!(
+            "{} at {} (proxies; direct {}), serving after {:.1} s",
+            kafka.version(),
+            kafka.bootstrap(),
+            kafka.direct_bootstrap(),
+            started.elapsed().as_secs_f64()
+        );
+        let java = java_client::JavaClient::ensure(kafka.dist())?;
+        let ctx = kafka_support::KafkaCtx { kafka: kafka.clone(), venv: &venv, java: &java, soak, seed };
+        macro_rules! kafka_scenario {
+            ($name:expr, $scenario:path) => {{
+                if scenario.as_deref().is_none_or(|s| s == $name) {
+                    let t = Instant::now();
+                    let r = rt.block_on($scenario(&ctx));
+                    record($name, t, r);
+                    // Whatever a failed scenario left behind (a frozen or killed node, a proxy
+                    // fault), the next one starts on a healthy cluster.
+                    if let Err(e) = kafka.heal() {
+                        println!("  could not heal the cluster after {}: {e:#}", $name);
+                    }
+                }
+            }};
+        }
+        kafka_scenario!("kafka/auto-create", kafka_auto_create::run);
+        kafka_scenario!("kafka/interop-java", kafka_interop_java::run);
+        kafka_scenario!("kafka/incidents", kafka_incidents::run);
+        kafka_scenario!("kafka/rf1-restart", kafka_rf1_restart::run);
+        kafka_scenario!("kafka/idempotent-stall", kafka_idempotent_stall::run);
+        kafka_scenario!("kafka/soak", kafka_soak::run);
+    }
+    println!("\n{passed} passed, {} failed", failed.len());
+    if !failed.is_empty() {
+        bail!("integration scenarios failed: {}", failed.join("; "));
+    }
+    Ok(())
+}
