@@ -199,7 +199,7 @@ impl FlushLoop {
             spare_bytes: config.buffer_memory / 4,
         });
         let idempotent = if config.idempotence() {
-            match init_producer_id(&cluster, None).await {
+            match first_producer_id(&cluster, &config).await {
                 Ok(Some((pid, epoch))) => {
                     tracing::debug!(producer_id = pid, epoch, "idempotent producer");
                     acc.set_producer(pid, epoch);
@@ -995,6 +995,25 @@ async fn sleep_until(at: Option<Instant>) {
     match at {
         Some(at) => tokio::time::sleep_until(at.into()).await,
         None => std::future::pending().await,
+    }
+}
+
+/// The producer's first id. Right after a cluster starts, the transaction coordinator is still
+/// being created or loaded (COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS, ...): a
+/// retriable answer is asked again after `retry.backoff.ms`, doubling up to
+/// `retry.backoff.max.ms`, for at most the delivery timeout; anything else fails at once.
+async fn first_producer_id(cluster: &Cluster, config: &ProducerConfig) -> Result<Option<(i64, i16)>, Error> {
+    let give_up = tokio::time::Instant::now() + config.effective_delivery_timeout().min(Duration::from_secs(600));
+    let mut backoff = config.retry_backoff;
+    loop {
+        match init_producer_id(cluster, None).await {
+            Err(e) if e.is_retriable() && tokio::time::Instant::now() + backoff < give_up => {
+                tracing::debug!(error = %e, ?backoff, "InitProducerId failed; asking again");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(config.retry_backoff_max.max(config.retry_backoff));
+            }
+            other => return other,
+        }
     }
 }
 

@@ -160,7 +160,19 @@ async fn acked_again(
         if Instant::now() > deadline {
             let waiting: Vec<_> =
                 parts.iter().filter(|p| !acks.get(p).copied().flatten().is_some_and(|t| t > after)).collect();
-            bail!("partitions {waiting:?} not acknowledged within {timeout:?} after the fault ended");
+            let stats: Vec<String> = producer
+                .stats()
+                .iter()
+                .filter(|(tp, _)| &*tp.topic == topic && waiting.contains(&&tp.partition))
+                .map(|(tp, s)| format!("{}: acked {} failed {} stalls {}", tp.partition, s.acked, s.failed, s.stalls))
+                .collect();
+            let seen = super::support::leaders(producer, topic);
+            bail!(
+                "partitions {waiting:?} not acknowledged within {timeout:?} after the fault ended; their stats [{}]; \
+                 leaders in the producer's metadata {seen:?}; producer Metadata requests {}",
+                stats.join(", "),
+                producer.metadata_requests()
+            );
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }

@@ -18,23 +18,22 @@ use std::time::{Duration, Instant};
 const TOPIC: &str = "krab-it-kafka-incidents";
 const PARTITIONS: i32 = 12;
 const RECORDS: u64 = 200_000;
-/// Records per second while the incidents play; the rest goes out unthrottled afterwards.
+/// Records per second at most while the incidents play; the rest goes out unthrottled afterwards.
 const RATE: u64 = 2_000;
+/// A generous guess at how long one incident lasts (a kill and restart of a JVM on a loaded
+/// machine is the longest), to spread the records over the incidents left.
+const INCIDENT_BUDGET: Duration = Duration::from_secs(45);
 /// Records kept back for after the incidents, so there is load until the last one.
 const RESERVE: u64 = 20_000;
 /// The uninvolved partitions' longest ack gap allowed where the cluster itself stays healthy
 /// (leader moves, a blackholed proxy): generous, for three JVMs and the client on two cores.
-const HEALTHY_GAP_BOUND: Duration = Duration::from_secs(3);
+const HEALTHY_GAP_BOUND: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
     let parts = kctl(&ctx.kafka, |k| k.create_topic(TOPIC, PARTITIONS, 3, &[("min.insync.replicas", "2")])).await?;
-    let mut moves = BTreeMap::new();
-    for (&p, s) in &parts {
-        let Some(l) = s.leader else { continue };
-        if moves.len() < 4 && !moves.values().any(|&to: &i32| to == l % 3 + 1) {
-            moves.insert(p, l % 3 + 1);
-        }
-    }
+    // Four partitions, each to the next broker: every broker loses and gains leaderships.
+    let moves: BTreeMap<i32, i32> =
+        parts.iter().filter_map(|(&p, s)| s.leader.map(|l| (p, l % 3 + 1))).take(4).collect();
     let mut config = producer_config(&ctx.kafka.bootstrap())?;
     config.max_in_flight = 5;
     config.compression = Compression::Lz4;
@@ -55,11 +54,24 @@ pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
     let outcome = async {
         run.wait_sent(4_000).await?;
         let mut measured: Vec<Measured> = Vec::new();
-        for incident in incidents {
-            if run.sent() >= RECORDS - RESERVE {
+        let count = incidents.len() as u64;
+        for (i, incident) in incidents.into_iter().enumerate() {
+            let left = (RECORDS - RESERVE).saturating_sub(run.sent());
+            if left == 0 {
                 bail!("the records ran out before {}", incident.describe());
             }
-            measured.push(play(ctx, &producer, TOPIC, incident).await?);
+            // Spread what is left over the incidents still to come, so each plays under load.
+            let rate = (left as f64 / ((count - i as u64) as f64 * INCIDENT_BUDGET.as_secs_f64())) as u64;
+            run.rate.store(rate.clamp(200, RATE), std::sync::atomic::Ordering::Relaxed);
+            let m = play(ctx, &producer, TOPIC, incident).await?;
+            println!(
+                "  {}: {} Metadata requests, recovered {} after the fault ended ({} records sent so far)",
+                m.incident.describe(),
+                m.metadata,
+                ms(m.recovered - m.fault_ended),
+                run.sent()
+            );
+            measured.push(m);
         }
         anyhow::Ok(measured)
     }

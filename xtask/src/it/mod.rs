@@ -159,6 +159,14 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                 if scenario.as_deref().is_none_or(|s| s == $name) {
                     let t = Instant::now();
                     let r = rt.block_on($scenario(&ctx));
+                    if r.is_err() {
+                        let counts: Vec<String> = kafka
+                            .proxies()
+                            .iter()
+                            .map(|p| format!("{:?}", p.counts()))
+                            .collect();
+                        println!("  requests per API key at the proxies: {}", counts.join(" | "));
+                    }
                     record($name, t, r);
                     // Whatever a failed scenario left behind (a frozen or killed node, a proxy
                     // fault), the next one starts on a healthy cluster.
