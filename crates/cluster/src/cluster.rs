@@ -67,8 +67,9 @@ struct Inner {
     pool: Mutex<HashMap<i32, Slot>>,
     bootstrap: Mutex<Option<Broker>>,
     metadata_requests: AtomicU64,
-    /// Serialises Metadata requests so that merges apply in the order responses were asked for.
-    metadata_order: tokio::sync::Mutex<()>,
+    /// Serialises merges (load, merge, publish) so that no response's merge is lost to a
+    /// concurrent one. Held for the merge only, never across I/O: requests go out in parallel.
+    merge: Mutex<()>,
 }
 
 /// A handle to a Kafka cluster: cheap to clone, shareable across tasks.
@@ -116,7 +117,7 @@ impl Cluster {
             pool: Mutex::new(HashMap::new()),
             bootstrap: Mutex::new(None),
             metadata_requests: AtomicU64::new(0),
-            metadata_order: tokio::sync::Mutex::new(()),
+            merge: Mutex::new(()),
         });
         let cluster = Cluster { inner };
         cluster.bootstrap().await?;
@@ -292,7 +293,6 @@ impl Cluster {
     pub async fn fetch_metadata(&self, topics: Option<&[String]>) -> Result<Arc<ClusterSnapshot>, ClusterError> {
         let broker = self.any_broker().await?;
         let allow = self.inner.config.allow_auto_topic_creation;
-        let _order = self.inner.metadata_order.lock().await;
         self.inner.metadata_requests.fetch_add(1, Ordering::Relaxed);
         let response = broker
             .call(|version| MetadataRequest {
@@ -311,10 +311,16 @@ impl Cluster {
                 ..Default::default()
             })
             .await?;
-        let next = Arc::new(self.snapshot().merge(&response, topics.is_none()));
-        self.inner.snapshot.store(next.clone());
-        self.inner.changed.send_replace(next.generation);
-        drop(_order);
+        // Responses may come back in any order (a hung broker must not delay a refresh sent to a
+        // healthy one); the merge keeps every partition at its newest leader epoch whatever the
+        // order, so only the merge itself is serialised.
+        let next = {
+            let _merge = lock(&self.inner.merge);
+            let next = Arc::new(self.snapshot().merge(&response, topics.is_none()));
+            self.inner.snapshot.store(next.clone());
+            self.inner.changed.send_replace(next.generation);
+            next
+        };
         // Connections to brokers that left the cluster are closed.
         lock(&self.inner.pool).retain(|id, _| next.brokers.contains_key(id));
         Ok(next)

@@ -95,3 +95,47 @@ async fn stale_metadata_is_refreshed_in_the_background() {
     .expect("refreshed in the background");
     assert_eq!(cluster.snapshot().partition("t", 0).unwrap().leader_epoch, epoch);
 }
+
+/// A refresh sent to a hung broker must not hold up a refresh sent to a healthy one: no lock is
+/// held across a Metadata round trip, only the merge is serialised.
+#[tokio::test(start_paused = true)]
+async fn a_hung_metadata_request_does_not_delay_another_refresh() {
+    let fake = FakeCluster::new(2);
+    fake.create_topic("t", 2);
+    let cluster = fake.connect(fake.config()).await.unwrap();
+    let topics = ["t".to_string()];
+    cluster.fetch_metadata(Some(&topics)).await.unwrap();
+    cluster.leader("t", 0).await.unwrap();
+    assert_eq!(cluster.connected_brokers(), [1]);
+
+    // Broker 1 stops answering Metadata; the next refresh goes to it (the only pooled broker).
+    fake.broker(1).set_handler(|_, request| match request {
+        krab_protocol::messages::AnyRequest::Metadata(_) => support::Reply::Never,
+        _ => support::Reply::Default,
+    });
+    let before = fake.broker(1).requests(ApiKey::Metadata);
+    let hung = {
+        let cluster = cluster.clone();
+        let topics = topics.clone();
+        tokio::spawn(async move { cluster.fetch_metadata(Some(&topics)).await })
+    };
+    fake.broker(1).wait_requests(ApiKey::Metadata, before + 1).await;
+
+    // Broker 2 is connected and idle, so the next refresh goes there; it must not wait for the
+    // hung one (30 s request timeout).
+    cluster.leader("t", 1).await.unwrap();
+    let epoch = fake.move_leader("t", 0, 2);
+    let fresh = tokio::time::timeout(Duration::from_secs(5), cluster.fetch_metadata(Some(&topics)))
+        .await
+        .expect("the healthy broker's answer is not held up by the hung one")
+        .unwrap();
+    assert_eq!(fake.broker(2).requests(ApiKey::Metadata), 1);
+    assert_eq!(fresh.partition("t", 0).unwrap().leader, Some(2));
+    assert_eq!(cluster.snapshot().partition("t", 0).unwrap().leader_epoch, epoch);
+    assert!(!hung.is_finished());
+
+    // The hung request times out on its own; the published snapshot keeps the newer answer.
+    let err = hung.await.unwrap().unwrap_err();
+    assert!(matches!(err, ClusterError::Request { .. }), "{err}");
+    assert_eq!(cluster.snapshot().partition("t", 0).unwrap().leader, Some(2));
+}
