@@ -175,6 +175,44 @@ pub(crate) fn decompress(
     }
 }
 
+/// What is left of a record set's decompression budget while its batches decode.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    left: usize,
+    total: usize,
+    per_batch: usize,
+}
+
+impl Budget {
+    /// `total` for the whole record set, at most `per_batch` for any one batch.
+    pub(crate) fn new(total: usize, per_batch: usize) -> Self {
+        Budget { left: total, total, per_batch }
+    }
+
+    /// Decompresses one batch's payload within both the per-batch bound and what is left of the
+    /// record set's budget, and charges the budget for it. `batch_at` locates the batch in
+    /// errors about the budget.
+    pub(crate) fn decompress(
+        &mut self,
+        compression: Compression,
+        input: &[u8],
+        offset: usize,
+        batch_at: usize,
+    ) -> Result<Vec<u8>, RecordsError> {
+        let limit = self.per_batch.min(self.left);
+        match decompress(compression, input, limit, offset) {
+            Ok(plain) => {
+                self.left -= plain.len();
+                Ok(plain)
+            }
+            Err(RecordsError::DecompressedTooLarge { .. }) if limit < self.per_batch => {
+                Err(RecordsError::RecordSetTooLarge { limit: self.total, offset: batch_at })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A first guess at the decompressed size, to limit reallocations.
 #[allow(dead_code)] // used only by some feature combinations
 fn capacity_hint(input_len: usize, limit: usize) -> usize {
