@@ -52,8 +52,19 @@ impl ClusterConfig {
 
 enum Slot {
     Connecting(Arc<OnceCell<Result<Broker, ClusterError>>>),
-    Ready { broker: Broker, last_used: Instant },
-    Backoff { until: Instant, failures: u32, reason: DisconnectReason },
+    /// `failures`: the unhealthy connection attempts in a row before this one, carried over in
+    /// case this connection dies young too.
+    Ready {
+        broker: Broker,
+        last_used: Instant,
+        connected_at: Instant,
+        failures: u32,
+    },
+    Backoff {
+        until: Instant,
+        failures: u32,
+        reason: DisconnectReason,
+    },
 }
 
 type BoxTransport =
@@ -65,10 +76,12 @@ struct Inner {
     snapshot: ArcSwap<ClusterSnapshot>,
     changed: watch::Sender<u64>,
     pool: Mutex<HashMap<i32, Slot>>,
-    bootstrap: Mutex<Option<Broker>>,
+    /// The bootstrap connection and when it was last used (closed when idle, like the pool's).
+    bootstrap: Mutex<Option<(Broker, Instant)>>,
     metadata_requests: AtomicU64,
-    /// Serialises Metadata requests so that merges apply in the order responses were asked for.
-    metadata_order: tokio::sync::Mutex<()>,
+    /// Serialises merges (load, merge, publish) so that no response's merge is lost to a
+    /// concurrent one. Held for the merge only, never across I/O: requests go out in parallel.
+    merge: Mutex<()>,
 }
 
 /// A handle to a Kafka cluster: cheap to clone, shareable across tasks.
@@ -116,7 +129,7 @@ impl Cluster {
             pool: Mutex::new(HashMap::new()),
             bootstrap: Mutex::new(None),
             metadata_requests: AtomicU64::new(0),
-            metadata_order: tokio::sync::Mutex::new(()),
+            merge: Mutex::new(()),
         });
         let cluster = Cluster { inner };
         cluster.bootstrap().await?;
@@ -155,7 +168,7 @@ impl Cluster {
             for addr in &cfg.bootstrap {
                 match Broker::connect(self.inner.transport.clone(), addr.clone(), None, cfg.connection.clone()).await {
                     Ok(b) => {
-                        *lock(&self.inner.bootstrap) = Some(b.clone());
+                        *lock(&self.inner.bootstrap) = Some((b.clone(), Instant::now()));
                         return Ok(b);
                     }
                     Err(e) => {
@@ -180,10 +193,32 @@ impl Cluster {
         }
         let next = {
             let mut pool = lock(&self.inner.pool);
+            let cfg = &self.inner.config;
             let failures = match pool.get_mut(&id) {
-                Some(Slot::Ready { broker, last_used }) if broker.is_connected() => {
+                Some(Slot::Ready { broker, last_used, .. }) if broker.is_connected() => {
                     *last_used = Instant::now();
                     return Ok(broker.clone());
+                }
+                Some(Slot::Ready { broker, connected_at, failures, .. }) => {
+                    // The connection died. One that lived long was healthy: reconnect at once.
+                    // One that died young (a broker that accepts and then drops connections)
+                    // counts as a failed attempt: the next one waits the backoff, measured from
+                    // this connection's attempt, as after a refused connect.
+                    let now = Instant::now();
+                    if now.duration_since(*connected_at) >= cfg.reconnect_backoff_max {
+                        Ok(0)
+                    } else {
+                        let until =
+                            *connected_at + backoff(cfg.reconnect_backoff, cfg.reconnect_backoff_max, *failures);
+                        let failures = *failures + 1;
+                        if now < until {
+                            let reason = broker.client().close_reason().unwrap_or(DisconnectReason::Eof);
+                            tracing::debug!(broker = id, error = %reason, "connection died young; backing off");
+                            pool.insert(id, Slot::Backoff { until, failures, reason: reason.clone() });
+                            return Err(ClusterError::BrokerUnavailable { broker: id, retry_in: until - now, reason });
+                        }
+                        Ok(failures)
+                    }
                 }
                 Some(Slot::Connecting(cell)) => Err(cell.clone()),
                 Some(Slot::Backoff { until, failures, reason }) => {
@@ -197,8 +232,8 @@ impl Cluster {
                     }
                     Ok(*failures)
                 }
-                // Never connected, or the connection died: try at once.
-                _ => Ok(0),
+                // Never connected: try at once.
+                None => Ok(0),
             };
             match failures {
                 Err(cell) => Next::Join(cell),
@@ -220,6 +255,7 @@ impl Cluster {
     }
 
     async fn connect_broker(&self, id: i32, failures: u32) -> Result<Broker, ClusterError> {
+        let attempt = Instant::now();
         let snapshot = self.snapshot();
         let result = match snapshot.brokers.get(&id) {
             None => Err(ClusterError::UnknownBroker(id)),
@@ -232,7 +268,9 @@ impl Cluster {
         let mut pool = lock(&self.inner.pool);
         match &result {
             Ok(broker) => {
-                pool.insert(id, Slot::Ready { broker: broker.clone(), last_used: Instant::now() });
+                let slot =
+                    Slot::Ready { broker: broker.clone(), last_used: Instant::now(), connected_at: attempt, failures };
+                pool.insert(id, slot);
             }
             Err(e) => {
                 let reason = match e {
@@ -267,8 +305,17 @@ impl Cluster {
         if let Some(b) = open {
             return Ok(b);
         }
-        let bootstrap = lock(&self.inner.bootstrap).clone();
-        if let Some(b) = bootstrap.filter(Broker::is_connected) {
+        let bootstrap = {
+            let mut bootstrap = lock(&self.inner.bootstrap);
+            match &mut *bootstrap {
+                Some((b, last_used)) if b.is_connected() => {
+                    *last_used = Instant::now();
+                    Some(b.clone())
+                }
+                _ => None,
+            }
+        };
+        if let Some(b) = bootstrap {
             return Ok(b);
         }
         let ids: Vec<i32> = self.snapshot().brokers.keys().copied().collect();
@@ -292,7 +339,6 @@ impl Cluster {
     pub async fn fetch_metadata(&self, topics: Option<&[String]>) -> Result<Arc<ClusterSnapshot>, ClusterError> {
         let broker = self.any_broker().await?;
         let allow = self.inner.config.allow_auto_topic_creation;
-        let _order = self.inner.metadata_order.lock().await;
         self.inner.metadata_requests.fetch_add(1, Ordering::Relaxed);
         let response = broker
             .call(|version| MetadataRequest {
@@ -311,10 +357,16 @@ impl Cluster {
                 ..Default::default()
             })
             .await?;
-        let next = Arc::new(self.snapshot().merge(&response, topics.is_none()));
-        self.inner.snapshot.store(next.clone());
-        self.inner.changed.send_replace(next.generation);
-        drop(_order);
+        // Responses may come back in any order (a hung broker must not delay a refresh sent to a
+        // healthy one); the merge keeps every partition at its newest leader epoch whatever the
+        // order, so only the merge itself is serialised.
+        let next = {
+            let _merge = lock(&self.inner.merge);
+            let next = Arc::new(self.snapshot().merge(&response, topics.is_none()));
+            self.inner.snapshot.store(next.clone());
+            self.inner.changed.send_replace(next.generation);
+            next
+        };
         // Connections to brokers that left the cluster are closed.
         lock(&self.inner.pool).retain(|id, _| next.brokers.contains_key(id));
         Ok(next)
@@ -352,7 +404,7 @@ impl Cluster {
         let now = Instant::now();
         let mut pool = lock(&self.inner.pool);
         pool.retain(|id, slot| match slot {
-            Slot::Ready { broker, last_used }
+            Slot::Ready { broker, last_used, .. }
                 if now.duration_since(*last_used) >= idle && broker.client().in_flight() == 0 =>
             {
                 tracing::debug!(broker = id, "closing idle connection");
@@ -361,6 +413,15 @@ impl Cluster {
             }
             _ => true,
         });
+        drop(pool);
+        let mut bootstrap = lock(&self.inner.bootstrap);
+        if let Some((b, last_used)) = &*bootstrap {
+            if !b.is_connected() || (now.duration_since(*last_used) >= idle && b.client().in_flight() == 0) {
+                tracing::debug!(broker = %b.label(), "closing the idle bootstrap connection");
+                b.client().close();
+                *bootstrap = None;
+            }
+        }
     }
 }
 

@@ -211,4 +211,86 @@ impl ClusterError {
             _ => None,
         }
     }
+
+    /// Whether trying again (later, or after new metadata) may succeed.
+    ///
+    /// False for what no retry can fix: no common API version, an API the broker lacks, invalid
+    /// configuration, a shut-down cluster, a request krab cannot encode, a malformed or oversized
+    /// response, and broker error codes Kafka marks non-retriable. True for lost connections,
+    /// timeouts, brokers in backoff, missing leaders and partitions (metadata may lag), and
+    /// retriable broker codes.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClusterError::Request { source, .. } => match source {
+                RequestError::ConnectionLost { .. } | RequestError::TimedOut(_) => true,
+                RequestError::ResponseTooLarge { .. } | RequestError::Encode(_) | RequestError::Decode(_) => false,
+            },
+            ClusterError::Connect { .. }
+            | ClusterError::BrokerUnavailable { .. }
+            | ClusterError::UnknownPartition { .. }
+            | ClusterError::NoLeader { .. }
+            | ClusterError::UnknownBroker(_) => true,
+            ClusterError::NoBootstrap { last, .. } => last.is_retriable(),
+            ClusterError::Broker { code, .. } => code.is_retriable(),
+            ClusterError::NoCommonVersion { .. }
+            | ClusterError::UnsupportedApi { .. }
+            | ClusterError::Config { .. }
+            | ClusterError::Shutdown => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(source: RequestError) -> ClusterError {
+        ClusterError::Request { broker: "1".into(), api: ApiKey::Produce, source }
+    }
+
+    #[test]
+    fn retriable_only_when_a_retry_can_help() {
+        let range = VersionRange { min: 0, max: 3 };
+        let never = [
+            ClusterError::NoCommonVersion { broker: "1".into(), api: ApiKey::Produce, theirs: range, ours: range },
+            ClusterError::UnsupportedApi { broker: "1".into(), api: ApiKey::InitProducerId },
+            ClusterError::Config { key: "bootstrap.servers", message: "no servers given".into() },
+            ClusterError::Shutdown,
+            ClusterError::Broker {
+                broker: "1".into(),
+                api: ApiKey::Produce,
+                code: ErrorCode::TopicAuthorizationFailed,
+                message: None,
+            },
+            request(RequestError::ResponseTooLarge { size: 2, max: 1 }),
+            ClusterError::NoBootstrap {
+                tried: "a:1".into(),
+                last: Box::new(ClusterError::UnsupportedApi { broker: "bootstrap".into(), api: ApiKey::Metadata }),
+            },
+        ];
+        for e in &never {
+            assert!(!e.is_retriable(), "{e}");
+        }
+        let eof = DisconnectReason::Eof;
+        let may = [
+            request(RequestError::ConnectionLost { reason: eof.clone(), sent: true }),
+            request(RequestError::TimedOut(Duration::from_secs(1))),
+            ClusterError::Connect { broker: "1".into(), addr: "a:1".into(), reason: eof.clone() },
+            ClusterError::BrokerUnavailable { broker: 1, retry_in: Duration::ZERO, reason: eof.clone() },
+            ClusterError::NoLeader { topic: "t".into(), partition: 0 },
+            ClusterError::Broker {
+                broker: "1".into(),
+                api: ApiKey::Produce,
+                code: ErrorCode::NotLeaderOrFollower,
+                message: None,
+            },
+            ClusterError::NoBootstrap {
+                tried: "a:1".into(),
+                last: Box::new(ClusterError::Connect { broker: "bootstrap".into(), addr: "a:1".into(), reason: eof }),
+            },
+        ];
+        for e in &may {
+            assert!(e.is_retriable(), "{e}");
+        }
+    }
 }

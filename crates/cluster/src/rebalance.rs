@@ -54,10 +54,11 @@ pub fn classify(error: &ClusterError) -> Recovery {
         | ClusterError::NoLeader { .. } => Recovery::Reresolve,
         ClusterError::UnknownPartition { .. } => Recovery::ReresolveBounded,
         ClusterError::Request { source, .. } => match source {
-            RequestError::ConnectionLost { reason, .. } => match reason {
-                DisconnectReason::ResponseTooLarge { .. } => Recovery::Fail,
-                _ => Recovery::Reresolve,
-            },
+            // Another request's response was over the size limit and took the connection down:
+            // this request did nothing wrong, and the leader has not moved. Retry it on a new
+            // connection (the oversized one itself fails as `RequestError::ResponseTooLarge`).
+            RequestError::ConnectionLost { reason: DisconnectReason::ResponseTooLarge { .. }, .. } => Recovery::Retry,
+            RequestError::ConnectionLost { .. } => Recovery::Reresolve,
             RequestError::TimedOut(_) => Recovery::Reresolve,
             RequestError::ResponseTooLarge { .. } | RequestError::Encode(_) | RequestError::Decode(_) => Recovery::Fail,
         },
@@ -121,5 +122,16 @@ mod tests {
             source: RequestError::ResponseTooLarge { size: 10, max: 1 },
         };
         assert_eq!(classify(&too_large), Recovery::Fail);
+        // The other requests on that connection are innocent: retried, not failed.
+        let lost_with_it = ClusterError::Request {
+            broker: "2".into(),
+            api: ApiKey::Produce,
+            source: RequestError::ConnectionLost {
+                reason: DisconnectReason::ResponseTooLarge { size: 10, max: 1 },
+                sent: true,
+            },
+        };
+        assert_eq!(classify(&lost_with_it), Recovery::Retry);
+        assert!(!is_rebalancing(&lost_with_it));
     }
 }

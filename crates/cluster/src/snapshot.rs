@@ -116,6 +116,8 @@ impl ClusterSnapshot {
     /// - Brokers, cluster id and controller come from the response.
     /// - Topics in the response replace their entries partition by partition, except that a
     ///   partition whose known leader epoch is newer than the response's keeps its entry.
+    /// - A topic whose id in the response is non-zero and differs from the known one was
+    ///   re-created: its entry is replaced whole, whatever the epochs.
     /// - With `all_topics` (the request asked for every topic), topics absent from the response
     ///   were deleted and are dropped; otherwise they are kept as they were.
     pub fn merge(&self, response: &MetadataResponse, all_topics: bool) -> ClusterSnapshot {
@@ -135,7 +137,15 @@ impl ClusterSnapshot {
         for t in &response.topics {
             let Some(name) = t.name.clone() else { continue };
             let error = ErrorCode::from_code(t.error_code);
-            let old = self.topics.get(&name);
+            let old = self.topics.get(&name).filter(|o| {
+                // A different topic id means the topic was deleted and re-created: its leader
+                // epochs started again from 0, so nothing known about the old one applies.
+                let recreated = t.topic_id != Uuid::ZERO && t.topic_id != o.id;
+                if recreated {
+                    tracing::debug!(topic = %name, old = %o.id, new = %t.topic_id, "topic re-created");
+                }
+                !recreated
+            });
             let mut partitions: Vec<PartitionInfo> = t
                 .partitions
                 .iter()
@@ -170,7 +180,12 @@ impl ClusterSnapshot {
                     partitions = old.partitions.clone();
                 }
             }
-            let info = TopicInfo { name: name.clone(), id: t.topic_id, error, internal: t.is_internal, partitions };
+            // A broker that sends no topic id (zero) does not make us forget the known one.
+            let id = match (t.topic_id, old) {
+                (Uuid::ZERO, Some(o)) => o.id,
+                (id, _) => id,
+            };
+            let info = TopicInfo { name: name.clone(), id, error, internal: t.is_internal, partitions };
             topics.insert(name, Arc::new(info));
         }
         ClusterSnapshot {
@@ -238,6 +253,37 @@ mod tests {
         assert!(s.topic("u").is_some() && s.topic("t").is_some());
         let full = s.merge(&response(&[(0, 2, 0)]), true);
         assert!(full.topic("u").is_none());
+    }
+
+    #[test]
+    fn a_recreated_topic_replaces_the_old_one_whatever_its_epochs() {
+        let mut old = response(&[(0, 1, 7), (1, 2, 7)]);
+        old.topics[0].topic_id = Uuid([1; 16]);
+        let s1 = ClusterSnapshot::default().merge(&old, false);
+        // Deleted and re-created: new id, epochs from 0, other leaders.
+        let mut new = response(&[(0, 3, 0), (1, 3, 0)]);
+        new.topics[0].topic_id = Uuid([2; 16]);
+        let s2 = s1.merge(&new, false);
+        let t = s2.topic("t").unwrap();
+        assert_eq!(t.id, Uuid([2; 16]));
+        for p in 0..2 {
+            assert_eq!(s2.partition("t", p).unwrap().leader, Some(3), "partition {p}");
+            assert_eq!(s2.partition("t", p).unwrap().leader_epoch, 0);
+        }
+        // The same id again with an older epoch is still a stale answer; a zero id (a broker
+        // that does not send ids) does not count as a re-creation.
+        let mut lagging = response(&[(0, 1, -1), (1, 2, 0)]);
+        lagging.topics[0].topic_id = Uuid::ZERO;
+        let mut newer = response(&[(0, 2, 1), (1, 2, 1)]);
+        newer.topics[0].topic_id = Uuid([2; 16]);
+        let s3 = s2.merge(&newer, false);
+        let mut stale = response(&[(0, 1, 0), (1, 1, 0)]);
+        stale.topics[0].topic_id = Uuid([2; 16]);
+        let s4 = s3.merge(&stale, false);
+        assert_eq!(s4.partition("t", 0).unwrap().leader, Some(2), "stale answer for the same id ignored");
+        let s5 = s4.merge(&lagging, false);
+        assert_eq!(s5.partition("t", 1).unwrap().leader, Some(2), "zero id: the epoch guard applies");
+        assert_eq!(s5.partition("t", 1).unwrap().leader_epoch, 1);
     }
 
     #[test]

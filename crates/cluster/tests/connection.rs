@@ -3,6 +3,7 @@
 
 mod support;
 
+use krab_cluster::rebalance::{self, Recovery};
 use krab_cluster::{ApiVersions, Cluster, ClusterError, ConnectionConfig, DisconnectReason, RequestError, negotiate};
 use krab_protocol::messages::metadata::{MetadataRequestTopic, MetadataResponseTopic};
 use krab_protocol::messages::{AnyRequest, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse};
@@ -135,13 +136,23 @@ async fn oversized_response_is_refused_from_its_size_prefix() {
     h1.reply(Reply::huge_prefix(1 << 30));
     let first = tokio::time::timeout(Duration::from_secs(5), first).await.expect("refused promptly").unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
+    let as_cluster_error =
+        |source: RequestError| ClusterError::Request { broker: "1".into(), api: ApiKey::Produce, source };
     match first {
-        Err(RequestError::ResponseTooLarge { size, max }) => assert_eq!((size, max), (1 << 30, 1 << 20)),
+        Err(e @ RequestError::ResponseTooLarge { .. }) => {
+            assert!(matches!(e, RequestError::ResponseTooLarge { size: 0x4000_0000, max: 0x10_0000 }));
+            // The oversized response itself cannot be fetched by retrying.
+            assert_eq!(rebalance::classify(&as_cluster_error(e)), Recovery::Fail);
+        }
         other => panic!("expected ResponseTooLarge, got {other:?}"),
     }
-    // The stream cannot be resynchronised: the connection is closed and the other request fails.
+    // The stream cannot be resynchronised: the connection is closed and the other request fails,
+    // but only as a lost connection: it did nothing wrong, and a retry on a new connection may
+    // succeed.
     match second.await.unwrap() {
-        Err(RequestError::ConnectionLost { reason: DisconnectReason::ResponseTooLarge { .. }, sent: true }) => {}
+        Err(e @ RequestError::ConnectionLost { reason: DisconnectReason::ResponseTooLarge { .. }, sent: true }) => {
+            assert_ne!(rebalance::classify(&as_cluster_error(e)), Recovery::Fail, "an innocent request is not failed");
+        }
         other => panic!("expected ConnectionLost {{ ResponseTooLarge }}, got {other:?}"),
     }
     assert_eq!(conn.await.unwrap(), Err(DisconnectReason::ResponseTooLarge { size: 1 << 30, max: 1 << 20 }));

@@ -558,6 +558,19 @@ pub fn nullable_bytes_len(v: Option<&[u8]>, compact: bool) -> usize {
 // Arrays
 // ---------------------------------------------------------------------------------------------
 
+/// The most bytes a decoder reserves ahead for a collection before its elements decode.
+pub const MAX_PRESIZE_BYTES: usize = 1 << 20;
+
+/// How many elements of `T` to reserve for a collection whose length prefix says `len`, with
+/// `bytes_left` bytes of input left: never more memory than the bytes left, nor than
+/// [`MAX_PRESIZE_BYTES`]. A length read off the wire is a claim, not a fact: a 100 MiB frame
+/// may claim 100 million elements of 200 bytes each.
+#[doc(hidden)]
+pub fn presize<T>(len: usize, bytes_left: usize) -> usize {
+    let size = std::mem::size_of::<T>().max(1);
+    len.min(bytes_left.min(MAX_PRESIZE_BYTES) / size)
+}
+
 /// Reads a nullable array whose elements each take at least one byte.
 #[doc(hidden)]
 pub fn read_nullable_array<'a, T>(
@@ -567,8 +580,10 @@ pub fn read_nullable_array<'a, T>(
 ) -> PResult<'a, Option<Vec<T>>> {
     let (mut rest, len) = read_len(i, compact, true, 1)?;
     let Some(len) = len else { return Ok((rest, None)) };
-    // `len` is at most the number of bytes left, so this reservation is bounded by the frame.
-    let mut out = Vec::with_capacity(len);
+    // `len` is at most the number of bytes left, but an element takes far more memory than its
+    // one-byte minimum on the wire: reserve by bytes, and let the vector grow past that only as
+    // elements actually decode.
+    let mut out = Vec::with_capacity(presize::<T>(len, rest.len()));
     for n in 0..len {
         let (r, v) = elem(rest).map_err(in_index(n))?;
         rest = r;

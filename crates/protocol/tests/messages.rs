@@ -245,6 +245,14 @@ fn malformed_inputs_yield_the_expected_errors() {
             offset: 0,
         },
         Case {
+            name: "as many brokers as bytes left, the first malformed (reserves by bytes)",
+            version: 1,
+            bytes: [&[0u8, 0, 0, 8][..], &[0xff; 8]].concat(),
+            kind: DecodeErrorKind::UnexpectedNull,
+            path: "brokers[0].host",
+            offset: 8,
+        },
+        Case {
             name: "host string longer than the frame",
             version: 1,
             bytes: vec![0, 0, 0, 1, 0, 0, 0, 1, 0x7f, 0xff, b'h'],

@@ -22,7 +22,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use nom::Parser;
 use nom::number::complete::{be_i8, be_i16, be_i32, be_i64, be_u32};
 
-use super::compression::{compress, decompress};
+use super::compression::{Budget, compress};
 use super::record::{MIN_RECORD_SIZE, RecordContext, body_len, decode_records, framed_len, record_bound, write_record};
 use super::varint::SliceWriter;
 use super::{Compression, DecodeOptions, Record, RecordHeader, RecordsError};
@@ -662,6 +662,7 @@ pub(crate) fn decode_v2(
     start: usize,
     end: usize,
     opts: &DecodeOptions,
+    budget: &mut Budget,
 ) -> Result<RecordBatch, RecordsError> {
     let batch = &src[start..end];
     let Ok((_, h)) = parse_header(batch) else {
@@ -708,7 +709,7 @@ pub(crate) fn decode_v2(
         }
         decode_records(src, records_start, end, count, ctx)?
     } else {
-        let plain = decompress(compression, &src[records_start..end], opts.max_decompressed_size, records_start)?;
+        let plain = budget.decompress(compression, &src[records_start..end], records_start, start)?;
         let plain = Bytes::from(plain);
         if let Some(e) = too_many(plain.len()) {
             return Err(e);
@@ -1213,6 +1214,54 @@ mod tests {
             Err(RecordsError::DecompressedTooLarge { limit: 65536, offset: 61, .. })
         ));
         assert!(decode_batches(&bytes).is_ok());
+    }
+
+    /// Many small batches that each inflate within the per-batch bound are still bounded all
+    /// together: once a record set's decompressed total would pass its budget, decoding fails
+    /// with a typed error naming the batch, after decompressing no more than the budget.
+    #[test]
+    fn a_record_set_is_bounded_across_its_batches() {
+        const VALUE: usize = 100 << 10;
+        for compression in codecs().into_iter().filter(|&c| c != Compression::None) {
+            let mut set = BytesMut::new();
+            let mut starts = Vec::new();
+            for i in 0..20 {
+                let mut b = RecordBatch::new(vec![Record::new(i * 10, 0, None, Some(Bytes::from(vec![0u8; VALUE])))]);
+                b.base_offset = i * 10;
+                b.compression = compression;
+                starts.push(set.len());
+                b.encode(&mut set).unwrap();
+            }
+            let set = set.freeze();
+            assert!(set.len() < 20 * VALUE / 10, "{compression}: zeros compress well");
+            // Each batch fits the per-batch bound; five of them fit the total, the sixth does not.
+            let opts = DecodeOptions::new()
+                .with_max_decompressed_size(VALUE + 1024)
+                .with_max_total_decompressed_size(5 * (VALUE + 200));
+            match decode_batches_with(&set, &opts) {
+                Err(RecordsError::RecordSetTooLarge { limit, offset }) => {
+                    assert_eq!((limit, offset), (5 * (VALUE + 200), starts[5]), "{compression}");
+                }
+                other => panic!("{compression}: expected RecordSetTooLarge, got {other:?}"),
+            }
+            let mut iter = crate::records::RecordBatches::with_options(set.clone(), opts.clone());
+            assert_eq!(iter.by_ref().take_while(Result::is_ok).count(), 5, "{compression}");
+            // A fresh call has a fresh budget; with room for all, everything decodes.
+            let all = decode_batches_with(&set, &opts.with_max_total_decompressed_size(20 * (VALUE + 200))).unwrap();
+            assert_eq!(all.batches.len(), 20);
+            // The per-batch bound still reports itself as such.
+            let tight = DecodeOptions::new().with_max_decompressed_size(VALUE / 2);
+            assert!(matches!(decode_batches_with(&set, &tight), Err(RecordsError::DecompressedTooLarge { .. })));
+        }
+        // Uncompressed batches are slices of the input and do not count.
+        let mut plain = BytesMut::new();
+        for i in 0..4 {
+            let mut b = RecordBatch::new(vec![Record::new(i, 0, None, Some(Bytes::from(vec![1u8; VALUE])))]);
+            b.base_offset = i;
+            b.encode(&mut plain).unwrap();
+        }
+        let opts = DecodeOptions::new().with_max_total_decompressed_size(VALUE);
+        assert_eq!(decode_batches_with(&plain.freeze(), &opts).unwrap().batches.len(), 4);
     }
 
     #[test]

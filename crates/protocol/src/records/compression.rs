@@ -175,6 +175,44 @@ pub(crate) fn decompress(
     }
 }
 
+/// What is left of a record set's decompression budget while its batches decode.
+#[derive(Debug, Clone)]
+pub(crate) struct Budget {
+    left: usize,
+    total: usize,
+    per_batch: usize,
+}
+
+impl Budget {
+    /// `total` for the whole record set, at most `per_batch` for any one batch.
+    pub(crate) fn new(total: usize, per_batch: usize) -> Self {
+        Budget { left: total, total, per_batch }
+    }
+
+    /// Decompresses one batch's payload within both the per-batch bound and what is left of the
+    /// record set's budget, and charges the budget for it. `batch_at` locates the batch in
+    /// errors about the budget.
+    pub(crate) fn decompress(
+        &mut self,
+        compression: Compression,
+        input: &[u8],
+        offset: usize,
+        batch_at: usize,
+    ) -> Result<Vec<u8>, RecordsError> {
+        let limit = self.per_batch.min(self.left);
+        match decompress(compression, input, limit, offset) {
+            Ok(plain) => {
+                self.left -= plain.len();
+                Ok(plain)
+            }
+            Err(RecordsError::DecompressedTooLarge { .. }) if limit < self.per_batch => {
+                Err(RecordsError::RecordSetTooLarge { limit: self.total, offset: batch_at })
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// A first guess at the decompressed size, to limit reallocations.
 #[allow(dead_code)] // used only by some feature combinations
 fn capacity_hint(input_len: usize, limit: usize) -> usize {
@@ -337,6 +375,28 @@ fn lz4_compress(input: &[u8], out: &mut BytesMut) {
     out.put_u32_le(0); // end mark
 }
 
+/// The most bytes an LZ4 block of `len` compressed bytes can decode to. A sequence's token and
+/// match offset take 3 bytes for at most 19 bytes out, each extra length byte adds at most 255,
+/// and literals come out 1:1, so no byte of input yields more than 255 bytes of output.
+#[cfg(feature = "lz4")]
+fn lz4_max_output(len: usize) -> usize {
+    len.saturating_mul(255).saturating_add(64)
+}
+
+#[cfg(all(feature = "lz4", test))]
+thread_local! {
+    /// Bytes `zero_fill` has written, for the tests that bound the decoder's work.
+    static ZEROED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Grows `out` to `len` bytes with zeros (the decoders' output window).
+#[cfg(feature = "lz4")]
+fn zero_fill(out: &mut Vec<u8>, len: usize) {
+    #[cfg(test)]
+    ZEROED.with(|z| z.set(z.get() + len.saturating_sub(out.len())));
+    out.resize(len, 0);
+}
+
 #[cfg(feature = "lz4")]
 fn lz4_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8>, RecordsError> {
     let c = Compression::Lz4;
@@ -392,7 +452,8 @@ fn lz4_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8>, 
             if size > (limit - out.len()) as u64 {
                 return Err(too_large(c, limit, offset));
             }
-            out.reserve(size as usize);
+            // A claim, not a fact: reserve no more than the rest of the input can expand to.
+            out.reserve((size as usize).min(lz4_max_output(input.len() - pos)));
             pos += 8;
         } else {
             out.reserve(capacity_hint(input.len(), limit).min(limit - out.len()));
@@ -425,8 +486,15 @@ fn lz4_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8>, 
                 }
                 out.extend_from_slice(block);
             } else {
-                // Room for a whole block, at most one block past the limit.
-                out.resize(start + block_max, 0);
+                // Room for what this block can expand to: at most a whole block, at most what
+                // LZ4's format lets `len` bytes produce, and at most one byte past the limit.
+                // The safe decoder writes into initialised memory only, so the window is
+                // zero-filled first: sizing it by the block's own length keeps that work
+                // proportional to the input (a frame of tiny blocks claiming 4 MiB each must
+                // not cost 4 MiB of zeroing per block).
+                let room = limit - start + 1;
+                let window = block_max.min(lz4_max_output(len)).min(room);
+                zero_fill(&mut out, start + window);
                 let result = if independent || start == frame_start {
                     lz4_flex::block::decompress_into(block, &mut out[start..])
                 } else {
@@ -434,7 +502,14 @@ fn lz4_decompress(input: &[u8], limit: usize, offset: usize) -> Result<Vec<u8>, 
                     let dict_from = frame_start.max(start.saturating_sub(64 << 10));
                     lz4_flex::block::decompress_into_with_dict(block, rest, &prev[dict_from..])
                 };
-                let n = result.map_err(|e| codec_error(c, offset + pos, e))?;
+                let n = match result {
+                    Ok(n) => n,
+                    // The window was cut at the limit and the block needs more: too large.
+                    Err(lz4_flex::block::DecompressError::OutputTooSmall { .. }) if window == room => {
+                        return Err(too_large(c, limit, offset));
+                    }
+                    Err(e) => return Err(codec_error(c, offset + pos, e)),
+                };
                 out.truncate(start + n);
                 if out.len() > limit {
                     return Err(too_large(c, limit, offset));
@@ -636,6 +711,70 @@ mod tests {
         for cut in (1..n).filter(|&c| c < 64 || c % 997 == 0 || c > n - 16) {
             assert!(lz4_decompress(&ours[..cut], LIMIT, 0).is_err(), "{cut}");
         }
+    }
+
+    /// An LZ4 frame header (no checksums, no content size) with block size `bd` (4..=7).
+    #[cfg(feature = "lz4")]
+    fn lz4_header(bd: u8, independent: bool) -> Vec<u8> {
+        let flg = 0b0100_0000 | if independent { 0b0010_0000 } else { 0 };
+        let mut frame = vec![0x04, 0x22, 0x4D, 0x18, flg, bd << 4];
+        frame.push(((xxh32_short(&frame[4..], 0) >> 8) & 0xff) as u8);
+        frame
+    }
+
+    /// A frame of many tiny blocks, each claiming the 4 MiB block size (BD=7), costs work in
+    /// proportion to its input: the decoder zero-fills a window sized by each block's length,
+    /// not a whole block buffer per block.
+    #[cfg(feature = "lz4")]
+    #[test]
+    fn lz4_tiny_blocks_cost_work_in_proportion_to_the_input() {
+        const BLOCKS: usize = 1000;
+        for independent in [true, false] {
+            let mut frame = lz4_header(7, independent);
+            for i in 0..BLOCKS {
+                // A literal-only block: token "1 literal", then the literal.
+                frame.extend_from_slice(&2u32.to_le_bytes());
+                frame.extend_from_slice(&[0x10, i as u8]);
+            }
+            frame.extend_from_slice(&0u32.to_le_bytes());
+            ZEROED.with(|z| z.set(0));
+            let out = lz4_decompress(&frame, 64 << 20, 0).unwrap();
+            assert_eq!(out, (0..BLOCKS).map(|i| i as u8).collect::<Vec<_>>());
+            let zeroed = ZEROED.with(std::cell::Cell::get);
+            // Each 2-byte block zero-fills at most `lz4_max_output(2)` bytes (574), against 4 MiB
+            // each (4 GiB in all) when the window was a whole block.
+            assert!(zeroed <= BLOCKS * lz4_max_output(2), "zeroed {zeroed} bytes for {} bytes of input", frame.len());
+            assert!(out.capacity() < 1 << 20, "capacity {}", out.capacity());
+        }
+    }
+
+    /// The window bound holds at LZ4's highest ratio: one 4 MiB block of zeros (BD=7) decodes,
+    /// and cut one byte short of it by the limit it is too large, not corrupt.
+    #[cfg(feature = "lz4")]
+    #[test]
+    fn lz4_blocks_at_the_highest_ratio_fit_their_window() {
+        let zeros = vec![0u8; 4 << 20];
+        let block = lz4_flex::block::compress(&zeros);
+        assert!(zeros.len() <= lz4_max_output(block.len()), "{} from {}", zeros.len(), block.len());
+        let mut frame = lz4_header(7, true);
+        frame.extend_from_slice(&(block.len() as u32).to_le_bytes());
+        frame.extend_from_slice(&block);
+        frame.extend_from_slice(&0u32.to_le_bytes());
+        assert_eq!(lz4_decompress(&frame, zeros.len(), 0).unwrap(), zeros);
+        assert!(matches!(
+            lz4_decompress(&frame, zeros.len() - 1, 3),
+            Err(RecordsError::DecompressedTooLarge { offset: 3, .. })
+        ));
+        // A content size claiming more than the input can expand to reserves no more than that.
+        let mut claiming = vec![0x04, 0x22, 0x4D, 0x18, 0b0110_1000, 0x70];
+        claiming.extend_from_slice(&(64u64 << 20).to_le_bytes());
+        claiming.push(((xxh32_short(&claiming[4..], 0) >> 8) & 0xff) as u8);
+        claiming.extend_from_slice(&2u32.to_le_bytes());
+        claiming.extend_from_slice(&[0x10, 7]);
+        claiming.extend_from_slice(&0u32.to_le_bytes());
+        let out = lz4_decompress(&claiming, 64 << 20, 0).unwrap();
+        assert_eq!(out, [7]);
+        assert!(out.capacity() <= lz4_max_output(claiming.len()), "capacity {}", out.capacity());
     }
 
     #[cfg(feature = "snappy")]

@@ -134,6 +134,18 @@ pub enum RecordsError {
         offset: usize,
     },
 
+    /// The batches of one record set together inflate past the configured budget
+    /// ([`DecodeOptions::max_total_decompressed_size`](super::DecodeOptions)).
+    #[error(
+        "the record set's compressed batches decompress to more than {limit} bytes in all (at the batch at byte {offset})"
+    )]
+    RecordSetTooLarge {
+        /// The budget in force.
+        limit: usize,
+        /// Where the batch that exceeded it starts.
+        offset: usize,
+    },
+
     /// An error inside the decompressed records of a compressed batch or legacy wrapper
     /// message; offsets in `source` are positions in the decompressed bytes.
     #[error("in {compression} batch at byte {batch_offset}: {source}")]

@@ -20,7 +20,7 @@ use nom::Parser;
 use nom::number::complete::{be_i8, be_i32, be_i64, be_u32};
 
 use super::batch::{LOG_OVERHEAD, TimestampType};
-use super::compression::decompress;
+use super::compression::Budget;
 use super::{Compression, DecodeOptions, Record, RecordBatch, RecordsError};
 
 /// Smallest message after `offset` and `messageSize`: crc, magic, attributes, key and value
@@ -141,6 +141,7 @@ pub(crate) fn decode_message(
     start: usize,
     end: usize,
     opts: &DecodeOptions,
+    budget: &mut Budget,
 ) -> Result<RecordBatch, RecordsError> {
     let m = parse_message(src, start, end, opts.verify_crc)?;
     let mut batch = RecordBatch {
@@ -168,7 +169,7 @@ pub(crate) fn decode_message(
         return Err(RecordsError::Malformed { what: "compressed legacy message with a null value", offset: start });
     };
     let payload_at = end - payload.len();
-    let inner = Bytes::from(decompress(m.compression, &payload, opts.max_decompressed_size, payload_at)?);
+    let inner = Bytes::from(budget.decompress(m.compression, &payload, payload_at, start)?);
     let inner_messages = parse_inner(&inner, opts.verify_crc).map_err(|e| e.in_compressed(m.compression, start))?;
     let (Some(first), Some(last)) = (inner_messages.first(), inner_messages.last()) else {
         return Ok(batch);

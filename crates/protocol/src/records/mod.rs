@@ -15,7 +15,8 @@
 //!
 //! Decoding never panics on malformed input and never allocates more than the input
 //! justifies: lengths and counts are checked against the bytes left first, and decompression
-//! is bounded by [`DecodeOptions::max_decompressed_size`].
+//! is bounded per batch by [`DecodeOptions::max_decompressed_size`] and per record set by
+//! [`DecodeOptions::max_total_decompressed_size`].
 
 mod batch;
 mod compression;
@@ -32,12 +33,16 @@ pub use error::{CodecError, RecordsError};
 pub use record::{ControlRecord, ControlRecordType, EndTxnMarker, Record, RecordHeader};
 
 use batch::LOG_OVERHEAD;
+use compression::Budget;
 
 /// Offset of the magic byte in every batch or legacy message.
 const MAGIC_OFFSET: usize = 16;
 
 /// Default bound on one batch's decompressed size: 64 MiB.
 pub const DEFAULT_MAX_DECOMPRESSED_SIZE: usize = 64 << 20;
+
+/// Default bound on the decompressed size of all batches of one record set together: 256 MiB.
+pub const DEFAULT_MAX_TOTAL_DECOMPRESSED_SIZE: usize = 256 << 20;
 
 /// Knobs for decoding.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -49,16 +54,28 @@ pub struct DecodeOptions {
     /// larger ones fail with [`RecordsError::DecompressedTooLarge`] before using more memory
     /// than this (plus at most one codec block). Default [`DEFAULT_MAX_DECOMPRESSED_SIZE`].
     pub max_decompressed_size: usize,
+    /// Largest decompressed payload accepted for all the batches of one record set (one
+    /// [`decode_batches_with`] call or one [`RecordBatches`] iteration) together: a record set
+    /// of many small batches that each inflate to just under
+    /// [`max_decompressed_size`](Self::max_decompressed_size) fails with
+    /// [`RecordsError::RecordSetTooLarge`] once the sum would exceed this. Uncompressed batches
+    /// do not count (their records are slices of the input). Default
+    /// [`DEFAULT_MAX_TOTAL_DECOMPRESSED_SIZE`].
+    pub max_total_decompressed_size: usize,
 }
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        DecodeOptions { verify_crc: true, max_decompressed_size: DEFAULT_MAX_DECOMPRESSED_SIZE }
+        DecodeOptions {
+            verify_crc: true,
+            max_decompressed_size: DEFAULT_MAX_DECOMPRESSED_SIZE,
+            max_total_decompressed_size: DEFAULT_MAX_TOTAL_DECOMPRESSED_SIZE,
+        }
     }
 }
 
 impl DecodeOptions {
-    /// The defaults: verify CRCs, 64 MiB decompression bound.
+    /// The defaults: verify CRCs, 64 MiB decompression bound per batch, 256 MiB per record set.
     pub fn new() -> Self {
         Self::default()
     }
@@ -72,6 +89,12 @@ impl DecodeOptions {
     /// Sets [`max_decompressed_size`](Self::max_decompressed_size).
     pub fn with_max_decompressed_size(mut self, bytes: usize) -> Self {
         self.max_decompressed_size = bytes;
+        self
+    }
+
+    /// Sets [`max_total_decompressed_size`](Self::max_total_decompressed_size).
+    pub fn with_max_total_decompressed_size(mut self, bytes: usize) -> Self {
+        self.max_total_decompressed_size = bytes;
         self
     }
 }
@@ -122,6 +145,7 @@ pub struct RecordBatches {
     input: Bytes,
     pos: usize,
     options: DecodeOptions,
+    budget: Budget,
     partial_bytes: usize,
     done: bool,
 }
@@ -134,7 +158,8 @@ impl RecordBatches {
 
     /// Iterates over `input` with `options`.
     pub fn with_options(input: Bytes, options: DecodeOptions) -> Self {
-        RecordBatches { input, pos: 0, options, partial_bytes: 0, done: false }
+        let budget = Budget::new(options.max_total_decompressed_size, options.max_decompressed_size);
+        RecordBatches { input, pos: 0, options, budget, partial_bytes: 0, done: false }
     }
 
     /// Byte position of the next batch in the input.
@@ -175,8 +200,8 @@ impl RecordBatches {
         self.pos = end;
         let magic = self.input[start + MAGIC_OFFSET] as i8;
         Some(match magic {
-            2 => batch::decode_v2(&self.input, start, end, &self.options),
-            0 | 1 => legacy::decode_message(&self.input, start, end, &self.options),
+            2 => batch::decode_v2(&self.input, start, end, &self.options, &mut self.budget),
+            0 | 1 => legacy::decode_message(&self.input, start, end, &self.options, &mut self.budget),
             _ => Err(RecordsError::UnsupportedMagic { magic, offset: start }),
         })
     }

@@ -378,8 +378,8 @@ impl Cursor<'_> {
 
 /// Decodes `count` records occupying exactly `src[start..end]`.
 ///
-/// `count` must already be bounded by `(end - start) / MIN_RECORD_SIZE` so the `Vec` it sizes
-/// cannot be larger than the input justifies.
+/// `count` must already be bounded by `(end - start) / MIN_RECORD_SIZE`; the `Vec` is presized
+/// by bytes, never by `count` alone.
 pub(crate) fn decode_records(
     src: &Bytes,
     start: usize,
@@ -389,7 +389,9 @@ pub(crate) fn decode_records(
 ) -> Result<Vec<Record>, RecordsError> {
     debug_assert!(count <= (end - start) / MIN_RECORD_SIZE);
     let all = &src[..end];
-    let mut records = Vec::with_capacity(count);
+    // `count` is bounded by the bytes, but a `Record` is much larger than its 7-byte minimum on
+    // the wire: reserve by bytes and grow as records decode.
+    let mut records = Vec::with_capacity(crate::primitives::presize::<Record>(count, end - start));
     let mut pos = start;
     for _ in 0..count {
         let record_start = pos;
@@ -431,7 +433,8 @@ pub(crate) fn decode_records(
                     header_count_at,
                 ));
             }
-            let mut headers = Vec::with_capacity(header_count as usize);
+            let mut headers =
+                Vec::with_capacity(crate::primitives::presize::<RecordHeader>(header_count as usize, body_end - c.pos));
             for _ in 0..header_count {
                 let key_at = c.pos;
                 let key_len = c.varint("header key length")?;
