@@ -393,3 +393,29 @@ async fn metadata_requests_respect_the_pile_on_window_and_minimum_interval() {
     assert!(arrivals[1] - arrivals[0] >= Duration::from_millis(300), "min interval: {:?}", arrivals[1] - arrivals[0]);
     assert_eq!(resolver.requests_sent(), 2);
 }
+
+/// A topic the snapshot knows only with a retriable error (LEADER_NOT_AVAILABLE and no
+/// partitions, as Kafka answers while it auto-creates a topic) does not satisfy a request: the
+/// next call sends a Metadata request and sees the created topic. A topic refused for good
+/// (TOPIC_AUTHORIZATION_FAILED) is answered from the snapshot.
+#[tokio::test(start_paused = true)]
+async fn a_topic_with_a_retriable_error_is_fetched_again() {
+    let Setup { fake, cluster, resolver, .. } = setup(1, 1, |_| {}).await;
+    fake.set_topic_error("new", Some(5));
+    let first = resolver.clone().oneshot(ResolveRequest::topics(["new"])).await.expect("answered");
+    assert!(first.topic("new").is_some_and(|t| t.partitions.is_empty()));
+    let sent = fake.requests(ApiKey::Metadata);
+    fake.set_topic_error("new", None);
+    fake.create_topic("new", 2);
+    let second = resolver.clone().oneshot(ResolveRequest::topics(["new"])).await.expect("answered");
+    assert_eq!(fake.requests(ApiKey::Metadata), sent + 1, "the retriable error is fetched again");
+    assert_eq!(second.topic("new").map(|t| t.partitions.len()), Some(2));
+    // Refused for good: the snapshot answers, no request.
+    fake.set_topic_error("secret", Some(29));
+    resolver.clone().oneshot(ResolveRequest::topics(["secret"])).await.expect("answered");
+    let sent = fake.requests(ApiKey::Metadata);
+    let again = resolver.clone().oneshot(ResolveRequest::topics(["secret"])).await.expect("answered");
+    assert_eq!(fake.requests(ApiKey::Metadata), sent);
+    assert!(again.topic("secret").is_some());
+    drop(cluster);
+}

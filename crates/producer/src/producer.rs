@@ -219,8 +219,8 @@ fn cluster_config(config: &ProducerConfig) -> Result<ClusterConfig, Error> {
     // Enough slots for every partition's pipelined batches on one connection.
     c.connection.max_in_flight = (config.max_in_flight * 16).max(32);
     c.metadata_max_age = config.metadata_max_age;
-    c.reconnect_backoff = config.retry_backoff;
-    c.reconnect_backoff_max = config.retry_backoff_max;
+    c.reconnect_backoff = config.reconnect_backoff;
+    c.reconnect_backoff_max = config.reconnect_backoff_max;
     c.allow_auto_topic_creation = config.allow_auto_create_topics;
     Ok(c)
 }
