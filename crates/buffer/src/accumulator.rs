@@ -804,6 +804,11 @@ impl<T> Accumulator<T> {
         Ok(())
     }
 
+    /// Partitions holding batches not sent yet (open or sealed), in any state.
+    pub fn partitions_with_data(&self) -> impl Iterator<Item = &TopicPartition> + '_ {
+        self.queues.iter().filter(|q| q.open.is_some() || !q.sealed.is_empty()).map(|q| &q.tp)
+    }
+
     /// Records buffered (open or sealed; not in flight).
     pub fn buffered_records(&self) -> usize {
         self.records

@@ -840,6 +840,7 @@ impl FlushLoop {
             tracing::debug!(partition = %tp, generation = self.snapshot.generation, "partition resumes");
             self.stalled.remove(&tp);
         }
+        self.stall_leaderless();
         let topics: Vec<Arc<str>> = self.waiting.keys().cloned().collect();
         let now = now();
         for topic in topics {
@@ -873,6 +874,31 @@ impl FlushLoop {
         }
     }
 
+    /// Stalls every partition holding unsent batches that the current snapshot gives no leader
+    /// (a leader election in progress, an RF=1 broker restarting): stalled, they keep the loop
+    /// asking for newer metadata with backoff until a leader appears, and then drain to it.
+    fn stall_leaderless(&mut self) {
+        let generation = self.snapshot.generation;
+        let snapshot = &self.snapshot;
+        let acc = &self.acc;
+        let leaderless: Vec<TopicPartition> = acc
+            .partitions_with_data()
+            .filter(|tp| acc.state(tp) == krab_buffer::PartitionState::Ready)
+            .filter(|tp| snapshot.topic(&tp.topic).is_some())
+            .filter(|tp| snapshot.partition(&tp.topic, tp.partition).is_none_or(|p| p.leader.is_none()))
+            .cloned()
+            .collect();
+        for tp in leaderless {
+            tracing::debug!(partition = %tp, generation, "no leader; polling metadata until one appears");
+            self.stats.stalled(&tp);
+            self.acc.stall(&tp, generation);
+            self.available.remove(&tp.topic);
+            self.drop_topic_cache();
+            self.recovering.insert(tp.clone());
+            self.stalled.insert(tp, generation);
+        }
+    }
+
     // ---------------------------------------------------------------------------------------
     // Idempotence
     // ---------------------------------------------------------------------------------------
@@ -903,6 +929,8 @@ impl FlushLoop {
     // ---------------------------------------------------------------------------------------
 
     fn expire(&mut self, now: Instant) {
+        // Records appended since the last snapshot to a partition it gives no leader.
+        self.stall_leaderless();
         let timeout = self.config.effective_delivery_timeout();
         let error = || Error::new(ErrorKind::DeliveryTimeout, "not delivered within delivery.timeout.ms");
         for FailedBatch { tp, records, was_sent, .. } in self.acc.expire(now) {

@@ -76,3 +76,42 @@ async fn an_unknown_topic_fails_with_unknown_topic_at_max_block() {
     assert!(start.elapsed() >= Duration::from_secs(2), "failed after {:?}", start.elapsed());
     assert!(e.to_string().contains("nope"), "{e}");
 }
+
+/// F3, the RF=1 broker restart: the refresh after the leader's connection fails says the
+/// partition has no leader. The partition stays stalled and the producer keeps polling (paced
+/// by the backoff) until the broker is back as leader; the buffered records are then
+/// delivered, while the other partition keeps flowing meanwhile.
+#[tokio::test(start_paused = true)]
+async fn a_partition_left_leaderless_is_polled_until_a_leader_appears() {
+    let h = Harness::start(2, &[("t", 2)], |c| c.reconnect_backoff(Duration::from_millis(1), Duration::from_millis(5)))
+        .await;
+    // Partition 1 is led by broker 2: warm it up, then restart broker 2.
+    settle(h.send("t", Some(1), "before").await, Duration::from_secs(5)).await.expect("delivered");
+    h.fake.set_down(2, true);
+    h.fake.set_partition("t", 1, -1, 0);
+    let stuck = h.send("t", Some(1), "during").await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    settle(h.send("t", Some(0), "elsewhere").await, Duration::from_secs(2)).await.expect("partition 0 flows");
+    let polls = h.fake.requests(ApiKey::Metadata);
+    h.fake.set_down(2, false);
+    h.fake.set_partition("t", 1, 2, 1);
+    settle(stuck, Duration::from_secs(5)).await.expect("delivered once the leader is back");
+    assert!(h.fake.requests(ApiKey::Metadata) > polls, "kept polling after the outage");
+    assert_eq!(h.log("t", 1), vec!["before", "during"]);
+    assert_eq!(h.log("t", 0), vec!["elsewhere"]);
+}
+
+/// A record sent to a partition the current snapshot already gives no leader is not forgotten:
+/// the producer polls metadata until a leader appears.
+#[tokio::test(start_paused = true)]
+async fn a_record_for_a_partition_without_leader_waits_for_one() {
+    let h = Harness::start(1, &[("t", 2)], |c| c).await;
+    h.fake.set_partition("t", 0, -1, 0);
+    // Learn the leaderless partition through a send to the other one.
+    settle(h.send("t", Some(1), "warm").await, Duration::from_secs(5)).await.expect("delivered");
+    let d = h.send("t", Some(0), "patient").await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    h.fake.set_partition("t", 0, 1, 1);
+    settle(d, Duration::from_secs(5)).await.expect("delivered once a leader appears");
+    assert_eq!(h.log("t", 0), vec!["patient"]);
+}
