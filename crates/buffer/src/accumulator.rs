@@ -54,6 +54,8 @@ pub struct AccumulatorConfig {
     pub max_request_size: usize,
     /// The codec batches are compressed with (`compression.type`).
     pub compression: Compression,
+    /// The codec's level (`compression.level`, KIP-390); `None`: the codec's default.
+    pub compression_level: Option<i32>,
     /// Batches of one partition in flight at once (`max.in.flight.requests.per.connection`).
     pub max_in_flight_per_partition: usize,
     /// A record not acknowledged this long after it was sent fails (`delivery.timeout.ms`).
@@ -71,6 +73,7 @@ impl Default for AccumulatorConfig {
             linger: Duration::from_millis(5),
             max_request_size: 1024 * 1024,
             compression: Compression::None,
+            compression_level: None,
             max_in_flight_per_partition: 5,
             delivery_timeout: Duration::from_secs(120),
             spare_bytes: 4 << 20,
@@ -437,6 +440,7 @@ impl<T> Accumulator<T> {
     ) -> Result<(), (RecordsError, PendingRecord<T>)> {
         let batch_size = self.config.batch_size;
         let compression = self.config.compression;
+        let compression_level = self.config.compression_level;
         let mut next_id = self.next_id;
         let q = &mut self.queues[id.0];
         if let Some((open, size)) = &q.open {
@@ -449,7 +453,10 @@ impl<T> Accumulator<T> {
         }
         if q.open.is_none() {
             let buf = take_spare(&mut self.spare_buffers, &mut self.spare_bytes).unwrap_or_default();
-            let enc = RecordBatchEncoder::with_buffer(compression, buf, batch_size.min(1 << 20));
+            let mut enc = RecordBatchEncoder::with_buffer(compression, buf, batch_size.min(1 << 20));
+            if let Some(level) = compression_level {
+                enc = enc.compression_level(level);
+            }
             // Room for a batch of records like this one, so that the vector rarely regrows.
             let add =
                 enc.record_size(record.timestamp, record.key.as_deref(), record.value.as_deref(), &record.headers);
@@ -795,6 +802,11 @@ impl<T> Accumulator<T> {
             }
         }
         Ok(())
+    }
+
+    /// Partitions holding batches not sent yet (open or sealed), in any state.
+    pub fn partitions_with_data(&self) -> impl Iterator<Item = &TopicPartition> + '_ {
+        self.queues.iter().filter(|q| q.open.is_some() || !q.sealed.is_empty()).map(|q| &q.tp)
     }
 
     /// Records buffered (open or sealed; not in flight).

@@ -56,10 +56,18 @@ impl ResolveRequest {
         Self { topics: topics.into_iter().map(Into::into).collect(), stale_generation: Some(generation) }
     }
 
-    /// Whether `snapshot` answers this request.
+    /// Whether `snapshot` answers this request: newer than the stale generation, and settled on
+    /// every topic: usable (no error, partitions known) or refused for good (a non-retriable
+    /// error such as TOPIC_AUTHORIZATION_FAILED). A topic missing, or carrying a retriable error
+    /// (LEADER_NOT_AVAILABLE while Kafka auto-creates it, UNKNOWN_TOPIC_OR_PARTITION while
+    /// metadata lags its creation), needs a fresh Metadata request.
     pub fn is_satisfied_by(&self, snapshot: &ClusterSnapshot) -> bool {
         self.stale_generation.is_none_or(|g| snapshot.generation > g)
-            && self.topics.iter().all(|t| snapshot.topics.contains_key(t))
+            && self.topics.iter().all(|t| {
+                snapshot.topics.get(t).is_some_and(|info| {
+                    if info.error.is_ok() { !info.partitions.is_empty() } else { !info.error.is_retriable() }
+                })
+            })
     }
 }
 

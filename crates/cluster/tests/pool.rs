@@ -1,11 +1,9 @@
 //! The cluster's lazy connection pool against fake brokers.
 
-mod support;
-
 use krab_cluster::ClusterError;
 use krab_protocol::ApiKey;
+use krab_testkit::FakeCluster;
 use std::time::Duration;
-use support::FakeCluster;
 
 /// A caller that gives up while a broker connection is being made (a timeout around
 /// `cluster.leader`) must not leave that broker unusable for everyone after it.
@@ -110,8 +108,8 @@ async fn a_hung_metadata_request_does_not_delay_another_refresh() {
 
     // Broker 1 stops answering Metadata; the next refresh goes to it (the only pooled broker).
     fake.broker(1).set_handler(|_, request| match request {
-        krab_protocol::messages::AnyRequest::Metadata(_) => support::Reply::Never,
-        _ => support::Reply::Default,
+        krab_protocol::messages::AnyRequest::Metadata(_) => Reply::Never,
+        _ => Reply::Default,
     });
     let before = fake.broker(1).requests(ApiKey::Metadata);
     let hung = {

@@ -1,8 +1,6 @@
 //! The cluster and its resolver against a cluster of fake brokers: coalescing, single flight,
 //! tower layering, dead brokers, leader epochs and custom resolvers.
 
-mod support;
-
 use krab_cluster::rebalance::is_rebalancing;
 use krab_cluster::{
     BoxResolver, Cluster, ClusterConfig, ClusterError, ClusterSnapshot, DisconnectReason, MetadataResolver,
@@ -12,9 +10,9 @@ use krab_protocol::ApiKey;
 use krab_protocol::messages::AnyRequest;
 use krab_protocol::messages::MetadataResponse;
 use krab_protocol::messages::metadata::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use krab_testkit::{FakeCluster, Held, Reply};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{FakeCluster, Held, Reply};
 use tokio::sync::mpsc;
 use tower::{Service, ServiceBuilder, ServiceExt};
 
@@ -394,4 +392,30 @@ async fn metadata_requests_respect_the_pile_on_window_and_minimum_interval() {
     assert!(arrivals[0] - started >= Duration::from_millis(20), "pile-on window: {:?}", arrivals[0] - started);
     assert!(arrivals[1] - arrivals[0] >= Duration::from_millis(300), "min interval: {:?}", arrivals[1] - arrivals[0]);
     assert_eq!(resolver.requests_sent(), 2);
+}
+
+/// A topic the snapshot knows only with a retriable error (LEADER_NOT_AVAILABLE and no
+/// partitions, as Kafka answers while it auto-creates a topic) does not satisfy a request: the
+/// next call sends a Metadata request and sees the created topic. A topic refused for good
+/// (TOPIC_AUTHORIZATION_FAILED) is answered from the snapshot.
+#[tokio::test(start_paused = true)]
+async fn a_topic_with_a_retriable_error_is_fetched_again() {
+    let Setup { fake, cluster, resolver, .. } = setup(1, 1, |_| {}).await;
+    fake.set_topic_error("new", Some(5));
+    let first = resolver.clone().oneshot(ResolveRequest::topics(["new"])).await.expect("answered");
+    assert!(first.topic("new").is_some_and(|t| t.partitions.is_empty()));
+    let sent = fake.requests(ApiKey::Metadata);
+    fake.set_topic_error("new", None);
+    fake.create_topic("new", 2);
+    let second = resolver.clone().oneshot(ResolveRequest::topics(["new"])).await.expect("answered");
+    assert_eq!(fake.requests(ApiKey::Metadata), sent + 1, "the retriable error is fetched again");
+    assert_eq!(second.topic("new").map(|t| t.partitions.len()), Some(2));
+    // Refused for good: the snapshot answers, no request.
+    fake.set_topic_error("secret", Some(29));
+    resolver.clone().oneshot(ResolveRequest::topics(["secret"])).await.expect("answered");
+    let sent = fake.requests(ApiKey::Metadata);
+    let again = resolver.clone().oneshot(ResolveRequest::topics(["secret"])).await.expect("answered");
+    assert_eq!(fake.requests(ApiKey::Metadata), sent);
+    assert!(again.topic("secret").is_some());
+    drop(cluster);
 }

@@ -153,6 +153,19 @@ pub struct ProducerConfig {
     /// `allow.auto.create.topics`: whether metadata requests let the broker create a missing
     /// topic. Default `true`, as the Java producer always asks.
     pub allow_auto_create_topics: bool,
+    /// `max.block.ms`: how long `send` waits for buffer room, and how long a record waits for
+    /// its topic's metadata, before failing with a typed error. Default 60 s.
+    pub max_block: Duration,
+    /// `retries`: how often a failed batch is retried (0: never; a retry also needs time left
+    /// in `delivery.timeout.ms`). Default `i32::MAX`, as in Kafka.
+    pub retries: u32,
+    /// `compression.level` (KIP-390): the codec's level (gzip 1..=9, zstd 1..=22; ignored by
+    /// snappy and lz4). `None`: the codec's default.
+    pub compression_level: Option<i32>,
+    /// `reconnect.backoff.ms`: the first wait before reconnecting to a broker. Default 50 ms.
+    pub reconnect_backoff: Duration,
+    /// `reconnect.backoff.max.ms`: the cap of the growing reconnect wait. Default 1 s.
+    pub reconnect_backoff_max: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -176,6 +189,11 @@ impl Default for ProducerConfig {
             metadata_max_age: Duration::from_secs(5 * 60),
             partitioner: PartitionerKind::Default,
             allow_auto_create_topics: true,
+            max_block: Duration::from_secs(60),
+            retries: i32::MAX as u32,
+            compression_level: None,
+            reconnect_backoff: Duration::from_millis(50),
+            reconnect_backoff_max: Duration::from_secs(1),
         }
     }
 }
@@ -288,6 +306,19 @@ impl ProducerConfig {
             }
             "allow.auto.create.topics" => {
                 self.allow_auto_create_topics = boolean("allow.auto.create.topics", value)?;
+            }
+            "max.block.ms" => self.max_block = millis("max.block.ms", value, LONG_MAX)?,
+            "retries" => self.retries = integer("retries", value, 0, INT_MAX)? as u32,
+            "compression.level" => {
+                let level = value
+                    .trim()
+                    .parse::<i32>()
+                    .map_err(|_| invalid("compression.level", value, "expected an integer"))?;
+                self.compression_level = Some(level);
+            }
+            "reconnect.backoff.ms" => self.reconnect_backoff = millis("reconnect.backoff.ms", value, LONG_MAX)?,
+            "reconnect.backoff.max.ms" => {
+                self.reconnect_backoff_max = millis("reconnect.backoff.max.ms", value, LONG_MAX)?;
             }
             _ => return Err(ConfigError::Unknown { key: key.to_string() }),
         }
@@ -501,6 +532,35 @@ impl ProducerConfig {
         self
     }
 
+    /// Sets `max.block.ms`.
+    #[must_use]
+    pub fn max_block(mut self, timeout: Duration) -> Self {
+        self.max_block = timeout;
+        self
+    }
+
+    /// Sets `retries` (0: no retry).
+    #[must_use]
+    pub fn retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// Sets `compression.level`.
+    #[must_use]
+    pub fn compression_level(mut self, level: i32) -> Self {
+        self.compression_level = Some(level);
+        self
+    }
+
+    /// Sets `reconnect.backoff.ms` and `reconnect.backoff.max.ms`.
+    #[must_use]
+    pub fn reconnect_backoff(mut self, backoff: Duration, max: Duration) -> Self {
+        self.reconnect_backoff = backoff;
+        self.reconnect_backoff_max = max;
+        self
+    }
+
     /// Sets `allow.auto.create.topics`.
     #[must_use]
     pub fn allow_auto_create_topics(mut self, allow: bool) -> Self {
@@ -625,8 +685,29 @@ mod tests {
         for key in ["key.serializer", "transactional.id", "linger", "LINGER.MS"] {
             assert_eq!(props(&[(key, "1")]), Err(ConfigError::Unknown { key: key.to_string() }));
         }
-        let err = props(&[("retries", "3")]).unwrap_err();
-        assert_eq!(err.to_string(), "unknown producer property `retries`");
+    }
+
+    #[test]
+    fn retries_max_block_compression_level_and_reconnect_backoff_are_read() {
+        let c = props(&[
+            ("retries", "0"),
+            ("max.block.ms", "1500"),
+            ("compression.level", "7"),
+            ("reconnect.backoff.ms", "20"),
+            ("reconnect.backoff.max.ms", "400"),
+        ])
+        .unwrap();
+        assert_eq!(c.retries, 0);
+        assert_eq!(c.max_block, Duration::from_millis(1500));
+        assert_eq!(c.compression_level, Some(7));
+        assert_eq!(
+            (c.reconnect_backoff, c.reconnect_backoff_max),
+            (Duration::from_millis(20), Duration::from_millis(400))
+        );
+        let d = ProducerConfig::default();
+        assert_eq!((d.retries, d.max_block), (i32::MAX as u32, Duration::from_secs(60)));
+        assert!(props(&[("retries", "-1")]).is_err());
+        assert!(props(&[("compression.level", "high")]).is_err());
     }
 
     #[test]

@@ -86,7 +86,7 @@ const CLOCK_EVERY: usize = 256;
 impl Clock {
     fn read() -> Self {
         let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        Self { now: Instant::now(), wall_ms }
+        Self { now: now(), wall_ms }
     }
 }
 
@@ -125,8 +125,6 @@ struct Job {
     batches: Vec<ProducerBatch<DeliverySender>>,
 }
 
-/// Re-resolving an unknown topic gives up after this many snapshots without it.
-const UNKNOWN_TOPIC_ROUNDS: u32 = 10;
 /// A batch hitting OUT_OF_ORDER_SEQUENCE_NUMBER this often with nothing before it in flight
 /// means the broker lost track of the producer's sequence: bump the epoch.
 const OUT_OF_ORDER_LIMIT: u32 = 3;
@@ -152,8 +150,6 @@ pub(crate) struct FlushLoop {
     jobs: HashMap<u64, Job>,
     next_job: u64,
     waiting: HashMap<Arc<str>, Vec<Accepted>>,
-    unknown_rounds: HashMap<Arc<str>, u32>,
-    need_resolve: BTreeSet<String>,
     /// Stalled partitions and the snapshot generation each found stale: while any remain, the
     /// loop keeps asking for newer metadata (after backoff), whatever became of earlier asks.
     stalled: HashMap<TopicPartition, u64>,
@@ -193,6 +189,7 @@ impl FlushLoop {
             linger: config.linger,
             max_request_size: config.max_request_size,
             compression: config.compression,
+            compression_level: config.compression_level,
             max_in_flight_per_partition: config.max_in_flight,
             delivery_timeout: config.effective_delivery_timeout(),
             // Idle buffers come on top of buffer.memory: keep a quarter of it at most.
@@ -238,8 +235,6 @@ impl FlushLoop {
             jobs: HashMap::new(),
             next_job: 0,
             waiting: HashMap::new(),
-            unknown_rounds: HashMap::new(),
-            need_resolve: BTreeSet::new(),
             stalled: HashMap::new(),
             recovering: std::collections::HashSet::new(),
             resolve_streak: 0,
@@ -255,14 +250,14 @@ impl FlushLoop {
             idempotent,
             bump_epoch: false,
             bumping: false,
-            next_expiry: Instant::now(),
+            next_expiry: now(),
             stats,
         })
     }
 
     pub(crate) async fn run(mut self) {
         loop {
-            let wake = self.next_wake(Instant::now());
+            let wake = self.next_wake(now());
             tokio::select! {
                 biased;
                 Some(event) = self.events.recv() => {
@@ -288,12 +283,12 @@ impl FlushLoop {
                     self.incoming = batch;
                     if abandoned && self.closing.is_none() {
                         // Every handle is gone: deliver what is buffered, as close() would.
-                        self.begin_close(Instant::now() + self.config.effective_delivery_timeout(), None);
+                        self.begin_close(now() + self.config.effective_delivery_timeout(), None);
                     }
                 }
                 () = sleep_until(wake) => {}
             }
-            let now = Instant::now();
+            let now = now();
             if now >= self.next_expiry {
                 self.expire(now);
                 self.next_expiry = now + Duration::from_millis(100);
@@ -361,7 +356,8 @@ impl FlushLoop {
         if self.cache_topic(&record.env.topic) {
             self.append(record, clock.now);
         } else {
-            self.need_resolve.insert(record.env.topic.to_string());
+            // Waiting records keep asking for metadata (see `maybe_resolve`) until the topic is
+            // usable or `max.block.ms` passes.
             self.waiting.entry(record.env.topic.clone()).or_default().push(record);
         }
     }
@@ -564,7 +560,7 @@ impl FlushLoop {
                     .retry_backoff
                     .saturating_mul(1 << self.resolve_streak.min(16))
                     .min(self.config.retry_backoff_max.max(self.config.retry_backoff));
-                self.resolve_after = Some(Instant::now() + backoff);
+                self.resolve_after = Some(now() + backoff);
                 if !self.recovering.is_empty() {
                     self.resolve_streak += 1;
                 }
@@ -596,7 +592,7 @@ impl FlushLoop {
 
     fn on_produced(&mut self, outcome: JobOutcome) {
         let Some(mut job) = self.jobs.remove(&outcome.id) else { return };
-        let now = Instant::now();
+        let now = now();
         for spare in outcome.spares {
             self.acc.recycle_buffer(spare);
         }
@@ -632,7 +628,11 @@ impl FlushLoop {
                         }
                         None => {
                             tracing::warn!(partition = %batch.tp, broker = job.broker, "no result for a partition; retrying");
-                            self.retry(batch, now);
+                            let cause = Error::new(
+                                ErrorKind::Cluster,
+                                format!("{}: the broker's response left the partition out", batch.tp),
+                            );
+                            self.retry(batch, now, cause);
                         }
                     }
                 }
@@ -643,8 +643,10 @@ impl FlushLoop {
                 let error = Error::from(e);
                 for batch in job.batches {
                     match recovery {
-                        Recovery::Reresolve | Recovery::ReresolveBounded => self.reresolve(batch, job.generation, now),
-                        Recovery::Retry => self.retry(batch, now),
+                        Recovery::Reresolve | Recovery::ReresolveBounded => {
+                            self.reresolve(batch, job.generation, now, error.clone())
+                        }
+                        Recovery::Retry => self.retry(batch, now, error.clone()),
                         Recovery::Fail => self.fail_batch(batch, error.clone()),
                     }
                 }
@@ -671,18 +673,25 @@ impl FlushLoop {
                 if *n >= OUT_OF_ORDER_LIMIT {
                     self.bump_epoch = true;
                 }
-                self.retry(batch, now);
+                let cause = broker_error(&batch.tp, code);
+                self.retry(batch, now, cause);
             }
             ErrorCode::UnknownProducerId | ErrorCode::InvalidProducerEpoch if self.idempotent => {
                 self.bump_epoch = true;
-                self.retry(batch, now);
+                let cause = broker_error(&batch.tp, code);
+                self.retry(batch, now, cause);
             }
             code => match classify_code(code) {
-                Recovery::Reresolve | Recovery::ReresolveBounded => self.reresolve(batch, routed_with, now),
-                Recovery::Retry => self.retry(batch, now),
+                Recovery::Reresolve | Recovery::ReresolveBounded => {
+                    let cause = broker_error(&batch.tp, code);
+                    self.reresolve(batch, routed_with, now, cause)
+                }
+                Recovery::Retry => {
+                    let cause = broker_error(&batch.tp, code);
+                    self.retry(batch, now, cause)
+                }
                 Recovery::Fail => {
-                    let error =
-                        Error::new(ErrorKind::Broker(code), format!("{} refused by the broker: {code}", batch.tp));
+                    let error = broker_error(&batch.tp, code);
                     self.fail_batch(batch, error)
                 }
             },
@@ -733,14 +742,20 @@ impl FlushLoop {
         Self::fail_records(batch.records, &error);
     }
 
-    /// Fails `batch` if its oldest record is past the delivery timeout; otherwise hands it back.
+    /// Fails `batch` if its oldest record is past the delivery timeout, or if it used up its
+    /// `retries` (then with `cause`, the error of its last attempt); otherwise hands it back.
     fn unless_timed_out(
         &mut self,
         batch: ProducerBatch<DeliverySender>,
         now: Instant,
+        cause: Error,
     ) -> Option<ProducerBatch<DeliverySender>> {
+        if batch.attempts > self.config.retries {
+            self.fail_batch(batch, cause);
+            return None;
+        }
         let timeout = self.config.effective_delivery_timeout();
-        if batch.records.first().is_none_or(|r| now < r.enqueued_at + timeout) {
+        if batch.records.first().is_none_or(|r| now < add(r.enqueued_at, timeout)) {
             return Some(batch);
         }
         let error = Error::new(
@@ -751,8 +766,8 @@ impl FlushLoop {
         None
     }
 
-    fn retry(&mut self, batch: ProducerBatch<DeliverySender>, now: Instant) {
-        let Some(batch) = self.unless_timed_out(batch, now) else { return };
+    fn retry(&mut self, batch: ProducerBatch<DeliverySender>, now: Instant, cause: Error) {
+        let Some(batch) = self.unless_timed_out(batch, now, cause) else { return };
         let backoff =
             self.config.retry_backoff.saturating_mul(1 << batch.attempts.min(10)).min(self.config.retry_backoff_max);
         self.retry_at.insert(batch.tp.clone(), now + backoff);
@@ -761,8 +776,8 @@ impl FlushLoop {
 
     /// A rebalancing error on a batch routed with snapshot `routed_with`: stall this partition
     /// only and ask for metadata newer than that snapshot.
-    fn reresolve(&mut self, batch: ProducerBatch<DeliverySender>, routed_with: u64, now: Instant) {
-        let Some(batch) = self.unless_timed_out(batch, now) else { return };
+    fn reresolve(&mut self, batch: ProducerBatch<DeliverySender>, routed_with: u64, now: Instant, cause: Error) {
+        let Some(batch) = self.unless_timed_out(batch, now, cause) else { return };
         let generation = self.snapshot.generation;
         if routed_with < generation {
             // Newer metadata arrived while the batch was in flight (typically the refresh another
@@ -788,8 +803,11 @@ impl FlushLoop {
     // Metadata
     // ---------------------------------------------------------------------------------------
 
+    /// Whether the loop needs metadata: records wait for a topic, or partitions are stalled.
+    /// Derived from that state alone, so a resolve that fails or answers with nothing new is
+    /// simply asked again after backoff.
     fn wants_resolve(&self) -> bool {
-        !self.need_resolve.is_empty() || !self.stalled.is_empty()
+        !self.waiting.is_empty() || !self.stalled.is_empty()
     }
 
     fn maybe_resolve(&mut self, now: Instant) {
@@ -797,7 +815,7 @@ impl FlushLoop {
             return;
         }
         self.resolving = true;
-        let mut topics = std::mem::take(&mut self.need_resolve);
+        let mut topics: BTreeSet<String> = self.waiting.keys().map(|t| t.to_string()).collect();
         topics.extend(self.stalled.keys().map(|tp| tp.topic.to_string()));
         let request = ResolveRequest {
             topics: topics.into_iter().collect(),
@@ -822,13 +840,13 @@ impl FlushLoop {
             tracing::debug!(partition = %tp, generation = self.snapshot.generation, "partition resumes");
             self.stalled.remove(&tp);
         }
+        self.stall_leaderless();
         let topics: Vec<Arc<str>> = self.waiting.keys().cloned().collect();
-        let now = Instant::now();
+        let now = now();
         for topic in topics {
             let state = self.snapshot.topic(&topic).map(|t| (t.error, t.partitions.len()));
             match state {
                 Some((error, n)) if error.is_ok() && n > 0 => {
-                    self.unknown_rounds.remove(&topic);
                     if self.cache_topic(&topic) {
                         for record in self.waiting.remove(&topic).unwrap_or_default() {
                             self.append(record, now);
@@ -849,20 +867,35 @@ impl FlushLoop {
                         record.env.reply.send(Err(e.clone()));
                     }
                 }
-                _ => {
-                    let rounds = self.unknown_rounds.entry(topic.clone()).or_default();
-                    *rounds += 1;
-                    if *rounds > UNKNOWN_TOPIC_ROUNDS {
-                        self.unknown_rounds.remove(&topic);
-                        let e = Error::new(ErrorKind::UnknownTopic, format!("topic {topic} does not exist"));
-                        for record in self.waiting.remove(&topic).unwrap_or_default() {
-                            record.env.reply.send(Err(e.clone()));
-                        }
-                    } else {
-                        self.need_resolve.insert(topic.to_string());
-                    }
-                }
+                // Unknown, or a retriable topic error (LEADER_NOT_AVAILABLE while Kafka creates
+                // it): the records keep waiting, and asking, until `max.block.ms` (see `expire`).
+                _ => {}
             }
+        }
+    }
+
+    /// Stalls every partition holding unsent batches that the current snapshot gives no leader
+    /// (a leader election in progress, an RF=1 broker restarting): stalled, they keep the loop
+    /// asking for newer metadata with backoff until a leader appears, and then drain to it.
+    fn stall_leaderless(&mut self) {
+        let generation = self.snapshot.generation;
+        let snapshot = &self.snapshot;
+        let acc = &self.acc;
+        let leaderless: Vec<TopicPartition> = acc
+            .partitions_with_data()
+            .filter(|tp| acc.state(tp) == krab_buffer::PartitionState::Ready)
+            .filter(|tp| snapshot.topic(&tp.topic).is_some())
+            .filter(|tp| snapshot.partition(&tp.topic, tp.partition).is_none_or(|p| p.leader.is_none()))
+            .cloned()
+            .collect();
+        for tp in leaderless {
+            tracing::debug!(partition = %tp, generation, "no leader; polling metadata until one appears");
+            self.stats.stalled(&tp);
+            self.acc.stall(&tp, generation);
+            self.available.remove(&tp.topic);
+            self.drop_topic_cache();
+            self.recovering.insert(tp.clone());
+            self.stalled.insert(tp, generation);
         }
     }
 
@@ -896,6 +929,8 @@ impl FlushLoop {
     // ---------------------------------------------------------------------------------------
 
     fn expire(&mut self, now: Instant) {
+        // Records appended since the last snapshot to a partition it gives no leader.
+        self.stall_leaderless();
         let timeout = self.config.effective_delivery_timeout();
         let error = || Error::new(ErrorKind::DeliveryTimeout, "not delivered within delivery.timeout.ms");
         for FailedBatch { tp, records, was_sent, .. } in self.acc.expire(now) {
@@ -905,11 +940,27 @@ impl FlushLoop {
             }
             Self::fail_records(records, &error());
         }
-        for envs in self.waiting.values_mut() {
-            let (expired, keep): (Vec<_>, Vec<_>) = envs.drain(..).partition(|e| now >= e.enqueued_at + timeout);
+        // A record waits for its topic's metadata at most `max.block.ms` (and never past its
+        // delivery timeout), as Kafka's `send` does.
+        let block = self.config.max_block.min(timeout);
+        for (topic, envs) in &mut self.waiting {
+            if envs.first().is_none_or(|e| now < add(e.enqueued_at, block)) {
+                continue; // oldest first: nothing has expired
+            }
+            let (expired, keep): (Vec<_>, Vec<_>) = envs.drain(..).partition(|e| now >= add(e.enqueued_at, block));
             *envs = keep;
+            let e = match self.snapshot.topic(topic).map(|t| t.error) {
+                None | Some(ErrorCode::UnknownTopicOrPartition) => Error::new(
+                    ErrorKind::UnknownTopic,
+                    format!("topic {topic} not present in metadata after {} ms (max.block.ms)", block.as_millis()),
+                ),
+                Some(code) => Error::new(
+                    ErrorKind::DeliveryTimeout,
+                    format!("topic {topic} not usable after {} ms (max.block.ms): {code}", block.as_millis()),
+                ),
+            };
             for record in expired {
-                record.env.reply.send(Err(error()));
+                record.env.reply.send(Err(e.clone()));
             }
         }
         self.waiting.retain(|_, v| !v.is_empty());
@@ -968,6 +1019,15 @@ impl FlushLoop {
     }
 }
 
+/// `at + d`, saturating far in the future: `Duration::MAX` means "never", not a panic.
+pub(crate) fn add(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d).unwrap_or_else(|| at + Duration::from_secs(100 * 365 * 86_400))
+}
+
+fn broker_error(tp: &TopicPartition, code: ErrorCode) -> Error {
+    Error::new(ErrorKind::Broker(code), format!("{tp} refused by the broker: {code}"))
+}
+
 /// The leader to send a partition's batches to, unless it is backing off after an error.
 fn leader(
     snapshot: &ClusterSnapshot,
@@ -989,6 +1049,11 @@ fn find(response: &ProduceResponse, tp: &TopicPartition) -> Option<(ErrorCode, i
         .flat_map(|t| t.partition_responses.iter())
         .find(|p| p.index == tp.partition)
         .map(|p| (ErrorCode::from_code(p.error_code), p.base_offset, p.log_append_time_ms))
+}
+
+/// The time: tokio's clock, so that tests with paused time drive every deadline of the loop.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn sleep_until(at: Option<Instant>) {
