@@ -5,11 +5,11 @@ mod bench;
 mod brokers;
 mod capture;
 mod codegen;
-mod proxy;
 #[cfg(feature = "krab")]
 mod demo;
 #[cfg(feature = "krab")]
 mod it;
+mod proxy;
 
 use anyhow::{Result, bail};
 use std::path::{Path, PathBuf};

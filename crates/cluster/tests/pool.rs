@@ -2,7 +2,7 @@
 
 use krab_cluster::ClusterError;
 use krab_protocol::ApiKey;
-use krab_testkit::FakeCluster;
+use krab_testkit::{FakeCluster, Reply};
 use std::time::Duration;
 
 /// A caller that gives up while a broker connection is being made (a timeout around

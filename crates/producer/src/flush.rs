@@ -353,7 +353,10 @@ impl FlushLoop {
     fn accept(&mut self, env: Envelope, clock: Clock) {
         let timestamp = env.timestamp.unwrap_or(clock.wall_ms);
         let record = Accepted { env, timestamp, enqueued_at: clock.now };
-        if self.cache_topic(&record.env.topic) {
+        // A topic with records still waiting for metadata queues behind them, whatever the
+        // snapshot says now: records of one partition must reach the buffer in send order.
+        let behind = !self.waiting.is_empty() && self.waiting.contains_key(&record.env.topic);
+        if !behind && self.cache_topic(&record.env.topic) {
             self.append(record, clock.now);
         } else {
             // Waiting records keep asking for metadata (see `maybe_resolve`) until the topic is

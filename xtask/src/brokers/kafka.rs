@@ -203,8 +203,7 @@ impl KafkaCluster {
             let id = i as i32 + 1;
             let (internal, external, controller) = (super::free_port()?, super::free_port()?, super::free_port()?);
             let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, external));
-            let proxy =
-                proxy_rt.block_on(FaultProxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), upstream))?;
+            let proxy = proxy_rt.block_on(FaultProxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), upstream))?;
             proxies.push(proxy);
             let node_dir = dir.join(format!("node{id}"));
             fs::create_dir_all(node_dir.join("data"))?;

@@ -75,7 +75,12 @@ impl JavaClient {
     }
 
     /// Where the Java producer's default partitioner puts each key (key → partition).
-    pub(crate) async fn key_partitions(&self, bootstrap: &str, topic: &str, keys: &[&str]) -> Result<BTreeMap<String, i32>> {
+    pub(crate) async fn key_partitions(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+        keys: &[&str],
+    ) -> Result<BTreeMap<String, i32>> {
         let mut args = vec!["key-partitions", bootstrap, topic];
         args.extend_from_slice(keys);
         let text = self.run(&args).await?;
@@ -91,7 +96,13 @@ impl JavaClient {
 
     /// Writes `n` transactions alternating commit and abort, plus plain records, for
     /// `read_committed` checks; returns (committed, aborted, plain) record counts.
-    pub(crate) async fn transactions(&self, bootstrap: &str, topic: &str, partitions: i32, n: u32) -> Result<(u64, u64, u64)> {
+    pub(crate) async fn transactions(
+        &self,
+        bootstrap: &str,
+        topic: &str,
+        partitions: i32,
+        n: u32,
+    ) -> Result<(u64, u64, u64)> {
         let text = self.run(&["transactions", bootstrap, topic, &partitions.to_string(), &n.to_string()]).await?;
         let line = text.lines().rev().find(|l| l.contains("committed")).context("no summary line")?;
         let v: serde_json::Value = serde_json::from_str(line)?;

@@ -33,6 +33,15 @@ pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
     let metadata = ctx.kafka.requests(METADATA) - before;
     producer.close(Duration::from_secs(10)).await?;
     let first = first.unwrap_or_default();
-    ensure!(last <= Duration::from_secs(2), "100 records to a new topic took {} (first {}): over 2 s", ms(last), ms(first));
-    Ok(format!("100 records to a new topic acknowledged in {} (first in {}), {metadata} Metadata requests at the proxies", ms(last), ms(first)))
+    ensure!(
+        last <= Duration::from_secs(2),
+        "100 records to a new topic took {} (first {}): over 2 s",
+        ms(last),
+        ms(first)
+    );
+    Ok(format!(
+        "100 records to a new topic acknowledged in {} (first in {}), {metadata} Metadata requests at the proxies",
+        ms(last),
+        ms(first)
+    ))
 }

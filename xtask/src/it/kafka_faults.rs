@@ -32,7 +32,10 @@ impl Incident {
     pub(super) fn describe(&self) -> String {
         match self {
             Incident::MoveLeaders(m) => {
-                format!("leaders moved ({})", m.iter().map(|(p, to)| format!("{p}->{to}")).collect::<Vec<_>>().join(" "))
+                format!(
+                    "leaders moved ({})",
+                    m.iter().map(|(p, to)| format!("{p}->{to}")).collect::<Vec<_>>().join(" ")
+                )
             }
             Incident::Kill(b, d) => format!("broker {b} kill -9, restarted after {}", ms(*d)),
             Incident::Freeze(b, d) => format!("broker {b} SIGSTOP for {}", ms(*d)),

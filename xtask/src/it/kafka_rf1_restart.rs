@@ -13,8 +13,7 @@ const TOPIC: &str = "krab-it-rf1-restart";
 const PARTITIONS: i32 = 3;
 
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
-    let parts =
-        kctl(&ctx.kafka, |k| k.create_topic(TOPIC, PARTITIONS, 1, &[("min.insync.replicas", "1")])).await?;
+    let parts = kctl(&ctx.kafka, |k| k.create_topic(TOPIC, PARTITIONS, 1, &[("min.insync.replicas", "1")])).await?;
     let (&victim_partition, state) = parts.iter().next().context("no partitions")?;
     let victim = state.leader.context("no leader")?;
     let mut config = producer_config(&ctx.kafka.bootstrap())?;

@@ -150,9 +150,13 @@ pub(super) async fn read_back(
     }
     for (p, e) in &java_ext {
         let r = rdk_ext.get(p);
-        ensure!(r.is_some_and(|r| r.eof == e.eof), "partition {p}: end offsets differ: Java {e:?}, confluent-kafka {r:?}");
+        ensure!(
+            r.is_some_and(|r| r.eof == e.eof),
+            "partition {p}: end offsets differ: Java {e:?}, confluent-kafka {r:?}"
+        );
     }
-    let how = format!("read back identically by the Java client ({}) and confluent-kafka ({})", ms(java_took), ms(rdk_took));
+    let how =
+        format!("read back identically by the Java client ({}) and confluent-kafka ({})", ms(java_took), ms(rdk_took));
     Ok((java, java_ext, how))
 }
 
@@ -232,7 +236,8 @@ pub(super) fn check_log(
                         wrong.push(format!("#{seq} acknowledged at {}@{} is not in the log", m.partition, m.offset));
                     }
                 } else if !copies.contains(&(m.partition, m.offset)) {
-                    wrong.push(format!("#{seq} acknowledged at {}@{}, in the log at {copies:?}", m.partition, m.offset));
+                    wrong
+                        .push(format!("#{seq} acknowledged at {}@{}, in the log at {copies:?}", m.partition, m.offset));
                 }
             }
             Err(e) => {

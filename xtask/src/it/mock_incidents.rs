@@ -5,12 +5,10 @@
 //! confluent-kafka and checked for loss, duplicates and order.
 
 use super::support::*;
-use crate::brokers::mock::MockCluster;
 use crate::brokers::Venv;
+use crate::brokers::mock::MockCluster;
 use anyhow::{Context, Result, bail, ensure};
-use krab_producer::{
-    DeliveryFuture, Producer, Record, RecordMetadata, java_default_partition,
-};
+use krab_producer::{DeliveryFuture, Producer, Record, RecordMetadata, java_default_partition};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -41,7 +39,6 @@ const UNINVOLVED_GAP_BOUND: Duration = Duration::from_millis(4 * 5 + 30);
 const PROBE_BROKER: i32 = 3;
 /// The probe's pace.
 const PROBE_INTERVAL: Duration = Duration::from_millis(2);
-
 
 /// How responsive the machine and the mock are, apart from the producer: a thread of its own,
 /// with its own runtime and connection, sends ApiVersions to one broker every 2 ms and records
@@ -92,7 +89,6 @@ fn machine_stall(probe: &[Instant], log: &AckLog, from: Instant, to: Instant) ->
     let monitor = max_gap(&log.samples, from, to).saturating_sub(Duration::from_millis(2));
     probe.max(monitor)
 }
-
 
 /// What one incident measured.
 struct Incident {
@@ -275,7 +271,8 @@ async fn move_leaders(
     );
     let involved: BTreeSet<i32> = moves.keys().copied().collect();
     let recovered =
-        acked_after(producer, MOVES_TOPIC, &involved, seen, "the moved partitions acknowledged by their new leaders").await?;
+        acked_after(producer, MOVES_TOPIC, &involved, seen, "the moved partitions acknowledged by their new leaders")
+            .await?;
     tokio::time::sleep(SETTLE).await;
     let metadata = ctl(mock, move |m| m.request_count(METADATA)).await?;
     let stalled = newly_stalled(&stalls_before, &stalls(producer, MOVES_TOPIC));
@@ -579,4 +576,3 @@ fn check_moves_log(
 // -------------------------------------------------------------------------------------------
 // Scenario 3: send latency while the flush is slow
 // -------------------------------------------------------------------------------------------
-

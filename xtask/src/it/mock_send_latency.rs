@@ -6,9 +6,7 @@ use super::support::*;
 const PARTITIONS: i32 = 12;
 use crate::brokers::mock::MockCluster;
 use anyhow::{Result, ensure};
-use krab_producer::{
-    Producer, Record,
-};
+use krab_producer::{Producer, Record};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,5 +60,3 @@ pub(super) async fn send_latency(mock: &Arc<MockCluster>) -> Result<()> {
     producer.close(Duration::from_secs(10)).await?;
     result
 }
-
-

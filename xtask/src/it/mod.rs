@@ -59,7 +59,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "--soak" => soak = kafka_soak::SoakSize::Long,
             "--scenario" => scenario = Some(it.next().context("--scenario needs a name")?.clone()),
             "--seed" => seed = Some(it.next().context("--seed needs a number")?.parse().context("--seed")?),
-            other => bail!("it: unknown option `{other}` (usage: it [--only tansu|mock|kafka] [--scenario NAME] [--soak] [--seed N])"),
+            other => bail!(
+                "it: unknown option `{other}` (usage: it [--only tansu|mock|kafka] [--scenario NAME] [--soak] [--seed N])"
+            ),
         }
     }
     let wants = |o: Only| only == Only::All || only == o;
@@ -91,7 +93,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let bootstrap = tansu.bootstrap();
         println!("tansu at {bootstrap}");
         let t = Instant::now();
-        record("tansu: bootstrap, versions, metadata, admin", t, none(rt.block_on(cluster_basics::tansu_basics(&bootstrap))));
+        record(
+            "tansu: bootstrap, versions, metadata, admin",
+            t,
+            none(rt.block_on(cluster_basics::tansu_basics(&bootstrap))),
+        );
         let t = Instant::now();
         record(
             "producer/tansu: every codec, headers, null keys and values read back identically by confluent-kafka",
@@ -160,11 +166,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
                     let t = Instant::now();
                     let r = rt.block_on($scenario(&ctx));
                     if r.is_err() {
-                        let counts: Vec<String> = kafka
-                            .proxies()
-                            .iter()
-                            .map(|p| format!("{:?}", p.counts()))
-                            .collect();
+                        let counts: Vec<String> = kafka.proxies().iter().map(|p| format!("{:?}", p.counts())).collect();
                         println!("  requests per API key at the proxies: {}", counts.join(" | "));
                     }
                     record($name, t, r);

@@ -1,12 +1,10 @@
 //! Helpers the integration scenarios share: mock control off the runtime, polling, reading a topic
 //! back with confluent-kafka, the acknowledgement monitor and its gaps.
 
-use crate::brokers::mock::MockCluster;
 use crate::brokers::Venv;
+use crate::brokers::mock::MockCluster;
 use anyhow::{Context, Result, bail, ensure};
-use krab_producer::{
-    PartitionStats, Producer, ProducerConfig,
-};
+use krab_producer::{PartitionStats, Producer, ProducerConfig};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -173,7 +171,6 @@ pub(super) fn leaders(producer: &Producer, topic: &str) -> BTreeMap<i32, i32> {
         .unwrap_or_default()
 }
 
-
 pub(super) fn key_of(seq: u64) -> String {
     format!("k{}", seq % 1000)
 }
@@ -214,7 +211,11 @@ impl AckLog {
     }
 }
 
-pub(super) fn spawn_ack_monitor(producer: Producer, topic: &str, stop: Arc<AtomicBool>) -> tokio::task::JoinHandle<AckLog> {
+pub(super) fn spawn_ack_monitor(
+    producer: Producer,
+    topic: &str,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<AckLog> {
     let topic = topic.to_owned();
     tokio::spawn(async move {
         let mut times: BTreeMap<i32, Vec<Instant>> = BTreeMap::new();
@@ -241,9 +242,12 @@ pub(super) fn spawn_ack_monitor(producer: Producer, topic: &str, stop: Arc<Atomi
     })
 }
 
-
 /// One field of each partition's stats, for the scenario's topic.
-pub(super) fn per_partition<T>(producer: &Producer, topic: &str, field: impl Fn(&PartitionStats) -> T) -> BTreeMap<i32, T> {
+pub(super) fn per_partition<T>(
+    producer: &Producer,
+    topic: &str,
+    field: impl Fn(&PartitionStats) -> T,
+) -> BTreeMap<i32, T> {
     producer.stats().iter().filter(|(tp, _)| &*tp.topic == topic).map(|(tp, s)| (tp.partition, field(s))).collect()
 }
 

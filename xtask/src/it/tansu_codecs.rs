@@ -2,12 +2,10 @@
 //! values written by krab read back identically by confluent-kafka.
 
 use super::support::*;
-use crate::brokers::tansu::Tansu;
 use crate::brokers::Venv;
+use crate::brokers::tansu::Tansu;
 use anyhow::{Context, Result, bail};
-use krab_producer::{
-    Compression, Producer, Record,
-};
+use krab_producer::{Compression, Producer, Record};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -171,4 +169,3 @@ pub(super) async fn codecs_roundtrip(bootstrap: &str, prefix: &str, reader: Read
         bail!("{}", problems.join("\n  "))
     }
 }
-

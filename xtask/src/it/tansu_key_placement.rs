@@ -1,12 +1,10 @@
 //! `producer/tansu`: keys a..z land on the partitions Java's murmur2 partitioner picks.
 
 use super::support::*;
-use crate::brokers::tansu::Tansu;
 use crate::brokers::Venv;
+use crate::brokers::tansu::Tansu;
 use anyhow::{Result, bail};
-use krab_producer::{
-    Producer, Record, java_default_partition,
-};
+use krab_producer::{Producer, Record, java_default_partition};
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -61,4 +59,3 @@ pub(super) async fn key_placement(venv: &Venv, tansu: &Tansu) -> Result<()> {
     }
     if problems.is_empty() { Ok(()) } else { bail!("{}", problems.join("\n  ")) }
 }
-

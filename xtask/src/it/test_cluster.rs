@@ -101,7 +101,14 @@ impl TestCluster for KafkaCluster {
         KafkaCluster::bootstrap(self)
     }
     fn caps(&self) -> Caps {
-        Caps { leader_moves: true, broker_down: true, freeze: true, wire_faults: true, dedupes: true, counts_requests: true }
+        Caps {
+            leader_moves: true,
+            broker_down: true,
+            freeze: true,
+            wire_faults: true,
+            dedupes: true,
+            counts_requests: true,
+        }
     }
     fn requests(&self, api_key: i16) -> Result<u64> {
         Ok(KafkaCluster::requests(self, api_key))
