@@ -95,10 +95,7 @@ struct State {
     counts: Mutex<BTreeMap<i16, u64>>,
     record: Mutex<Option<Vec<Frame>>>,
     errors: Mutex<Vec<String>>,
-    /// Requests of these API keys are also kept whole (e.g. Fetch, for session checks).
-    keep: Mutex<BTreeMap<i16, Vec<Vec<u8>>>>,
     next_conn: AtomicU32,
-    open: AtomicU32,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,7 +106,6 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[derive(Clone)]
 pub(crate) struct FaultProxy {
     addr: SocketAddr,
-    upstream: SocketAddr,
     state: Arc<State>,
 }
 
@@ -125,12 +121,10 @@ impl FaultProxy {
             counts: Mutex::default(),
             record: Mutex::default(),
             errors: Mutex::default(),
-            keep: Mutex::default(),
             next_conn: AtomicU32::new(0),
-            open: AtomicU32::new(0),
         });
         tokio::spawn(accept_loop(listener, upstream, state.clone()));
-        Ok(Self { addr, upstream, state })
+        Ok(Self { addr, state })
     }
 
     /// Where clients connect.
@@ -138,10 +132,6 @@ impl FaultProxy {
         self.addr
     }
 
-    /// Where the proxy forwards to.
-    pub(crate) fn upstream(&self) -> SocketAddr {
-        self.upstream
-    }
 
     /// Sets the fault; leaving a blackhole cuts the connections it held.
     pub(crate) fn set_fault(&self, fault: Fault) {
@@ -151,20 +141,12 @@ impl FaultProxy {
         }
     }
 
-    /// The fault in force.
-    pub(crate) fn fault(&self) -> Fault {
-        *self.state.fault.borrow()
-    }
 
     /// Closes every open connection (both sides).
     pub(crate) fn cut(&self) {
         self.state.cut.send_modify(|g| *g += 1);
     }
 
-    /// Connections open now.
-    pub(crate) fn open_connections(&self) -> u32 {
-        self.state.open.load(Ordering::Relaxed)
-    }
 
     /// Requests seen per API key since start (or the last reset).
     pub(crate) fn counts(&self) -> BTreeMap<i16, u64> {
@@ -176,10 +158,6 @@ impl FaultProxy {
         lock(&self.state.counts).get(&api_key).copied().unwrap_or(0)
     }
 
-    /// Zeroes the request counts.
-    pub(crate) fn reset_counts(&self) {
-        lock(&self.state.counts).clear();
-    }
 
     /// Starts keeping every frame (both directions) in arrival order.
     pub(crate) fn record(&self) {
@@ -191,15 +169,7 @@ impl FaultProxy {
         lock(&self.state.record).take().unwrap_or_default()
     }
 
-    /// Starts keeping whole request frames of `api_key` (header included).
-    pub(crate) fn keep_requests(&self, api_key: i16) {
-        lock(&self.state.keep).entry(api_key).or_default();
-    }
 
-    /// The request frames of `api_key` kept so far (and the list is emptied).
-    pub(crate) fn take_requests(&self, api_key: i16) -> Vec<Vec<u8>> {
-        lock(&self.state.keep).get_mut(&api_key).map(std::mem::take).unwrap_or_default()
-    }
 
     /// Stream errors seen (non-Kafka bytes, upstream refusing, ...).
     pub(crate) fn errors(&self) -> Vec<String> {
@@ -220,10 +190,7 @@ async fn accept_loop(listener: TcpListener, upstream: SocketAddr, state: Arc<Sta
         let conn = state.next_conn.fetch_add(1, Ordering::Relaxed) + 1;
         let state = state.clone();
         tokio::spawn(async move {
-            state.open.fetch_add(1, Ordering::Relaxed);
-            let r = connection(client, upstream, conn, &state).await;
-            state.open.fetch_sub(1, Ordering::Relaxed);
-            if let Err(e) = r {
+            if let Err(e) = connection(client, upstream, conn, &state).await {
                 lock(&state.errors).push(format!("connection {conn} from {peer}: {e:#}"));
             }
         });
@@ -333,9 +300,6 @@ async fn pump(
             if dir == Dir::Request && frame.len() >= 2 {
                 let api_key = i16::from_be_bytes([frame[0], frame[1]]);
                 *lock(&state.counts).entry(api_key).or_default() += 1;
-                if let Some(kept) = lock(&state.keep).get_mut(&api_key) {
-                    kept.push(frame.clone());
-                }
             }
             if let Some(rec) = lock(&state.record).as_mut() {
                 rec.push(Frame { conn, dir, bytes: frame.clone() });

@@ -5,11 +5,13 @@
 
 use super::kafka_support::{KafkaCtx, METADATA};
 use super::support::{ms, producer_config};
+use super::test_cluster::{Caps, require};
 use anyhow::{Result, ensure};
 use krab_producer::{Producer, Record};
 use std::time::{Duration, Instant};
 
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
+    require(&*ctx.kafka, Caps { counts_requests: true, ..Caps::default() })?;
     let topic: std::sync::Arc<str> = format!("krab-it-auto-create-{}", std::process::id()).into();
     let mut config = producer_config(&ctx.kafka.bootstrap())?;
     // Fail fast if the topic is never re-asked for (instead of the default 120 s).

@@ -161,16 +161,6 @@ impl KafkaCluster {
         })?;
         Ok(())
     }
-
-    /// `kill -9` node `id`, then waits until the controller has fenced it and moved its
-    /// leaderships (for partitions with another in-sync replica) away.
-    pub(crate) fn kill_and_wait_failover(&self, id: i32, topic: &str) -> Result<()> {
-        self.kill(id)?;
-        self.wait_partitions(topic, Duration::from_secs(30), |m| {
-            m.values().all(|p| p.leader != Some(id) && !p.isr.contains(&id))
-        })
-        .map(drop)
-    }
 }
 
 fn path(p: &std::path::Path) -> Result<&str> {

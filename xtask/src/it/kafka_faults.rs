@@ -5,6 +5,7 @@
 
 use super::kafka_support::{KafkaCtx, METADATA, kctl};
 use super::support::{AckLog, last_acks, ms};
+use super::test_cluster::TestCluster;
 use crate::proxy::Fault;
 use anyhow::{Result, bail};
 use krab_producer::Producer;
@@ -98,17 +99,17 @@ pub(super) async fn play(ctx: &KafkaCtx<'_>, producer: &Producer, topic: &str, i
         (_, Some(b)) => before.iter().filter(|(_, s)| s.leader == Some(b)).map(|(p, _)| *p).collect(),
         _ => BTreeSet::new(),
     };
-    let metadata_before = ctx.kafka.requests(METADATA);
+    let metadata_before = TestCluster::requests(&*ctx.kafka, METADATA)?;
     let start = Instant::now();
     match incident.clone() {
         Incident::MoveLeaders(m) => {
             let t = topic.to_owned();
-            kctl(&ctx.kafka, move |k| k.move_leaders(&t, &m)).await?;
+            kctl(&ctx.kafka, move |k| TestCluster::move_leaders(k, &t, &m)).await?;
         }
         Incident::Kill(b, d) => {
-            kctl(&ctx.kafka, move |k| k.kill(b)).await?;
+            kctl(&ctx.kafka, move |k| k.take_down(b)).await?;
             tokio::time::sleep(d).await;
-            kctl(&ctx.kafka, move |k| k.restart(b)).await?;
+            kctl(&ctx.kafka, move |k| k.bring_up(b)).await?;
         }
         Incident::Freeze(b, d) => {
             kctl(&ctx.kafka, move |k| k.freeze(b, true)).await?;
@@ -142,7 +143,7 @@ pub(super) async fn play(ctx: &KafkaCtx<'_>, producer: &Producer, topic: &str, i
         let t = topic.to_owned();
         kctl(&ctx.kafka, move |k| k.wait_isr_full(&t, Duration::from_secs(90))).await?;
     }
-    let metadata = ctx.kafka.requests(METADATA) - metadata_before;
+    let metadata = TestCluster::requests(&*ctx.kafka, METADATA)? - metadata_before;
     Ok(Measured { incident, involved, start, recovered, fault_ended, metadata })
 }
 

@@ -6,6 +6,7 @@
 
 use super::kafka_support::{KafkaCtx, METADATA, Producing, check_log, is_timeout_error, kctl, read_back};
 use super::support::producer_config;
+use super::test_cluster::{Caps, require};
 use anyhow::{Context, Result, bail};
 use krab_producer::{Compression, Producer};
 use std::time::Duration;
@@ -14,6 +15,7 @@ const TOPIC: &str = "krab-it-idempotent-stall";
 const PARTITIONS: i32 = 6;
 
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
+    require(&*ctx.kafka, Caps { freeze: true, dedupes: true, counts_requests: true, ..Caps::default() })?;
     let parts = kctl(&ctx.kafka, |k| k.create_topic(TOPIC, PARTITIONS, 3, &[("min.insync.replicas", "2")])).await?;
     let victim = parts.get(&0).and_then(|p| p.leader).context("partition 0 has no leader")?;
     let led: Vec<i32> = parts.iter().filter(|(_, s)| s.leader == Some(victim)).map(|(p, _)| *p).collect();

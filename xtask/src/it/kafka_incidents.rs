@@ -10,6 +10,7 @@
 use super::kafka_faults::{Incident, Measured, play};
 use super::kafka_support::{KafkaCtx, Monitor, Producing, check_log, kctl, read_back};
 use super::support::{ms, producer_config};
+use super::test_cluster::{Caps, require};
 use anyhow::{Result, bail};
 use krab_producer::{Compression, Producer};
 use std::collections::BTreeMap;
@@ -30,6 +31,10 @@ const RESERVE: u64 = 20_000;
 const HEALTHY_GAP_BOUND: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
+    require(
+        &*ctx.kafka,
+        Caps { leader_moves: true, broker_down: true, freeze: true, wire_faults: true, dedupes: true, counts_requests: true },
+    )?;
     let parts = kctl(&ctx.kafka, |k| k.create_topic(TOPIC, PARTITIONS, 3, &[("min.insync.replicas", "2")])).await?;
     // Four partitions, each to the next broker: every broker loses and gains leaderships.
     let moves: BTreeMap<i32, i32> =

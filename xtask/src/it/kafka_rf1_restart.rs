@@ -5,6 +5,7 @@
 
 use super::kafka_support::{KafkaCtx, METADATA, Monitor, Producing, check_log, kctl, read_back};
 use super::support::{ms, producer_config};
+use super::test_cluster::{Caps, require};
 use anyhow::{Context, Result, bail};
 use krab_producer::Producer;
 use std::time::{Duration, Instant};
@@ -13,6 +14,7 @@ const TOPIC: &str = "krab-it-rf1-restart";
 const PARTITIONS: i32 = 3;
 
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
+    require(&*ctx.kafka, Caps { broker_down: true, dedupes: true, counts_requests: true, ..Caps::default() })?;
     let parts = kctl(&ctx.kafka, |k| k.create_topic(TOPIC, PARTITIONS, 1, &[("min.insync.replicas", "1")])).await?;
     let (&victim_partition, state) = parts.iter().next().context("no partitions")?;
     let victim = state.leader.context("no leader")?;

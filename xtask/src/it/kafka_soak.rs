@@ -7,6 +7,7 @@
 use super::kafka_faults::{Incident, play};
 use super::kafka_support::{KafkaCtx, Monitor, Producing, check_log, is_timeout_error, kctl, read_back};
 use super::support::producer_config;
+use super::test_cluster::{Caps, TestCluster, require};
 use anyhow::{Result, bail};
 use krab_producer::{Compression, Producer};
 use std::collections::BTreeMap;
@@ -64,6 +65,10 @@ fn pick(rng: &mut Rng, leaders: &BTreeMap<i32, i32>) -> Incident {
 }
 
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
+    require(
+        &*ctx.kafka,
+        Caps { leader_moves: true, broker_down: true, freeze: true, wire_faults: true, dedupes: true, counts_requests: true },
+    )?;
     let (incidents, min_time) = match ctx.soak {
         SoakSize::Ci => (25, Duration::ZERO),
         SoakSize::Long => (100, Duration::from_secs(180)),
@@ -74,7 +79,7 @@ pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
     println!("  soak seed {seed} (replay with `cargo xtask it --only kafka --seed {seed}`)");
     let mut rng = Rng(seed);
     kctl(&ctx.kafka, |k| k.create_topic(TOPIC, PARTITIONS, 3, &[("min.insync.replicas", "2")])).await?;
-    let mut config = producer_config(&ctx.kafka.bootstrap())?;
+    let mut config = producer_config(&TestCluster::bootstrap(&*ctx.kafka))?;
     config.max_in_flight = 5;
     config.compression = Compression::Lz4;
     config.request_timeout = Duration::from_secs(5);
@@ -89,7 +94,7 @@ pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
         run.wait_sent(2_000).await?;
         let mut played = 0;
         while played < incidents || started.elapsed() < min_time {
-            let leaders = kctl(&ctx.kafka, |k| k.leaders(TOPIC)).await?;
+            let leaders = kctl(&ctx.kafka, |k| TestCluster::leaders(k, TOPIC)).await?;
             let incident = pick(&mut rng, &leaders);
             let kind = match incident {
                 Incident::MoveLeaders(_) => "moves",

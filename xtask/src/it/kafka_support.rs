@@ -53,7 +53,7 @@ impl Producing {
         let stop = Arc::new(AtomicBool::new(false));
         let (s, r, halt) = (sent.clone(), rate.clone(), stop.clone());
         let handle = tokio::spawn(async move {
-            let mut futures = Vec::with_capacity(total as usize);
+            let mut futures = Vec::with_capacity(total.min(1 << 20) as usize);
             let mut paced_from = (Instant::now(), 0u64);
             let mut last_rate = r.load(Ordering::Relaxed);
             for seq in 0..total {

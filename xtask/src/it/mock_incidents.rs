@@ -7,6 +7,7 @@
 use super::support::*;
 use crate::brokers::Venv;
 use crate::brokers::mock::MockCluster;
+use super::test_cluster::{Caps, require};
 use anyhow::{Context, Result, bail, ensure};
 use krab_producer::{DeliveryFuture, Producer, Record, RecordMetadata, java_default_partition};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -325,6 +326,7 @@ async fn incident_error(mock: &Arc<MockCluster>, producer: &Producer, k: usize) 
 }
 
 pub(super) async fn leader_moves(venv: &Venv, mock: &Arc<MockCluster>) -> Result<()> {
+    require(&**mock, Caps { leader_moves: true, broker_down: true, counts_requests: true, ..Caps::default() })?;
     ctl(mock, move |m| m.create_topic(MOVES_TOPIC, PARTITIONS as u32, 3)).await?;
     let mut config = producer_config(mock.bootstrap())?;
     config.linger = LINGER;

@@ -126,3 +126,13 @@ impl TestCluster for KafkaCluster {
         self.restart(broker)
     }
 }
+
+/// Fails with the capabilities `cluster` lacks for a scenario that needs `need`, by name.
+pub(crate) fn require(cluster: &dyn TestCluster, need: Caps) -> Result<()> {
+    let missing = cluster.caps().missing(&need);
+    if missing.is_empty() {
+        Ok(())
+    } else {
+        bail!("{} cannot run this scenario: it lacks {}", cluster.name(), missing.join(", "))
+    }
+}
