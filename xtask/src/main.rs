@@ -37,6 +37,13 @@ tasks:
 ";
 
 fn main() -> Result<()> {
+    if let Ok(filter) = std::env::var("KRAB_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .with_writer(std::io::stderr)
+            .with_ansi(false)
+            .init();
+    }
     let mut args = std::env::args().skip(1);
     let Some(task) = args.next() else {
         eprint!("{USAGE}");
