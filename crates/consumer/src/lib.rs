@@ -1,0 +1,9 @@
+//! krab's consumer: one fetch task per broker, a bounded prefetch buffer, and records delivered
+//! through a cancel-safe `Stream`.
+#![forbid(unsafe_code)]
+
+// The record path is used by the fetch task.
+#[allow(dead_code)]
+mod records;
+
+pub use records::IsolationLevel;
