@@ -5,5 +5,7 @@
 // The record path is used by the fetch task.
 #[allow(dead_code)]
 mod records;
+#[allow(dead_code)]
+mod session;
 
 pub use records::IsolationLevel;
