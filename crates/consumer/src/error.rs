@@ -23,6 +23,9 @@ pub enum ErrorKind {
     /// The fetched records were malformed (bad CRC, bad lengths, decompression over the bound);
     /// the partition stops at the bad batch until [`Consumer::seek`](crate::Consumer::seek).
     CorruptRecords,
+    /// A batch is larger than `max.partition.fetch.bytes` on a broker that cuts it (Fetch
+    /// before v3); the partition stops until a seek or a larger setting.
+    RecordTooLarge,
     /// The topic or partition does not exist.
     UnknownPartition,
     /// The call named a partition that is not assigned.

@@ -104,6 +104,7 @@ pub(crate) struct Decoded {
     pub(crate) partial: bool,
 }
 
+#[cfg(test)]
 impl Decoded {
     /// Bytes held by the chunks.
     pub(crate) fn bytes(&self) -> usize {

@@ -104,16 +104,19 @@ impl FetchSession {
     }
 
     /// Whether sessions are off for this broker.
+    #[cfg(test)]
     pub(crate) fn is_disabled(&self) -> bool {
         self.disabled
     }
 
     /// The session id (0: none).
+    #[cfg(test)]
     pub(crate) fn id(&self) -> i32 {
         self.id
     }
 
     /// The epoch the next request will carry.
+    #[cfg(test)]
     pub(crate) fn epoch(&self) -> i32 {
         self.epoch
     }

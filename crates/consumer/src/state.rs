@@ -1,0 +1,704 @@
+//! The consumer's partition table, sans I/O: assignment, positions, buffered records and the
+//! byte budgets. Fetch tasks take work from it and hand results back; the application takes
+//! records from it. Every method is a few map operations under the caller's short lock; nothing
+//! here awaits.
+//!
+//! Invariants:
+//! - The *position* (the next offset the application gets) moves only when records are handed
+//!   out by [`State::take`], so a caller that drops a pending poll loses nothing.
+//! - Every seek or reassignment bumps the partition's *version*; a fetch or offset result carries
+//!   the version it was asked under and is dropped if it no longer matches (no stale records
+//!   after a seek), and a fetch result is used only if its fetch offset is still the partition's.
+//! - A partition holding `partition_budget` bytes or more, or any partition while the whole
+//!   buffer holds `buffer_budget` bytes or more, is left out of the next request; it re-enters
+//!   as soon as the application drains a chunk (the fetch task is woken, no timer).
+
+use crate::config::AutoOffsetReset;
+use crate::error::{Error, ErrorKind};
+use crate::records::{Chunk, Decoded};
+use bytes::Bytes;
+use krab_buffer::TopicPartition;
+use krab_cluster::ClusterSnapshot;
+use krab_protocol::records::{RecordHeader, TimestampType};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::Arc;
+use std::task::Waker;
+
+/// Where to start reading a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Offset {
+    /// The log start offset.
+    Earliest,
+    /// The log end offset (the last stable offset under `read_committed`): only new records.
+    Latest,
+    /// The first offset whose timestamp is at or after this many milliseconds since the epoch
+    /// (ListOffsets by time); the log end if there is none.
+    Timestamp(i64),
+    /// This exact offset.
+    At(i64),
+}
+
+/// A record as the application sees it. Key, value and headers are zero-copy slices of the
+/// fetched (or decompressed) bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerRecord {
+    /// The topic.
+    pub topic: Arc<str>,
+    /// The partition.
+    pub partition: i32,
+    /// The offset.
+    pub offset: i64,
+    /// The leader epoch of the batch, when the broker wrote one (KIP-101).
+    pub leader_epoch: Option<i32>,
+    /// Milliseconds since the epoch.
+    pub timestamp: i64,
+    /// What the timestamp means.
+    pub timestamp_type: TimestampType,
+    /// The key; `None` is null.
+    pub key: Option<Bytes>,
+    /// The value; `None` is null (a tombstone).
+    pub value: Option<Bytes>,
+    /// The headers, in order.
+    pub headers: Vec<RecordHeader>,
+}
+
+/// The records of one partition returned by one call, in offset order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionRecords {
+    /// The partition.
+    pub partition: TopicPartition,
+    /// Its records.
+    pub records: Vec<ConsumerRecord>,
+}
+
+/// What the fetch side must do next for a partition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Fetch {
+    /// Look up the offset first (ListOffsets).
+    Start(Offset),
+    /// Fetch from this offset.
+    At(i64),
+    /// Stopped at this offset after an error, until a seek.
+    Stopped(i64),
+}
+
+#[derive(Debug)]
+pub(crate) struct Part {
+    pub(crate) version: u64,
+    pub(crate) fetch: Fetch,
+    /// The next offset the application gets, once known.
+    position: Option<i64>,
+    /// The leader epoch of the last batch consumed from the log (fetch side).
+    pub(crate) last_epoch: Option<i32>,
+    pub(crate) leader: Option<i32>,
+    pub(crate) leader_epoch: i32,
+    /// Waiting for metadata newer than this generation.
+    pub(crate) stale: Option<u64>,
+    /// Times metadata did not know the partition, in a row.
+    missing: u32,
+    paused: bool,
+    in_flight: bool,
+    /// Listed in `State::ready`.
+    queued: bool,
+    chunks: VecDeque<Chunk>,
+    cursor: usize,
+    bytes: usize,
+    error: Option<Error>,
+}
+
+impl Part {
+    fn new(fetch: Fetch, version: u64, in_flight: bool) -> Self {
+        let position = match fetch {
+            Fetch::At(o) | Fetch::Stopped(o) => Some(o),
+            Fetch::Start(_) => None,
+        };
+        Part {
+            version,
+            fetch,
+            position,
+            last_epoch: None,
+            leader: None,
+            leader_epoch: -1,
+            stale: None,
+            missing: 0,
+            paused: false,
+            in_flight,
+            queued: false,
+            chunks: VecDeque::new(),
+            cursor: 0,
+            bytes: 0,
+            error: None,
+        }
+    }
+
+    fn fetch_position(&self) -> Option<i64> {
+        match self.fetch {
+            Fetch::At(o) | Fetch::Stopped(o) => Some(o),
+            Fetch::Start(_) => None,
+        }
+    }
+}
+
+/// A partition to fetch, as a fetch task takes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct FetchItem {
+    pub(crate) tp: TopicPartition,
+    pub(crate) version: u64,
+    pub(crate) offset: i64,
+    pub(crate) leader_epoch: i32,
+    pub(crate) last_epoch: Option<i32>,
+}
+
+/// A partition whose offset must be looked up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct OffsetItem {
+    pub(crate) tp: TopicPartition,
+    pub(crate) version: u64,
+    pub(crate) spec: Offset,
+    pub(crate) leader_epoch: i32,
+}
+
+/// What a fetch brought for one partition.
+#[derive(Debug)]
+pub(crate) enum FetchResult {
+    /// Records (possibly none) and where to fetch next.
+    Records(Decoded),
+    /// OFFSET_OUT_OF_RANGE, with what the broker said about the log.
+    OutOfRange { log_start: i64, high_watermark: i64 },
+    /// A rebalancing error or a failed leader: wait for metadata newer than this generation.
+    Reresolve(u64),
+    /// A failure to surface; the partition keeps its position and is fetched again.
+    Retry(Error),
+    /// A failure to surface; the partition stops until a seek.
+    Stop(Error),
+}
+
+/// Byte budgets for buffered records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Budgets {
+    pub(crate) partition: usize,
+    pub(crate) total: usize,
+}
+
+/// Wakers the caller must wake after releasing the lock.
+#[derive(Debug, Default)]
+#[must_use]
+pub(crate) struct Wake {
+    /// Brokers whose fetch task has new work.
+    pub(crate) brokers: BTreeSet<i32>,
+    /// Every fetch task (the global budget freed up, or the assignment changed).
+    pub(crate) all_brokers: bool,
+    /// The metadata task (partitions need leaders).
+    pub(crate) metadata: bool,
+    /// The application (records or an error arrived).
+    pub(crate) consumer: Option<Waker>,
+}
+
+impl Wake {
+    fn merge(&mut self, other: Wake) {
+        self.brokers.extend(other.brokers);
+        self.all_brokers |= other.all_brokers;
+        self.metadata |= other.metadata;
+        if other.consumer.is_some() {
+            self.consumer = other.consumer;
+        }
+    }
+}
+
+/// How often in a row metadata may miss a partition before it is reported unknown.
+const MAX_MISSING: u32 = 5;
+
+/// The partition table.
+#[derive(Debug)]
+pub(crate) struct State {
+    parts: BTreeMap<TopicPartition, Part>,
+    budgets: Budgets,
+    reset: AutoOffsetReset,
+    bytes: usize,
+    next_version: u64,
+    /// Partitions with records or an error to hand out, in round-robin order.
+    ready: VecDeque<TopicPartition>,
+    waker: Option<Waker>,
+}
+
+impl State {
+    pub(crate) fn new(budgets: Budgets, reset: AutoOffsetReset) -> Self {
+        State { parts: BTreeMap::new(), budgets, reset, bytes: 0, next_version: 1, ready: VecDeque::new(), waker: None }
+    }
+
+    fn version(&mut self) -> u64 {
+        self.next_version += 1;
+        self.next_version
+    }
+
+    /// Replaces the assignment. Partitions no longer assigned drop their buffers; partitions
+    /// that stay are repositioned to their new start.
+    pub(crate) fn assign(&mut self, assignment: Vec<(TopicPartition, Offset)>) -> Wake {
+        let mut old = std::mem::take(&mut self.parts);
+        self.bytes = 0;
+        self.ready.clear();
+        for (tp, start) in assignment {
+            let version = self.version();
+            let fetch = match start {
+                Offset::At(o) => Fetch::At(o),
+                other => Fetch::Start(other),
+            };
+            let prev = old.remove(&tp);
+            let mut part = Part::new(fetch, version, prev.as_ref().is_some_and(|p| p.in_flight));
+            if let Some(prev) = prev {
+                part.leader = prev.leader;
+                part.leader_epoch = prev.leader_epoch;
+                part.stale = prev.stale;
+            }
+            self.parts.insert(tp, part);
+        }
+        Wake { all_brokers: true, metadata: true, ..Wake::default() }
+    }
+
+    /// The assigned partitions, sorted.
+    pub(crate) fn assignment(&self) -> Vec<TopicPartition> {
+        self.parts.keys().cloned().collect()
+    }
+
+    fn part_mut(&mut self, tp: &TopicPartition) -> Result<&mut Part, Error> {
+        self.parts
+            .get_mut(tp)
+            .ok_or_else(|| Error::new(ErrorKind::NotAssigned, "the partition is not assigned").for_partition(tp))
+    }
+
+    /// Moves a partition to `start`, dropping what it buffered and any pending error.
+    pub(crate) fn seek(&mut self, tp: &TopicPartition, start: Offset) -> Result<Wake, Error> {
+        let version = self.version();
+        let part = self.part_mut(tp)?;
+        let freed = part.bytes;
+        let in_flight = part.in_flight;
+        let queued = part.queued;
+        let (leader, leader_epoch, stale, paused) = (part.leader, part.leader_epoch, part.stale, part.paused);
+        let fetch = match start {
+            Offset::At(o) => Fetch::At(o),
+            other => Fetch::Start(other),
+        };
+        *part = Part::new(fetch, version, in_flight);
+        part.leader = leader;
+        part.leader_epoch = leader_epoch;
+        part.stale = stale;
+        part.paused = paused;
+        part.queued = queued;
+        self.bytes -= freed;
+        let mut wake = Wake::default();
+        wake.brokers.extend(leader);
+        Ok(wake)
+    }
+
+    /// [`State::seek`], unless the partition was repositioned since `version`.
+    pub(crate) fn seek_if_version(&mut self, tp: &TopicPartition, version: u64, start: Offset) -> Result<Wake, Error> {
+        if self.part_mut(tp)?.version != version {
+            return Ok(Wake::default());
+        }
+        self.seek(tp, start)
+    }
+
+    /// Pauses or resumes fetching a partition. A paused partition keeps what it buffered, and
+    /// [`State::take`] returns nothing of it until it is resumed.
+    pub(crate) fn set_paused(&mut self, tp: &TopicPartition, paused: bool) -> Result<Wake, Error> {
+        let part = self.part_mut(tp)?;
+        part.paused = paused;
+        let mut wake = Wake::default();
+        if !paused {
+            wake.brokers.extend(part.leader);
+            self.ready(tp, &mut wake);
+        }
+        Ok(wake)
+    }
+
+    /// The next offset the application will get from `tp` (`None` while the start offset is
+    /// being looked up).
+    pub(crate) fn position(&self, tp: &TopicPartition) -> Result<Option<i64>, Error> {
+        let part = self
+            .parts
+            .get(tp)
+            .ok_or_else(|| Error::new(ErrorKind::NotAssigned, "the partition is not assigned").for_partition(tp))?;
+        Ok(part.position)
+    }
+
+    /// Bytes buffered in total.
+    pub(crate) fn buffered(&self) -> usize {
+        self.bytes
+    }
+
+    fn fetchable(&self, part: &Part, broker: i32) -> bool {
+        part.leader == Some(broker) && part.stale.is_none() && !part.in_flight
+    }
+
+    /// Takes the offset lookups broker `broker` should do, marking them in flight.
+    pub(crate) fn take_offset_work(&mut self, broker: i32) -> Vec<OffsetItem> {
+        let mut out = Vec::new();
+        for (tp, part) in &mut self.parts {
+            let Fetch::Start(spec) = part.fetch else { continue };
+            if part.leader == Some(broker) && part.stale.is_none() && !part.in_flight {
+                part.in_flight = true;
+                out.push(OffsetItem { tp: tp.clone(), version: part.version, spec, leader_epoch: part.leader_epoch });
+            }
+        }
+        out
+    }
+
+    /// Takes the partitions broker `broker` should fetch now, marking them in flight: those it
+    /// leads, positioned, not paused, under the partition budget, while the total is under the
+    /// global budget.
+    pub(crate) fn take_fetch_work(&mut self, broker: i32) -> Vec<FetchItem> {
+        if self.bytes >= self.budgets.total {
+            return Vec::new();
+        }
+        let budget = self.budgets.partition;
+        let mut out = Vec::new();
+        let ids: Vec<TopicPartition> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| {
+                self.fetchable(p, broker) && !p.paused && p.bytes < budget && matches!(p.fetch, Fetch::At(_))
+            })
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in ids {
+            let part = self.parts.get_mut(&tp).expect("listed above");
+            let Fetch::At(offset) = part.fetch else { continue };
+            part.in_flight = true;
+            out.push(FetchItem {
+                tp,
+                version: part.version,
+                offset,
+                leader_epoch: part.leader_epoch,
+                last_epoch: part.last_epoch,
+            });
+        }
+        out
+    }
+
+    /// Releases work taken but not answered (the response did not mention the partition, or
+    /// the request was never sent).
+    pub(crate) fn release(&mut self, tp: &TopicPartition) {
+        if let Some(p) = self.parts.get_mut(tp) {
+            p.in_flight = false;
+        }
+    }
+
+    fn set_error(part: &mut Part, tp: &TopicPartition, error: Error) -> Wake {
+        part.error = Some(error.for_partition(tp));
+        Wake::default()
+    }
+
+    /// Applies an offset lookup.
+    pub(crate) fn apply_offset(&mut self, item: &OffsetItem, result: Result<i64, FetchResult>) -> Wake {
+        let mut wake = Wake::default();
+        let Some(part) = self.parts.get_mut(&item.tp) else { return wake };
+        part.in_flight = false;
+        if part.version != item.version {
+            wake.brokers.extend(part.leader);
+            return wake;
+        }
+        match result {
+            Ok(offset) => {
+                part.fetch = Fetch::At(offset);
+                if part.chunks.is_empty() {
+                    part.position = Some(offset);
+                }
+                wake.brokers.extend(part.leader);
+            }
+            Err(FetchResult::Reresolve(generation)) => {
+                part.stale = Some(generation);
+                wake.metadata = true;
+            }
+            Err(FetchResult::Retry(e)) => {
+                wake.merge(Self::set_error(part, &item.tp, e));
+                wake.consumer = self.waker.take();
+            }
+            Err(FetchResult::Stop(e)) => {
+                part.fetch = Fetch::Stopped(part.position.unwrap_or(-1));
+                wake.merge(Self::set_error(part, &item.tp, e));
+                wake.consumer = self.waker.take();
+            }
+            Err(FetchResult::Records(_) | FetchResult::OutOfRange { .. }) => {}
+        }
+        self.ready(&item.tp, &mut wake);
+        wake
+    }
+
+    /// Applies what a fetch brought for one partition.
+    pub(crate) fn apply_fetch(&mut self, item: &FetchItem, result: FetchResult) -> Wake {
+        let mut wake = Wake::default();
+        let reset = self.reset;
+        let Some(part) = self.parts.get_mut(&item.tp) else { return wake };
+        part.in_flight = false;
+        if part.version != item.version || part.fetch != Fetch::At(item.offset) {
+            // Sought or reassigned meanwhile: the data is stale.
+            wake.brokers.extend(part.leader);
+            return wake;
+        }
+        match result {
+            FetchResult::Records(decoded) => {
+                let stop = decoded.error.map(|e| {
+                    Error::with_source(
+                        ErrorKind::CorruptRecords,
+                        format!("malformed records at offset {}", decoded.next_offset),
+                        e,
+                    )
+                });
+                let added: usize = decoded.chunks.iter().map(|c| c.bytes).sum();
+                let had_records = !decoded.chunks.is_empty();
+                part.chunks.extend(decoded.chunks);
+                part.bytes += added;
+                self.bytes += added;
+                part.last_epoch = decoded.last_epoch.or(part.last_epoch);
+                part.fetch = Fetch::At(decoded.next_offset);
+                if part.chunks.is_empty() {
+                    part.position = Some(decoded.next_offset);
+                }
+                if let Some(e) = stop {
+                    part.fetch = Fetch::Stopped(decoded.next_offset);
+                    wake.merge(Self::set_error(part, &item.tp, e));
+                }
+                if had_records || part.error.is_some() {
+                    wake.consumer = self.waker.take();
+                }
+                wake.brokers.extend(part.leader);
+            }
+            FetchResult::OutOfRange { log_start, high_watermark } => match reset {
+                AutoOffsetReset::Earliest | AutoOffsetReset::Latest => {
+                    let spec = if reset == AutoOffsetReset::Earliest { Offset::Earliest } else { Offset::Latest };
+                    tracing::info!(partition = %item.tp, offset = item.offset, ?spec, "offset out of range; resetting");
+                    part.fetch = Fetch::Start(spec);
+                    if part.chunks.is_empty() {
+                        part.position = None;
+                    }
+                    wake.brokers.extend(part.leader);
+                }
+                AutoOffsetReset::None => {
+                    let range = match (log_start, high_watermark) {
+                        (s, h) if s >= 0 && h >= 0 => format!(" (the log holds offsets {s} to {h})"),
+                        _ => String::new(),
+                    };
+                    let e = Error::new(
+                        ErrorKind::OffsetOutOfRange,
+                        format!(
+                            "fetch offset {} is out of range{range} and auto.offset.reset is none; seek to continue",
+                            item.offset
+                        ),
+                    );
+                    part.fetch = Fetch::Stopped(item.offset);
+                    wake.merge(Self::set_error(part, &item.tp, e));
+                    wake.consumer = self.waker.take();
+                }
+            },
+            FetchResult::Reresolve(generation) => {
+                part.stale = Some(generation);
+                wake.metadata = true;
+            }
+            FetchResult::Retry(e) => {
+                wake.merge(Self::set_error(part, &item.tp, e));
+                wake.consumer = self.waker.take();
+            }
+            FetchResult::Stop(e) => {
+                part.fetch = Fetch::Stopped(item.offset);
+                wake.merge(Self::set_error(part, &item.tp, e));
+                wake.consumer = self.waker.take();
+            }
+        }
+        self.ready(&item.tp, &mut wake);
+        wake
+    }
+
+    /// Marks every partition broker `broker` leads as needing metadata newer than `generation`
+    /// (its connection failed).
+    pub(crate) fn broker_failed(&mut self, broker: i32, generation: u64) -> Wake {
+        for part in self.parts.values_mut() {
+            if part.leader == Some(broker) && part.stale.is_none() {
+                part.stale = Some(generation);
+            }
+        }
+        Wake { metadata: true, ..Wake::default() }
+    }
+
+    /// The topics the metadata task must resolve, and the oldest stale generation among them
+    /// (`None`: any snapshot that knows the topics will do).
+    pub(crate) fn metadata_needed(&self) -> Option<(Vec<String>, Option<u64>)> {
+        let mut topics = BTreeSet::new();
+        let mut stale: Option<u64> = None;
+        let mut any_unknown = false;
+        for (tp, part) in &self.parts {
+            if let Some(g) = part.stale {
+                topics.insert(tp.topic.to_string());
+                stale = Some(stale.map_or(g, |s| s.min(g)));
+            } else if part.leader.is_none() && part.missing < MAX_MISSING {
+                topics.insert(tp.topic.to_string());
+                any_unknown = true;
+            }
+        }
+        if topics.is_empty() {
+            return None;
+        }
+        Some((topics.into_iter().collect(), if any_unknown { None } else { stale }))
+    }
+
+    /// Takes leaders from `snapshot`. Returns the brokers that now lead assigned partitions.
+    pub(crate) fn apply_snapshot(&mut self, snapshot: &ClusterSnapshot) -> (BTreeSet<i32>, Wake) {
+        let mut leaders = BTreeSet::new();
+        let mut wake = Wake::default();
+        let mut unknown = Vec::new();
+        for (tp, part) in &mut self.parts {
+            if part.stale.is_some_and(|g| snapshot.generation <= g) {
+                continue;
+            }
+            match snapshot.partition(&tp.topic, tp.partition) {
+                Some(info) => {
+                    part.missing = 0;
+                    match info.leader.filter(|id| snapshot.brokers.contains_key(id)) {
+                        Some(leader) => {
+                            if part.leader != Some(leader) || part.stale.is_some() {
+                                wake.brokers.insert(leader);
+                            }
+                            part.leader = Some(leader);
+                            part.leader_epoch = info.leader_epoch;
+                            part.stale = None;
+                            leaders.insert(leader);
+                        }
+                        None => {
+                            part.leader = None;
+                            part.stale = Some(snapshot.generation);
+                            wake.metadata = true;
+                        }
+                    }
+                }
+                None => {
+                    part.leader = None;
+                    part.missing += 1;
+                    if part.missing == MAX_MISSING {
+                        part.error = Some(
+                            Error::new(ErrorKind::UnknownPartition, "the partition is not in the cluster's metadata")
+                                .for_partition(tp),
+                        );
+                        unknown.push(tp.clone());
+                    }
+                    if part.missing < MAX_MISSING {
+                        part.stale = Some(snapshot.generation);
+                        wake.metadata = true;
+                    }
+                }
+            }
+        }
+        for tp in unknown {
+            self.ready(&tp, &mut wake);
+        }
+        (leaders, wake)
+    }
+
+    /// Queues `tp` for [`State::take`] if it has records or an error to hand out.
+    fn mark_ready(&mut self, tp: &TopicPartition) -> bool {
+        match self.parts.get_mut(tp) {
+            Some(part) if !part.queued && !part.paused && (!part.chunks.is_empty() || part.error.is_some()) => {
+                part.queued = true;
+                self.ready.push_back(tp.clone());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Queues `tp` and wakes the application if it has something new to hand out.
+    fn ready(&mut self, tp: &TopicPartition, wake: &mut Wake) {
+        if self.mark_ready(tp) {
+            wake.consumer = self.waker.take().or(wake.consumer.take());
+        }
+    }
+
+    /// Hands out up to `max` records (at least one per call when any is buffered), grouped by
+    /// partition and taken round robin, or the next error if no record comes before it.
+    /// Registers `waker` when there is nothing. Positions move past what is returned, and only
+    /// that.
+    pub(crate) fn take(
+        &mut self,
+        max: usize,
+        waker: Option<&Waker>,
+    ) -> (Option<Result<Vec<PartitionRecords>, Error>>, Wake) {
+        let mut wake = Wake::default();
+        let max = max.max(1);
+        let mut out: Vec<PartitionRecords> = Vec::new();
+        let mut taken = 0usize;
+        let over_before = self.bytes >= self.budgets.total;
+        let mut error = None;
+        let mut rounds = self.ready.len();
+        while taken < max && rounds > 0 {
+            rounds -= 1;
+            let Some(tp) = self.ready.pop_front() else { break };
+            let Some(part) = self.parts.get_mut(&tp) else { continue };
+            part.queued = false;
+            if part.paused {
+                continue;
+            }
+            let mut records = Vec::new();
+            while taken < max {
+                let Some(chunk) = part.chunks.front() else { break };
+                let r = &chunk.records[part.cursor];
+                records.push(ConsumerRecord {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    offset: r.offset,
+                    leader_epoch: chunk.leader_epoch,
+                    timestamp: r.timestamp,
+                    timestamp_type: chunk.timestamp_type,
+                    key: r.key.clone(),
+                    value: r.value.clone(),
+                    headers: r.headers.clone(),
+                });
+                taken += 1;
+                part.position = Some(r.offset + 1);
+                part.cursor += 1;
+                if part.cursor == chunk.records.len() {
+                    let done = part.chunks.pop_front().expect("front exists");
+                    part.cursor = 0;
+                    part.bytes -= done.bytes;
+                    self.bytes -= done.bytes;
+                    part.position = Some(done.next_offset);
+                    if part.bytes < self.budgets.partition {
+                        wake.brokers.extend(part.leader);
+                    }
+                }
+            }
+            if part.chunks.is_empty() {
+                if let Some(p) = part.fetch_position() {
+                    part.position = Some(p);
+                }
+            }
+            if !records.is_empty() {
+                out.push(PartitionRecords { partition: tp.clone(), records });
+                self.mark_ready(&tp);
+            } else {
+                error = part.error.take();
+                if error.is_some() {
+                    break;
+                }
+            }
+        }
+        if over_before && self.bytes < self.budgets.total {
+            wake.all_brokers = true;
+        }
+        if !out.is_empty() {
+            if let Some(e) = error {
+                // Records came first; the error waits for the next call.
+                let tp = e.partition().cloned();
+                if let Some(part) = tp.as_ref().and_then(|tp| self.parts.get_mut(tp)) {
+                    part.error = Some(e);
+                }
+                if let Some(tp) = tp {
+                    self.mark_ready(&tp);
+                }
+            }
+            return (Some(Ok(out)), wake);
+        }
+        if let Some(e) = error {
+            return (Some(Err(e)), wake);
+        }
+        self.waker = waker.cloned();
+        (None, wake)
+    }
+}
