@@ -702,3 +702,261 @@ impl State {
         (None, wake)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use krab_protocol::messages::MetadataResponse;
+    use krab_protocol::messages::metadata::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+    use krab_protocol::records::{Record, RecordsError};
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition::new("t", p)
+    }
+
+    /// A snapshot after `merges` merges, with `leaders[p]` leading partition p.
+    fn snapshot(leaders: &[i32], merges: u64) -> ClusterSnapshot {
+        let response = MetadataResponse {
+            brokers: (1..=3)
+                .map(|id| MetadataResponseBroker {
+                    node_id: id,
+                    host: "h".into(),
+                    port: 9000 + id,
+                    ..Default::default()
+                })
+                .collect(),
+            topics: vec![MetadataResponseTopic {
+                name: Some("t".into()),
+                partitions: leaders
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &leader)| MetadataResponsePartition {
+                        partition_index: p as i32,
+                        leader_id: leader,
+                        leader_epoch: merges as i32,
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let mut s = ClusterSnapshot::default();
+        for _ in 0..merges {
+            s = s.merge(&response, false);
+        }
+        s
+    }
+
+    fn chunk(from: i64, n: i64, bytes: usize, next_offset: i64) -> Chunk {
+        Chunk {
+            leader_epoch: Some(1),
+            timestamp_type: TimestampType::CreateTime,
+            records: (from..from + n).map(|o| Record::new(o, 0, None, Some(Bytes::from(format!("v{o}"))))).collect(),
+            bytes,
+            next_offset,
+        }
+    }
+
+    fn records(chunks: Vec<Chunk>, next_offset: i64) -> FetchResult {
+        FetchResult::Records(Decoded { chunks, next_offset, last_epoch: Some(1), error: None, partial: false })
+    }
+
+    /// Two partitions at offset 0, both led by broker 1.
+    fn state(partition_budget: usize, total: usize, reset: AutoOffsetReset) -> State {
+        let mut s = State::new(Budgets { partition: partition_budget, total }, reset);
+        let _ = s.assign(vec![(tp(0), Offset::At(0)), (tp(1), Offset::At(0))]);
+        let _ = s.apply_snapshot(&snapshot(&[1, 1], 1));
+        s
+    }
+
+    fn taken_offsets(s: &mut State, max: usize) -> Vec<(i32, i64)> {
+        match s.take(max, None).0 {
+            Some(Ok(batch)) => batch.iter().flat_map(|p| p.records.iter().map(|r| (r.partition, r.offset))).collect(),
+            Some(Err(e)) => panic!("unexpected error {e}"),
+            None => Vec::new(),
+        }
+    }
+
+    fn work_partitions(s: &mut State, broker: i32) -> Vec<i32> {
+        s.take_fetch_work(broker).iter().map(|i| i.tp.partition).collect()
+    }
+
+    #[test]
+    fn a_partition_over_its_budget_leaves_the_request_and_reenters_when_drained() {
+        let mut s = state(100, 10_000, AutoOffsetReset::Latest);
+        let work = s.take_fetch_work(1);
+        assert_eq!(work.len(), 2);
+        let _ = s.apply_fetch(&work[0], records(vec![chunk(0, 3, 150, 3)], 3));
+        s.release(&work[1].tp);
+        // Partition 0 holds 150 bytes over a 100-byte budget: only its sibling is fetched.
+        assert_eq!(work_partitions(&mut s, 1), vec![1]);
+        s.release(&tp(1));
+        // Draining partition 0 wakes its broker and makes it fetchable again, without any timer.
+        let (_, wake) = s.take(10, None);
+        assert!(wake.brokers.contains(&1));
+        assert_eq!(s.buffered(), 0);
+        assert_eq!(work_partitions(&mut s, 1), vec![0, 1]);
+    }
+
+    #[test]
+    fn the_global_budget_stops_every_fetch_until_the_application_drains() {
+        let mut s = state(1_000, 200, AutoOffsetReset::Latest);
+        let work = s.take_fetch_work(1);
+        let _ = s.apply_fetch(&work[0], records(vec![chunk(0, 2, 150, 2)], 2));
+        let _ = s.apply_fetch(&work[1], records(vec![chunk(0, 2, 60, 2)], 2));
+        assert_eq!(s.buffered(), 210);
+        assert!(s.take_fetch_work(1).is_empty());
+        let (_, wake) = s.take(4, None);
+        assert!(wake.all_brokers, "freeing the global budget wakes every fetch task");
+        assert_eq!(work_partitions(&mut s, 1), vec![0, 1]);
+    }
+
+    #[test]
+    fn positions_move_only_when_records_are_handed_out() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::Latest);
+        let work = s.take_fetch_work(1);
+        // Offsets 0..3, then a control batch at 3 stepped over (chunk ends at 4), then 4..6.
+        let _ = s.apply_fetch(&work[0], records(vec![chunk(0, 3, 10, 4), chunk(4, 2, 10, 6)], 6));
+        assert_eq!(s.position(&tp(0)).unwrap(), Some(0), "fetched is not consumed");
+        assert_eq!(taken_offsets(&mut s, 2), vec![(0, 0), (0, 1)]);
+        assert_eq!(s.position(&tp(0)).unwrap(), Some(2));
+        assert_eq!(taken_offsets(&mut s, 1), vec![(0, 2)]);
+        assert_eq!(s.position(&tp(0)).unwrap(), Some(4), "past the stepped-over control offset");
+        assert_eq!(taken_offsets(&mut s, 10), vec![(0, 4), (0, 5)]);
+        assert_eq!(s.position(&tp(0)).unwrap(), Some(6));
+        // Nothing left: take registers the waker and moves nothing.
+        assert!(s.take(10, None).0.is_none());
+        assert_eq!(s.position(&tp(0)).unwrap(), Some(6));
+    }
+
+    #[test]
+    fn batches_alternate_between_partitions() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::Latest);
+        let work = s.take_fetch_work(1);
+        let _ = s.apply_fetch(&work[0], records(vec![chunk(0, 4, 10, 4)], 4));
+        let _ = s.apply_fetch(&work[1], records(vec![chunk(0, 4, 10, 4)], 4));
+        let batch = s.take(6, None).0.unwrap().unwrap();
+        let counts: Vec<(i32, usize)> = batch.iter().map(|p| (p.partition.partition, p.records.len())).collect();
+        assert_eq!(counts, vec![(0, 4), (1, 2)]);
+        assert_eq!(taken_offsets(&mut s, 1), vec![(1, 2)]);
+    }
+
+    #[test]
+    fn a_result_from_before_a_seek_is_dropped() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::Latest);
+        let work = s.take_fetch_work(1);
+        let _ = s.seek(&tp(0), Offset::At(50)).unwrap();
+        let _ = s.apply_fetch(&work[0], records(vec![chunk(0, 3, 10, 3)], 3));
+        assert_eq!(s.buffered(), 0);
+        assert!(taken_offsets(&mut s, 10).is_empty());
+        assert_eq!(s.position(&tp(0)).unwrap(), Some(50));
+        let next = s.take_fetch_work(1);
+        assert_eq!(next.iter().find(|i| i.tp == tp(0)).map(|i| i.offset), Some(50));
+        // Seeking drops buffered records and frees their budget.
+        let _ = s.apply_fetch(&next[0], records(vec![chunk(50, 3, 10, 53)], 53));
+        assert_eq!(s.buffered(), 10);
+        let _ = s.seek(&tp(0), Offset::At(0)).unwrap();
+        assert_eq!(s.buffered(), 0);
+    }
+
+    #[test]
+    fn out_of_range_with_reset_none_is_a_typed_error_that_stops_the_partition() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::None);
+        let work = s.take_fetch_work(1);
+        let _ = s.apply_fetch(&work[0], FetchResult::OutOfRange { log_start: 10, high_watermark: 20 });
+        let e = match s.take(10, None).0 {
+            Some(Err(e)) => e,
+            other => panic!("expected an error, got {other:?}"),
+        };
+        assert_eq!(e.kind(), ErrorKind::OffsetOutOfRange);
+        assert_eq!(e.partition(), Some(&tp(0)));
+        let text = e.to_string();
+        assert!(text.contains("t-0") && text.contains("offset 0") && text.contains("10 to 20"), "{text}");
+        s.release(&tp(1));
+        assert_eq!(work_partitions(&mut s, 1), vec![1], "stopped until a seek");
+        s.release(&tp(1));
+        let _ = s.seek(&tp(0), Offset::At(10)).unwrap();
+        assert_eq!(work_partitions(&mut s, 1), vec![0, 1]);
+    }
+
+    #[test]
+    fn out_of_range_with_reset_earliest_looks_the_offset_up() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::Earliest);
+        let work = s.take_fetch_work(1);
+        let _ = s.apply_fetch(&work[0], FetchResult::OutOfRange { log_start: 10, high_watermark: 20 });
+        assert!(s.take(10, None).0.is_none(), "no error surfaces");
+        let lookups = s.take_offset_work(1);
+        assert_eq!(lookups.len(), 1);
+        assert_eq!(lookups[0].spec, Offset::Earliest);
+        let _ = s.apply_offset(&lookups[0], Ok(10));
+        assert_eq!(s.position(&tp(0)).unwrap(), Some(10));
+    }
+
+    #[test]
+    fn paused_partitions_are_neither_fetched_nor_returned() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::Latest);
+        let work = s.take_fetch_work(1);
+        let _ = s.apply_fetch(&work[0], records(vec![chunk(0, 2, 10, 2)], 2));
+        s.release(&tp(1));
+        let _ = s.set_paused(&tp(0), true).unwrap();
+        assert!(taken_offsets(&mut s, 10).is_empty());
+        assert_eq!(work_partitions(&mut s, 1), vec![1]);
+        let wake = s.set_paused(&tp(0), false).unwrap();
+        assert!(wake.brokers.contains(&1));
+        assert_eq!(taken_offsets(&mut s, 10), vec![(0, 0), (0, 1)]);
+    }
+
+    #[test]
+    fn a_rebalancing_error_pauses_only_its_partition_until_newer_metadata() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::Latest);
+        let work = s.take_fetch_work(1);
+        let wake = s.apply_fetch(&work[0], FetchResult::Reresolve(1));
+        assert!(wake.metadata);
+        let _ = s.apply_fetch(&work[1], records(vec![chunk(0, 1, 10, 1)], 1));
+        assert_eq!(s.metadata_needed(), Some((vec!["t".to_string()], Some(1))));
+        // The sibling keeps fetching.
+        assert_eq!(work_partitions(&mut s, 1), vec![1]);
+        s.release(&tp(1));
+        // A snapshot no newer than the failing one changes nothing.
+        let _ = s.apply_snapshot(&snapshot(&[2, 1], 1));
+        assert!(s.take_fetch_work(2).is_empty());
+        // A newer one moves partition 0 to broker 2.
+        let (leaders, wake) = s.apply_snapshot(&snapshot(&[2, 1], 2));
+        assert!(leaders.contains(&2) && wake.brokers.contains(&2));
+        assert_eq!(work_partitions(&mut s, 2), vec![0]);
+        assert_eq!(s.metadata_needed(), None);
+    }
+
+    #[test]
+    fn records_before_a_corrupt_batch_come_first_then_the_error() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::Latest);
+        let work = s.take_fetch_work(1);
+        let decoded = Decoded {
+            chunks: vec![chunk(0, 2, 10, 2)],
+            next_offset: 2,
+            last_epoch: None,
+            error: Some(RecordsError::CrcMismatch { expected: 1, actual: 2, offset: 0 }),
+            partial: false,
+        };
+        let _ = s.apply_fetch(&work[0], FetchResult::Records(decoded));
+        assert_eq!(taken_offsets(&mut s, 10), vec![(0, 0), (0, 1)]);
+        match s.take(10, None).0 {
+            Some(Err(e)) => {
+                assert_eq!(e.kind(), ErrorKind::CorruptRecords);
+                assert_eq!(e.partition(), Some(&tp(0)));
+            }
+            other => panic!("expected the error, got {other:?}"),
+        }
+        assert_eq!(s.position(&tp(0)).unwrap(), Some(2));
+        s.release(&tp(1));
+        assert_eq!(work_partitions(&mut s, 1), vec![1], "stopped at the bad batch");
+    }
+
+    #[test]
+    fn unassigned_partitions_are_a_typed_error() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::Latest);
+        assert_eq!(s.seek(&tp(9), Offset::At(0)).unwrap_err().kind(), ErrorKind::NotAssigned);
+        assert_eq!(s.position(&tp(9)).unwrap_err().kind(), ErrorKind::NotAssigned);
+    }
+}
