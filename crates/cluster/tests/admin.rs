@@ -1,12 +1,10 @@
 //! Admin basics against the fake cluster's CreateTopics / DeleteTopics / Metadata handlers.
 
-mod support;
-
 use krab_cluster::{ClusterError, NewTopic};
 use krab_protocol::ApiKey;
 use krab_protocol::error_code::ErrorCode;
+use krab_testkit::FakeCluster;
 use std::time::Duration;
-use support::FakeCluster;
 
 #[tokio::test]
 async fn create_list_and_delete_topics() {

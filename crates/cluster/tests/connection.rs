@@ -1,15 +1,13 @@
 //! One broker connection against the in-memory fake broker: correlation, failure propagation,
 //! size limits, timeouts, in-flight bound, acks=0, client.id and version negotiation.
 
-mod support;
-
 use krab_cluster::{ApiVersions, Cluster, ClusterError, ConnectionConfig, DisconnectReason, RequestError, negotiate};
 use krab_protocol::messages::metadata::{MetadataRequestTopic, MetadataResponseTopic};
 use krab_protocol::messages::{AnyRequest, MetadataRequest, MetadataResponse, ProduceRequest, ProduceResponse};
 use krab_protocol::{ApiKey, VersionRange};
+use krab_testkit::{FakeBroker, FakeCluster, Held, Reply};
 use std::collections::HashSet;
 use std::time::Duration;
-use support::{FakeBroker, FakeCluster, Held, Reply};
 use tokio::sync::mpsc;
 
 const METADATA_V: i16 = 12;
@@ -290,7 +288,7 @@ async fn negotiation_falls_back_to_the_version_the_broker_lists() {
         assert_eq!(versions.version_for(ApiKey::Metadata).unwrap(), ApiKey::Metadata.versions().max);
         assert_eq!(versions.broker_range(ApiKey::Produce), Some(ApiKey::Produce.versions()));
         // The same through `Broker::connect` over a transport.
-        let addr = krab_cluster::BrokerAddr::new("broker-1", support::FAKE_PORT);
+        let addr = krab_cluster::BrokerAddr::new("broker-1", krab_testkit::FAKE_PORT);
         let b = krab_cluster::Broker::connect(broker.transport(), addr, Some(1), ConnectionConfig::default())
             .await
             .unwrap();

@@ -1,11 +1,9 @@
 //! The cluster's lazy connection pool against fake brokers.
 
-mod support;
-
 use krab_cluster::ClusterError;
 use krab_protocol::ApiKey;
+use krab_testkit::FakeCluster;
 use std::time::Duration;
-use support::FakeCluster;
 
 /// A caller that gives up while a broker connection is being made (a timeout around
 /// `cluster.leader`) must not leave that broker unusable for everyone after it.

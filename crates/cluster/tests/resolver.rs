@@ -1,8 +1,6 @@
 //! The cluster and its resolver against a cluster of fake brokers: coalescing, single flight,
 //! tower layering, dead brokers, leader epochs and custom resolvers.
 
-mod support;
-
 use krab_cluster::rebalance::is_rebalancing;
 use krab_cluster::{
     BoxResolver, Cluster, ClusterConfig, ClusterError, ClusterSnapshot, DisconnectReason, MetadataResolver,
@@ -12,9 +10,9 @@ use krab_protocol::ApiKey;
 use krab_protocol::messages::AnyRequest;
 use krab_protocol::messages::MetadataResponse;
 use krab_protocol::messages::metadata::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use krab_testkit::{FakeCluster, Held, Reply};
 use std::sync::Arc;
 use std::time::Duration;
-use support::{FakeCluster, Held, Reply};
 use tokio::sync::mpsc;
 use tower::{Service, ServiceBuilder, ServiceExt};
 

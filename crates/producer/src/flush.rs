@@ -86,7 +86,7 @@ const CLOCK_EVERY: usize = 256;
 impl Clock {
     fn read() -> Self {
         let wall_ms = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
-        Self { now: Instant::now(), wall_ms }
+        Self { now: now(), wall_ms }
     }
 }
 
@@ -255,14 +255,14 @@ impl FlushLoop {
             idempotent,
             bump_epoch: false,
             bumping: false,
-            next_expiry: Instant::now(),
+            next_expiry: now(),
             stats,
         })
     }
 
     pub(crate) async fn run(mut self) {
         loop {
-            let wake = self.next_wake(Instant::now());
+            let wake = self.next_wake(now());
             tokio::select! {
                 biased;
                 Some(event) = self.events.recv() => {
@@ -288,12 +288,12 @@ impl FlushLoop {
                     self.incoming = batch;
                     if abandoned && self.closing.is_none() {
                         // Every handle is gone: deliver what is buffered, as close() would.
-                        self.begin_close(Instant::now() + self.config.effective_delivery_timeout(), None);
+                        self.begin_close(now() + self.config.effective_delivery_timeout(), None);
                     }
                 }
                 () = sleep_until(wake) => {}
             }
-            let now = Instant::now();
+            let now = now();
             if now >= self.next_expiry {
                 self.expire(now);
                 self.next_expiry = now + Duration::from_millis(100);
@@ -564,7 +564,7 @@ impl FlushLoop {
                     .retry_backoff
                     .saturating_mul(1 << self.resolve_streak.min(16))
                     .min(self.config.retry_backoff_max.max(self.config.retry_backoff));
-                self.resolve_after = Some(Instant::now() + backoff);
+                self.resolve_after = Some(now() + backoff);
                 if !self.recovering.is_empty() {
                     self.resolve_streak += 1;
                 }
@@ -596,7 +596,7 @@ impl FlushLoop {
 
     fn on_produced(&mut self, outcome: JobOutcome) {
         let Some(mut job) = self.jobs.remove(&outcome.id) else { return };
-        let now = Instant::now();
+        let now = now();
         for spare in outcome.spares {
             self.acc.recycle_buffer(spare);
         }
@@ -823,7 +823,7 @@ impl FlushLoop {
             self.stalled.remove(&tp);
         }
         let topics: Vec<Arc<str>> = self.waiting.keys().cloned().collect();
-        let now = Instant::now();
+        let now = now();
         for topic in topics {
             let state = self.snapshot.topic(&topic).map(|t| (t.error, t.partitions.len()));
             match state {
@@ -989,6 +989,11 @@ fn find(response: &ProduceResponse, tp: &TopicPartition) -> Option<(ErrorCode, i
         .flat_map(|t| t.partition_responses.iter())
         .find(|p| p.index == tp.partition)
         .map(|p| (ErrorCode::from_code(p.error_code), p.base_offset, p.log_append_time_ms))
+}
+
+/// The time: tokio's clock, so that tests with paused time drive every deadline of the loop.
+pub(crate) fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
 }
 
 async fn sleep_until(at: Option<Instant>) {

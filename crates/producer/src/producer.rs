@@ -50,8 +50,21 @@ impl Producer {
     /// Connects to the cluster and starts the flush loop, with the default coalescing resolver
     /// and the partitioner the configuration names.
     pub async fn connect(config: ProducerConfig) -> Result<Producer, Error> {
+        let transport = krab_cluster::TcpTransport::new(config.request_timeout);
+        Self::connect_with(config, transport).await
+    }
+
+    /// [`connect`](Self::connect) through a custom transport (TLS, SASL, in-memory test brokers):
+    /// any `tower::Service<BrokerAddr>` yielding a byte stream.
+    pub async fn connect_with<T>(config: ProducerConfig, transport: T) -> Result<Producer, Error>
+    where
+        T: tower::Service<krab_cluster::BrokerAddr> + Clone + Send + Sync + 'static,
+        T::Response: krab_cluster::transport::Stream,
+        T::Error: Into<krab_cluster::transport::BoxError>,
+        T::Future: Send + 'static,
+    {
         config.validate().map_err(|e| Error::with_source(ErrorKind::Config, "invalid producer configuration", e))?;
-        let cluster = Cluster::connect(cluster_config(&config)?).await?;
+        let cluster = Cluster::connect_with(cluster_config(&config)?, transport).await?;
         let resolver = MetadataResolver::new(
             cluster.clone(),
             ResolverConfig { deadline: config.request_timeout, ..ResolverConfig::default() },
@@ -174,7 +187,7 @@ impl Producer {
     /// remains with [`ErrorKind::Closed`]. Other clones of the handle can no longer send.
     pub async fn close(&self, timeout: Duration) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        let deadline = std::time::Instant::now() + timeout;
+        let deadline = crate::flush::now() + timeout;
         if self.inbox().push(Command::Close { deadline, done: tx }).await.is_err() {
             return Ok(()); // already closed
         }
