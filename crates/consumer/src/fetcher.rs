@@ -16,7 +16,7 @@ use krab_protocol::error_code::ErrorCode;
 use krab_protocol::messages::fetch::{FetchPartition, FetchTopic, ForgottenTopic};
 use krab_protocol::messages::list_offsets::{ListOffsetsPartition, ListOffsetsTopic};
 use krab_protocol::messages::{FetchRequest, FetchResponse, ListOffsetsRequest};
-use krab_protocol::records::DecodeOptions;
+use krab_protocol::records::{DEFAULT_MAX_DECOMPRESSED_SIZE, DecodeOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use tokio::sync::Notify;
@@ -372,7 +372,7 @@ impl Fetcher {
         let generation = self.cluster.snapshot().generation;
         let options = DecodeOptions::default()
             .with_verify_crc(self.config.check_crcs)
-            .with_max_decompressed_size(self.config.partition_budget().max(1 << 20));
+            .with_max_decompressed_size(self.config.partition_budget().max(DEFAULT_MAX_DECOMPRESSED_SIZE));
         let isolation = self.config.isolation_level;
         let mut jobs = Vec::new();
         let mut seen = std::collections::HashSet::new();
