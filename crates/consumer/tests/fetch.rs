@@ -5,6 +5,7 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 use krab_cluster::{BoxResolver, Cluster, MetadataResolver, ResolverConfig};
 use krab_consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition};
+use krab_protocol::Uuid;
 use krab_protocol::messages::fetch::{FetchableTopicResponse, PartitionData};
 use krab_protocol::messages::list_offsets::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
 use krab_protocol::messages::{AnyRequest, AnyResponse, FetchRequest, FetchResponse, ListOffsetsResponse};
@@ -73,6 +74,8 @@ struct Sessions {
 
 struct Fake {
     cluster: FakeCluster,
+    /// Whether Metadata gives topic ids (then Fetch v13+ names topics by id).
+    topic_ids: bool,
     logs: Arc<Mutex<Logs>>,
     seen: Arc<Mutex<Vec<(i32, SeenFetch)>>>,
 }
@@ -174,6 +177,37 @@ fn fetch_reply(
     }
 }
 
+fn topic_id(name: &str) -> Uuid {
+    let mut id = [7u8; 16];
+    for (n, b) in name.bytes().take(16).enumerate() {
+        id[n] = b;
+    }
+    Uuid(id)
+}
+
+fn name_of(id: Uuid) -> String {
+    assert_ne!(id, Uuid::ZERO, "a topic id is required at Fetch v13+");
+    String::from_utf8(id.0.iter().copied().take_while(|b| *b != 7).collect()).unwrap()
+}
+
+/// Rewrites a Fetch reply to name topics by id, as Fetch v13+ does.
+fn by_id(reply: Reply) -> Reply {
+    fn fix(r: &mut FetchResponse) {
+        for t in &mut r.responses {
+            t.topic_id = topic_id(&t.topic);
+            t.topic.clear();
+        }
+    }
+    match reply {
+        Reply::Respond(AnyResponse::Fetch(mut r)) => {
+            fix(&mut r);
+            Reply::Respond(AnyResponse::Fetch(r))
+        }
+        Reply::Later(later) => Reply::Later(Box::pin(async move { by_id(later.await) })),
+        other => other,
+    }
+}
+
 trait RespondFetch {
     fn respond_fetch(r: FetchResponse) -> Reply;
 }
@@ -188,7 +222,7 @@ impl Fake {
     fn new(brokers: i32, partitions: i32) -> Fake {
         let cluster = FakeCluster::new(brokers);
         cluster.create_topic("t", partitions);
-        Fake { cluster, logs: Arc::default(), seen: Arc::default() }
+        Fake { cluster, topic_ids: false, logs: Arc::default(), seen: Arc::default() }
     }
 
     /// Installs the Fetch and ListOffsets handlers (after the cluster handle exists, since the
@@ -197,10 +231,35 @@ impl Fake {
         for id in 1..=self.cluster.state().brokers.len() as i32 {
             let fake = Arc::downgrade(self);
             let sessions = Arc::new(Mutex::new(Sessions::default()));
-            self.cluster.broker(id).set_handler(move |_header, request| {
+            self.cluster.broker(id).set_handler(move |header, request| {
                 let Some(fake) = fake.upgrade() else { return Reply::Close };
                 match request {
-                    AnyRequest::Fetch(req) => fetch_reply(id, &fake.cluster, &fake.logs, &sessions, &fake.seen, &req),
+                    AnyRequest::Metadata(req) if fake.topic_ids => {
+                        let mut response = fake.cluster.state().metadata_response(&req, header.request_api_version);
+                        for t in &mut response.topics {
+                            t.topic_id = topic_id(t.name.as_deref().unwrap_or_default());
+                        }
+                        Reply::Respond(AnyResponse::Metadata(Box::new(response)))
+                    }
+                    AnyRequest::Fetch(mut req) => {
+                        assert_eq!(
+                            header.request_api_version >= 13,
+                            fake.topic_ids,
+                            "Fetch v{}",
+                            header.request_api_version
+                        );
+                        if fake.topic_ids {
+                            // Serve by name, answer by id.
+                            for t in &mut req.topics {
+                                t.topic = name_of(t.topic_id);
+                            }
+                            for t in &mut req.forgotten_topics_data {
+                                t.topic = name_of(t.topic_id);
+                            }
+                        }
+                        let reply = fetch_reply(id, &fake.cluster, &fake.logs, &sessions, &fake.seen, &req);
+                        if fake.topic_ids { by_id(reply) } else { reply }
+                    }
                     AnyRequest::ListOffsets(req) => {
                         let logs = fake.logs.lock().unwrap();
                         let topics = req
@@ -414,4 +473,21 @@ async fn buffered_records_stay_within_the_budget_until_drained() {
     let mut records = first;
     records.extend(read(&mut consumer, 999).await);
     assert_eq!(values(&records, 0), expected(0, 0..1000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn topics_go_by_id_when_metadata_has_ids() {
+    let mut fake = Fake::new(2, 2);
+    fake.topic_ids = true;
+    let fake = Arc::new(fake);
+    fake.append(0, 3);
+    fake.append(1, 2);
+    let mut consumer = fake.consumer(fake.config()).await;
+    consumer.assign([(tp(0), Offset::Earliest), (tp(1), Offset::At(1))]);
+    let records = read(&mut consumer, 4).await;
+    assert_eq!(values(&records, 0), expected(0, 0..3));
+    assert_eq!(values(&records, 1), expected(1, 1..2));
+    fake.append(0, 1);
+    let records = read(&mut consumer, 1).await;
+    assert_eq!(values(&records, 0), expected(0, 3..4));
 }
