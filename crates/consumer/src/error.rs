@@ -20,6 +20,9 @@ pub enum ErrorKind {
     /// The position is outside the partition's log and `auto.offset.reset` is `none`; the
     /// partition stops until [`Consumer::seek`](crate::Consumer::seek).
     OffsetOutOfRange,
+    /// The leader's log no longer holds the position (KIP-320: it was truncated after a leader
+    /// change) and `auto.offset.reset` is `none`; the partition stops until a seek.
+    LogTruncation,
     /// The fetched records were malformed (bad CRC, bad lengths, decompression over the bound);
     /// the partition stops at the bad batch until [`Consumer::seek`](crate::Consumer::seek).
     CorruptRecords,

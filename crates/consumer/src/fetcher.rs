@@ -8,14 +8,15 @@ use crate::error::{Error, ErrorKind};
 use crate::records::{PartitionInput, decode_partition};
 use crate::session::{FetchSession, Outcome, Wanted};
 use crate::shared::Shared;
-use crate::state::{FetchItem, FetchResult, Offset, OffsetItem};
+use crate::state::{FetchItem, FetchResult, Offset, OffsetItem, ValidateItem};
 use krab_cluster::rebalance::{Recovery, classify, classify_code};
 use krab_cluster::{Broker, Cluster, ClusterError};
 use krab_protocol::Uuid;
 use krab_protocol::error_code::ErrorCode;
 use krab_protocol::messages::fetch::{FetchPartition, FetchTopic, ForgottenTopic};
 use krab_protocol::messages::list_offsets::{ListOffsetsPartition, ListOffsetsTopic};
-use krab_protocol::messages::{FetchRequest, FetchResponse, ListOffsetsRequest};
+use krab_protocol::messages::offset_for_leader_epoch::{OffsetForLeaderPartition, OffsetForLeaderTopic};
+use krab_protocol::messages::{FetchRequest, FetchResponse, ListOffsetsRequest, OffsetForLeaderEpochRequest};
 use krab_protocol::records::{DEFAULT_MAX_DECOMPRESSED_SIZE, DecodeOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -57,6 +58,11 @@ impl Fetcher {
                     continue;
                 }
             };
+            let validate = self.shared.lock().take_validate_work(self.id);
+            if !validate.is_empty() {
+                self.validate(&broker, validate).await;
+                continue;
+            }
             let offsets = self.shared.lock().take_offset_work(self.id);
             if !offsets.is_empty() {
                 self.list_offsets(&broker, offsets).await;
@@ -199,6 +205,65 @@ impl Fetcher {
                 wakes.push(w);
             }
         }
+        drop(state);
+        wakes.into_iter().for_each(|w| self.shared.wake(w));
+    }
+
+    /// KIP-320: asks the leader where each position's leader epoch ends.
+    async fn validate(&self, broker: &Broker, items: Vec<ValidateItem>) {
+        let results: Vec<Result<Option<(i32, i64)>, FetchResult>> =
+            match broker.version_of::<OffsetForLeaderEpochRequest>() {
+                // Before v2 there is no CurrentLeaderEpoch to fence a stale leader: skip validation.
+                Err(_) => items.iter().map(|_| Ok(None)).collect(),
+                Ok(version) if version < 2 => items.iter().map(|_| Ok(None)).collect(),
+                Ok(version) => {
+                    let mut topics: BTreeMap<Arc<str>, Vec<OffsetForLeaderPartition>> = BTreeMap::new();
+                    for item in &items {
+                        topics.entry(item.tp.topic.clone()).or_default().push(OffsetForLeaderPartition {
+                            partition: item.tp.partition,
+                            current_leader_epoch: item.leader_epoch,
+                            leader_epoch: item.epoch,
+                            ..Default::default()
+                        });
+                    }
+                    let request = OffsetForLeaderEpochRequest {
+                        replica_id: if version >= 3 { -1 } else { OffsetForLeaderEpochRequest::default().replica_id },
+                        topics: topics
+                            .into_iter()
+                            .map(|(topic, partitions)| OffsetForLeaderTopic {
+                                topic: topic.to_string(),
+                                partitions,
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    };
+                    match broker.send(&request, version).await {
+                        Err(e) => items.iter().map(|_| Err(self.request_failed(&e))).collect(),
+                        Ok(resp) => {
+                            let mut found: HashMap<(&str, i32), (i16, i32, i64)> = HashMap::new();
+                            for t in &resp.topics {
+                                for p in &t.partitions {
+                                    found.insert(
+                                        (t.topic.as_str(), p.partition),
+                                        (p.error_code, p.leader_epoch, p.end_offset),
+                                    );
+                                }
+                            }
+                            items
+                                .iter()
+                                .map(|item| match found.get(&(&*item.tp.topic, item.tp.partition)) {
+                                    None => Err(FetchResult::Reresolve(self.cluster.snapshot().generation)),
+                                    Some(&(0, epoch, end)) => Ok(Some((epoch, end))),
+                                    Some(&(code, _, _)) => Err(self.partition_error(ErrorCode::from_code(code))),
+                                })
+                                .collect()
+                        }
+                    }
+                }
+            };
+        let mut state = self.shared.lock();
+        let wakes: Vec<_> = items.iter().zip(results).map(|(item, r)| state.apply_validation(item, r)).collect();
         drop(state);
         wakes.into_iter().for_each(|w| self.shared.wake(w));
     }

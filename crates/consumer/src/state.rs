@@ -80,6 +80,9 @@ pub(crate) enum Fetch {
     At(i64),
     /// Stopped at this offset after an error, until a seek.
     Stopped(i64),
+    /// The leader changed: check with OffsetForLeaderEpoch that the log still holds `offset`,
+    /// reached in leader epoch `epoch` (KIP-320), before fetching from it.
+    Validate { offset: i64, epoch: i32 },
 }
 
 #[derive(Debug)]
@@ -109,7 +112,7 @@ pub(crate) struct Part {
 impl Part {
     fn new(fetch: Fetch, version: u64, in_flight: bool) -> Self {
         let position = match fetch {
-            Fetch::At(o) | Fetch::Stopped(o) => Some(o),
+            Fetch::At(o) | Fetch::Stopped(o) | Fetch::Validate { offset: o, .. } => Some(o),
             Fetch::Start(_) => None,
         };
         Part {
@@ -133,7 +136,7 @@ impl Part {
 
     fn fetch_position(&self) -> Option<i64> {
         match self.fetch {
-            Fetch::At(o) | Fetch::Stopped(o) => Some(o),
+            Fetch::At(o) | Fetch::Stopped(o) | Fetch::Validate { offset: o, .. } => Some(o),
             Fetch::Start(_) => None,
         }
     }
@@ -155,6 +158,16 @@ pub(crate) struct OffsetItem {
     pub(crate) tp: TopicPartition,
     pub(crate) version: u64,
     pub(crate) spec: Offset,
+    pub(crate) leader_epoch: i32,
+}
+
+/// A position to validate after a leader change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ValidateItem {
+    pub(crate) tp: TopicPartition,
+    pub(crate) version: u64,
+    pub(crate) offset: i64,
+    pub(crate) epoch: i32,
     pub(crate) leader_epoch: i32,
 }
 
@@ -328,6 +341,92 @@ impl State {
 
     fn fetchable(&self, part: &Part, broker: i32) -> bool {
         part.leader == Some(broker) && part.stale.is_none() && !part.in_flight
+    }
+
+    /// Takes the positions broker `broker` should validate (KIP-320), marking them in flight.
+    pub(crate) fn take_validate_work(&mut self, broker: i32) -> Vec<ValidateItem> {
+        let mut out = Vec::new();
+        for (tp, part) in &mut self.parts {
+            let Fetch::Validate { offset, epoch } = part.fetch else { continue };
+            if part.leader == Some(broker) && part.stale.is_none() && !part.in_flight {
+                part.in_flight = true;
+                out.push(ValidateItem {
+                    tp: tp.clone(),
+                    version: part.version,
+                    offset,
+                    epoch,
+                    leader_epoch: part.leader_epoch,
+                });
+            }
+        }
+        out
+    }
+
+    /// Applies an OffsetForLeaderEpoch answer: `Ok(Some((epoch, end_offset)))` is the end of
+    /// the validated epoch on the leader; `Ok(None)` means validation is not possible (the broker
+    /// lacks the API), and fetching goes on.
+    pub(crate) fn apply_validation(
+        &mut self,
+        item: &ValidateItem,
+        result: Result<Option<(i32, i64)>, FetchResult>,
+    ) -> Wake {
+        let mut wake = Wake::default();
+        let reset = self.reset;
+        let Some(part) = self.parts.get_mut(&item.tp) else { return wake };
+        part.in_flight = false;
+        if part.version != item.version || part.fetch != (Fetch::Validate { offset: item.offset, epoch: item.epoch }) {
+            wake.brokers.extend(part.leader);
+            return wake;
+        }
+        wake.brokers.extend(part.leader);
+        match result {
+            Ok(None) => part.fetch = Fetch::At(item.offset),
+            Ok(Some((_, end_offset))) if end_offset >= item.offset => part.fetch = Fetch::At(item.offset),
+            Ok(Some((end_epoch, end_offset))) => {
+                let what = if end_offset < 0 {
+                    format!("the leader knows no offsets of leader epoch {}", item.epoch)
+                } else {
+                    format!(
+                        "the log was truncated: position {} (leader epoch {}) is past the end of epoch {end_epoch} at {end_offset}",
+                        item.offset, item.epoch
+                    )
+                };
+                match (reset, end_offset) {
+                    (AutoOffsetReset::None, _) => {
+                        let e = Error::new(
+                            ErrorKind::LogTruncation,
+                            format!("{what}; auto.offset.reset is none: seek to continue"),
+                        );
+                        part.fetch = Fetch::Stopped(item.offset);
+                        part.error = Some(e.for_partition(&item.tp));
+                    }
+                    (_, o) if o >= 0 => {
+                        tracing::warn!(partition = %item.tp, "{what}; resuming at {o}");
+                        part.fetch = Fetch::At(o);
+                        if part.chunks.is_empty() {
+                            part.position = Some(o);
+                        }
+                    }
+                    (policy, _) => {
+                        let spec = if policy == AutoOffsetReset::Earliest { Offset::Earliest } else { Offset::Latest };
+                        tracing::warn!(partition = %item.tp, "{what}; resetting to {spec:?}");
+                        part.fetch = Fetch::Start(spec);
+                    }
+                }
+            }
+            Err(FetchResult::Reresolve(generation)) => {
+                part.stale = Some(generation);
+                wake.metadata = true;
+            }
+            Err(FetchResult::Retry(e)) => part.error = Some(e.for_partition(&item.tp)),
+            Err(FetchResult::Stop(e)) => {
+                part.fetch = Fetch::Stopped(item.offset);
+                part.error = Some(e.for_partition(&item.tp));
+            }
+            Err(FetchResult::Records(_) | FetchResult::OutOfRange { .. }) => {}
+        }
+        self.ready(&item.tp, &mut wake);
+        wake
     }
 
     /// Takes the offset lookups broker `broker` should do, marking them in flight.
@@ -556,6 +655,11 @@ impl State {
                         Some(leader) => {
                             if part.leader != Some(leader) || part.stale.is_some() {
                                 wake.brokers.insert(leader);
+                            }
+                            let moved = part.leader.is_some_and(|old| old != leader)
+                                || (part.leader_epoch >= 0 && info.leader_epoch > part.leader_epoch);
+                            if let (true, Fetch::At(offset), Some(epoch)) = (moved, part.fetch, part.last_epoch) {
+                                part.fetch = Fetch::Validate { offset, epoch };
                             }
                             part.leader = Some(leader);
                             part.leader_epoch = info.leader_epoch;
@@ -958,5 +1062,43 @@ mod tests {
         let mut s = state(1_000, 10_000, AutoOffsetReset::Latest);
         assert_eq!(s.seek(&tp(9), Offset::At(0)).unwrap_err().kind(), ErrorKind::NotAssigned);
         assert_eq!(s.position(&tp(9)).unwrap_err().kind(), ErrorKind::NotAssigned);
+    }
+
+    /// Partition 0 read up to offset 2 in epoch 1 from broker 1, then metadata moves it to broker 2.
+    fn moved(reset: AutoOffsetReset) -> (State, ValidateItem) {
+        let mut s = state(1_000, 10_000, reset);
+        let work = s.take_fetch_work(1);
+        let _ = s.apply_fetch(&work[0], records(vec![chunk(0, 2, 10, 2)], 2));
+        s.release(&tp(1));
+        assert!(s.take_validate_work(1).is_empty(), "no leader change yet");
+        let _ = s.apply_snapshot(&snapshot(&[2, 1], 2));
+        assert!(s.take_fetch_work(2).is_empty(), "validation comes first");
+        let items = s.take_validate_work(2);
+        assert_eq!(items.len(), 1);
+        assert_eq!((items[0].offset, items[0].epoch, items[0].leader_epoch), (2, 1, 2));
+        (s, items[0].clone())
+    }
+
+    #[test]
+    fn a_position_the_new_leader_holds_fetches_on() {
+        let (mut s, item) = moved(AutoOffsetReset::None);
+        let _ = s.apply_validation(&item, Ok(Some((1, 2))));
+        assert_eq!(s.take_fetch_work(2).iter().map(|i| i.offset).collect::<Vec<_>>(), vec![2]);
+        assert_eq!(taken_offsets(&mut s, 10), vec![(0, 0), (0, 1)], "buffered records survive validation");
+    }
+
+    #[test]
+    fn an_unknown_epoch_applies_the_reset_policy() {
+        let (mut s, item) = moved(AutoOffsetReset::Latest);
+        let _ = s.apply_validation(&item, Ok(Some((-1, -1))));
+        let lookups = s.take_offset_work(2);
+        assert_eq!(lookups.iter().map(|l| l.spec).collect::<Vec<_>>(), vec![Offset::Latest]);
+        let (mut s, item) = moved(AutoOffsetReset::None);
+        let _ = s.apply_validation(&item, Ok(Some((-1, -1))));
+        let _ = taken_offsets(&mut s, 10);
+        match s.take(10, None).0 {
+            Some(Err(e)) => assert_eq!(e.kind(), ErrorKind::LogTruncation),
+            other => panic!("expected an error, got {other:?}"),
+        }
     }
 }

@@ -4,11 +4,14 @@
 use bytes::Bytes;
 use futures_util::StreamExt;
 use krab_cluster::{BoxResolver, Cluster, MetadataResolver, ResolverConfig};
-use krab_consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TopicPartition};
+use krab_consumer::{AutoOffsetReset, Consumer, ConsumerConfig, ConsumerRecord, ErrorKind, Offset, TopicPartition};
 use krab_protocol::Uuid;
 use krab_protocol::messages::fetch::{FetchableTopicResponse, PartitionData};
 use krab_protocol::messages::list_offsets::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
-use krab_protocol::messages::{AnyRequest, AnyResponse, FetchRequest, FetchResponse, ListOffsetsResponse};
+use krab_protocol::messages::offset_for_leader_epoch::{EpochEndOffset, OffsetForLeaderTopicResult};
+use krab_protocol::messages::{
+    AnyRequest, AnyResponse, FetchRequest, FetchResponse, ListOffsetsResponse, OffsetForLeaderEpochResponse,
+};
 use krab_protocol::records::{Compression, RecordBatchEncoder};
 use krab_testkit::{FakeCluster, Reply};
 use std::collections::{BTreeMap, HashMap};
@@ -24,6 +27,10 @@ type SessionParts = BTreeMap<(String, i32), (i64, i32)>;
 #[derive(Default)]
 struct Logs {
     batches: HashMap<(String, i32), Vec<Stored>>,
+    /// Where each leader epoch ended, by topic, partition and epoch, once a newer one began.
+    epoch_ends: HashMap<(String, i32, i32), i64>,
+    /// The leader epoch new batches are written in.
+    epoch: i32,
 }
 
 impl Logs {
@@ -34,12 +41,26 @@ impl Logs {
     /// Appends `n` records `"{topic}-{p}-{offset}"` as one batch; timestamps are 10 × offset.
     fn append(&mut self, topic: &str, p: i32, n: i64) {
         let base = self.end(topic, p);
-        let mut enc = RecordBatchEncoder::new(Compression::None).base_offset(base).partition_leader_epoch(0);
+        let mut enc = RecordBatchEncoder::new(Compression::None).base_offset(base).partition_leader_epoch(self.epoch);
         for o in base..base + n {
             enc.append(o * 10, None, Some(format!("{topic}-{p}-{o}").as_bytes()), &[]).unwrap();
         }
         let batch = enc.finish().unwrap();
         self.batches.entry((topic.to_string(), p)).or_default().push((base, base + n - 1, batch));
+    }
+
+    /// A new leader without the records from `keep` on: the old epoch ends at `keep`.
+    fn truncate(&mut self, topic: &str, p: i32, keep: i64) {
+        let batches = self.batches.entry((topic.to_string(), p)).or_default();
+        batches.retain(|(_, last, _)| *last < keep);
+        assert_eq!(batches.last().map_or(0, |b| b.1 + 1), keep, "truncate at a batch boundary");
+        self.epoch_ends.insert((topic.to_string(), p, self.epoch), keep);
+        self.epoch += 1;
+    }
+
+    /// OffsetForLeaderEpoch: the end of `epoch` (the log end for the current one).
+    fn epoch_end(&self, topic: &str, p: i32, epoch: i32) -> i64 {
+        self.epoch_ends.get(&(topic.to_string(), p, epoch)).copied().unwrap_or_else(|| self.end(topic, p))
     }
 
     fn read(&self, topic: &str, p: i32, from: i64, max_bytes: usize) -> Bytes {
@@ -76,6 +97,8 @@ struct Fake {
     cluster: FakeCluster,
     /// Whether Metadata gives topic ids (then Fetch v13+ names topics by id).
     topic_ids: bool,
+    /// OffsetForLeaderEpoch requests answered.
+    validations: std::sync::atomic::AtomicU64,
     logs: Arc<Mutex<Logs>>,
     seen: Arc<Mutex<Vec<(i32, SeenFetch)>>>,
 }
@@ -222,7 +245,7 @@ impl Fake {
     fn new(brokers: i32, partitions: i32) -> Fake {
         let cluster = FakeCluster::new(brokers);
         cluster.create_topic("t", partitions);
-        Fake { cluster, topic_ids: false, logs: Arc::default(), seen: Arc::default() }
+        Fake { cluster, topic_ids: false, validations: Default::default(), logs: Arc::default(), seen: Arc::default() }
     }
 
     /// Installs the Fetch and ListOffsets handlers (after the cluster handle exists, since the
@@ -259,6 +282,30 @@ impl Fake {
                         }
                         let reply = fetch_reply(id, &fake.cluster, &fake.logs, &sessions, &fake.seen, &req);
                         if fake.topic_ids { by_id(reply) } else { reply }
+                    }
+                    AnyRequest::OffsetForLeaderEpoch(req) => {
+                        let logs = fake.logs.lock().unwrap();
+                        let topics = req
+                            .topics
+                            .iter()
+                            .map(|t| OffsetForLeaderTopicResult {
+                                topic: t.topic.clone(),
+                                partitions: t
+                                    .partitions
+                                    .iter()
+                                    .map(|p| EpochEndOffset {
+                                        partition: p.partition,
+                                        leader_epoch: p.leader_epoch,
+                                        end_offset: logs.epoch_end(&t.topic, p.partition, p.leader_epoch),
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                                ..Default::default()
+                            })
+                            .collect();
+                        fake.validations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let response = OffsetForLeaderEpochResponse { topics, ..Default::default() };
+                        Reply::Respond(AnyResponse::OffsetForLeaderEpoch(Box::new(response)))
                     }
                     AnyRequest::ListOffsets(req) => {
                         let logs = fake.logs.lock().unwrap();
@@ -424,8 +471,10 @@ async fn a_leader_move_re_resolves_and_continues_without_loss_or_duplicates() {
     records.extend(read(&mut consumer, 6).await);
     assert_eq!(values(&records, 0), expected(0, 0..6));
     assert_eq!(values(&records, 1), expected(1, 0..6));
-    // Broker 1 answered NOT_LEADER_OR_FOLLOWER; the re-resolve cost one Metadata request.
+    // Broker 1 answered NOT_LEADER_OR_FOLLOWER; the re-resolve cost one Metadata request; the
+    // position was validated with the new leader (KIP-320) before fetching from it.
     assert_eq!(consumer.cluster().metadata_requests(), metadata_before + 1);
+    assert_eq!(fake.validations.load(std::sync::atomic::Ordering::Relaxed), 1);
 }
 
 #[tokio::test(start_paused = true)]
@@ -490,4 +539,47 @@ async fn topics_go_by_id_when_metadata_has_ids() {
     fake.append(0, 1);
     let records = read(&mut consumer, 1).await;
     assert_eq!(values(&records, 0), expected(0, 3..4));
+}
+
+/// Partition 0 holds 6 records in epoch 0; the consumer reads them all; then a new leader takes
+/// over without records 3..6 (epoch 0 ends at 3 there) and writes two new ones.
+async fn truncated_after_reading(reset: AutoOffsetReset) -> (Arc<Fake>, Consumer) {
+    let fake = Arc::new(Fake::new(2, 1));
+    fake.append(0, 3);
+    fake.append(0, 3);
+    let mut consumer = fake.consumer(fake.config().auto_offset_reset(reset)).await;
+    consumer.assign([(tp(0), Offset::Earliest)]);
+    let records = read(&mut consumer, 6).await;
+    assert_eq!(values(&records, 0), expected(0, 0..6));
+    fake.logs.lock().unwrap().truncate("t", 0, 3);
+    fake.cluster.move_leader("t", 0, 2);
+    fake.append(0, 2);
+    (fake, consumer)
+}
+
+#[tokio::test(start_paused = true)]
+async fn log_truncation_after_a_leader_change_is_a_typed_error_with_reset_none() {
+    let (_fake, mut consumer) = truncated_after_reading(AutoOffsetReset::None).await;
+    let e = tokio::time::timeout(Duration::from_secs(60), consumer.next()).await.unwrap().unwrap().unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::LogTruncation);
+    assert_eq!(e.partition(), Some(&tp(0)));
+    assert!(e.to_string().contains("position 6") && e.to_string().contains("at 3"), "{e}");
+    // Nothing is re-read or skipped silently: the partition waits for a seek.
+    assert!(tokio::time::timeout(Duration::from_secs(5), consumer.next()).await.is_err());
+    consumer.seek(&tp(0), Offset::At(3)).unwrap();
+    let records = read(&mut consumer, 2).await;
+    assert_eq!(
+        records.iter().map(|r| (r.offset, r.leader_epoch)).collect::<Vec<_>>(),
+        vec![(3, Some(1)), (4, Some(1))]
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn log_truncation_with_a_reset_policy_resumes_at_the_divergence() {
+    let (_fake, mut consumer) = truncated_after_reading(AutoOffsetReset::Earliest).await;
+    let records = read(&mut consumer, 2).await;
+    assert_eq!(
+        records.iter().map(|r| (r.offset, r.leader_epoch)).collect::<Vec<_>>(),
+        vec![(3, Some(1)), (4, Some(1))]
+    );
 }
