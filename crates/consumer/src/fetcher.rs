@@ -8,7 +8,7 @@ use crate::error::{Error, ErrorKind};
 use crate::records::{PartitionInput, decode_partition};
 use crate::session::{FetchSession, Outcome, Wanted};
 use crate::shared::Shared;
-use crate::state::{FetchItem, FetchResult, Offset, OffsetItem, ValidateItem};
+use crate::state::{FetchItem, FetchResult, Offset, OffsetItem, Redirect, ValidateItem};
 use krab_cluster::rebalance::{Recovery, classify, classify_code};
 use krab_cluster::{Broker, Cluster, ClusterError};
 use krab_protocol::Uuid;
@@ -37,6 +37,15 @@ pub(crate) struct Fetcher {
 }
 
 impl Fetcher {
+    /// Starts broker `id`'s fetch task unless it runs already.
+    pub(crate) fn spawn(shared: &Arc<Shared>, cluster: &Cluster, config: &Arc<ConsumerConfig>, id: i32) {
+        if let Some(notify) = shared.register_fetcher(id) {
+            let fetcher =
+                Fetcher { id, shared: shared.clone(), cluster: cluster.clone(), config: config.clone(), notify };
+            tokio::spawn(fetcher.run());
+        }
+    }
+
     pub(crate) async fn run(self) {
         let mut session: Option<FetchSession> = None;
         let mut failures = 0u32;
@@ -405,13 +414,22 @@ impl Fetcher {
             wakes.into_iter().for_each(|w| self.shared.wake(w));
             return if session_error || top == ErrorCode::None { Ok(()) } else { Err(()) };
         }
-        let results = self.decode(response, &work, by_id, &names).await;
+        let (results, replicas) = self.decode(response, &work, by_id, &names).await;
         let mut state = self.shared.lock();
         let mut wakes = Vec::new();
         let mut answered = vec![false; work.len()];
         for (n, result) in results {
             answered[n] = true;
             wakes.push(state.apply_fetch(&work[n], result));
+        }
+        let mut followers = Vec::new();
+        let mut waiting = Vec::new();
+        for (n, replica) in replicas {
+            match state.set_replica(&work[n], replica) {
+                Redirect::To(id) => followers.push(id),
+                Redirect::Failed => waiting.push(work[n].tp.clone()),
+                Redirect::Ignored => {}
+            }
         }
         for (n, item) in work.iter().enumerate() {
             if !answered[n] {
@@ -420,7 +438,24 @@ impl Fetcher {
             }
         }
         drop(state);
+        for id in followers {
+            Fetcher::spawn(&self.shared, &self.cluster, &self.config, id);
+            let mut wake = crate::state::Wake::default();
+            wake.brokers.insert(id);
+            self.shared.wake(wake);
+        }
         wakes.into_iter().for_each(|w| self.shared.wake(w));
+        // The leader still names a replica that just failed: only those partitions wait (the
+        // leader serves them no data meanwhile), then follow it again.
+        for tp in waiting {
+            let shared = self.shared.clone();
+            let delay = self.config.retry_backoff_max;
+            tokio::spawn(async move {
+                tokio::time::sleep(delay).await;
+                let wake = shared.lock().end_replica_wait(&tp);
+                shared.wake(wake);
+            });
+        }
         Ok(())
     }
 
@@ -431,7 +466,9 @@ impl Fetcher {
         work: &[FetchItem],
         by_id: bool,
         names: &HashMap<Uuid, Arc<str>>,
-    ) -> Vec<(usize, FetchResult)> {
+    ) -> (Vec<(usize, FetchResult)>, Vec<(usize, i32)>) {
+        let snapshot = self.cluster.snapshot();
+        let mut replicas = Vec::new();
         let index: HashMap<(Arc<str>, i32), usize> =
             work.iter().enumerate().map(|(n, i)| ((i.tp.topic.clone(), i.tp.partition), n)).collect();
         let generation = self.cluster.snapshot().generation;
@@ -459,6 +496,14 @@ impl Fetcher {
                     continue;
                 }
                 let code = ErrorCode::from_code(p.error_code);
+                let replica = p.preferred_read_replica;
+                if !self.config.client_rack.is_empty()
+                    && replica >= 0
+                    && replica != self.id
+                    && snapshot.brokers.contains_key(&replica)
+                {
+                    replicas.push((n, replica));
+                }
                 match code {
                     ErrorCode::None => {
                         let records = p.records.unwrap_or_default();
@@ -519,17 +564,18 @@ impl Fetcher {
                 Ok(d) => d,
                 Err(e) => {
                     tracing::error!(error = %e, "decoding a fetch response panicked");
-                    return work
+                    let failed = work
                         .iter()
                         .enumerate()
                         .map(|(n, _)| (n, FetchResult::Retry(Error::new(ErrorKind::CorruptRecords, "decoding failed"))))
                         .collect();
+                    return (failed, Vec::new());
                 }
             }
         } else {
             run(jobs)
         };
         out.extend(decoded);
-        out
+        (out, replicas)
     }
 }

@@ -49,11 +49,7 @@ pub(crate) async fn run(shared: Arc<Shared>, cluster: Cluster, resolver: BoxReso
 fn apply(shared: &Arc<Shared>, cluster: &Cluster, config: &Arc<ConsumerConfig>, snapshot: &ClusterSnapshot) {
     let (leaders, wake) = shared.lock().apply_snapshot(snapshot);
     for id in leaders {
-        if let Some(notify) = shared.register_fetcher(id) {
-            let fetcher =
-                Fetcher { id, shared: shared.clone(), cluster: cluster.clone(), config: config.clone(), notify };
-            tokio::spawn(fetcher.run());
-        }
+        Fetcher::spawn(shared, cluster, config, id);
     }
     shared.wake(wake);
 }

@@ -95,6 +95,13 @@ pub(crate) struct Part {
     pub(crate) last_epoch: Option<i32>,
     pub(crate) leader: Option<i32>,
     pub(crate) leader_epoch: i32,
+    /// The preferred read replica the leader named (KIP-392), fetched from instead of it.
+    replica: Option<i32>,
+    /// A preferred replica that failed; not followed again until the leader changes or the
+    /// leader names it once more after a wait.
+    banned_replica: Option<i32>,
+    /// Sitting out of requests after its preferred replica failed.
+    replica_wait: bool,
     /// Waiting for metadata newer than this generation.
     pub(crate) stale: Option<u64>,
     /// Times metadata did not know the partition, in a row.
@@ -122,6 +129,9 @@ impl Part {
             last_epoch: None,
             leader: None,
             leader_epoch: -1,
+            replica: None,
+            banned_replica: None,
+            replica_wait: false,
             stale: None,
             missing: 0,
             paused: false,
@@ -150,6 +160,20 @@ pub(crate) struct FetchItem {
     pub(crate) offset: i64,
     pub(crate) leader_epoch: i32,
     pub(crate) last_epoch: Option<i32>,
+    /// Whether this fetch goes to a preferred read replica rather than the leader.
+    pub(crate) from_replica: bool,
+}
+
+/// What to do with a preferred-read-replica hint.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Redirect {
+    /// Fetch the partition from this broker from now on.
+    To(i32),
+    /// The named replica failed last time: the partition sits out of requests until
+    /// [`State::end_replica_wait`], so that it does not spin between leader and replica.
+    Failed,
+    /// Nothing changes.
+    Ignored,
 }
 
 /// A partition whose offset must be looked up.
@@ -340,7 +364,35 @@ impl State {
     }
 
     fn fetchable(&self, part: &Part, broker: i32) -> bool {
-        part.leader == Some(broker) && part.stale.is_none() && !part.in_flight
+        part.replica.or(part.leader) == Some(broker) && part.stale.is_none() && !part.in_flight && !part.replica_wait
+    }
+
+    /// Ends the pause of a partition whose preferred replica failed (see [`Redirect::Failed`]).
+    pub(crate) fn end_replica_wait(&mut self, tp: &TopicPartition) -> Wake {
+        let mut wake = Wake::default();
+        if let Some(part) = self.parts.get_mut(tp) {
+            part.replica_wait = false;
+            wake.brokers.extend(part.leader);
+        }
+        wake
+    }
+
+    /// KIP-392: the leader named `replica` as the partition's preferred read replica.
+    pub(crate) fn set_replica(&mut self, item: &FetchItem, replica: i32) -> Redirect {
+        let Some(part) = self.parts.get_mut(&item.tp) else { return Redirect::Ignored };
+        if part.version != item.version || part.leader == Some(replica) || part.replica == Some(replica) {
+            return Redirect::Ignored;
+        }
+        if part.banned_replica == Some(replica) {
+            // It failed last time, and the leader serves no data while it names it: this
+            // partition sits out until the caller ends the wait, then tries the replica again.
+            part.banned_replica = None;
+            part.replica_wait = true;
+            return Redirect::Failed;
+        }
+        tracing::debug!(partition = %item.tp, replica, "fetching from the preferred read replica");
+        part.replica = Some(replica);
+        Redirect::To(replica)
     }
 
     /// Takes the positions broker `broker` should validate (KIP-320), marking them in flight.
@@ -469,6 +521,7 @@ impl State {
                 offset,
                 leader_epoch: part.leader_epoch,
                 last_epoch: part.last_epoch,
+                from_replica: part.replica.is_some(),
             });
         }
         out
@@ -531,6 +584,13 @@ impl State {
         part.in_flight = false;
         if part.version != item.version || part.fetch != Fetch::At(item.offset) {
             // Sought or reassigned meanwhile: the data is stale.
+            wake.brokers.extend(part.leader);
+            return wake;
+        }
+        if item.from_replica && !matches!(result, FetchResult::Records(_)) {
+            // The follower failed (or does not have the offset yet): back to the leader.
+            tracing::debug!(partition = %item.tp, replica = ?part.replica, "preferred replica failed; fetching from the leader");
+            part.banned_replica = part.replica.take();
             wake.brokers.extend(part.leader);
             return wake;
         }
@@ -610,12 +670,16 @@ impl State {
     /// Marks every partition broker `broker` leads as needing metadata newer than `generation`
     /// (its connection failed).
     pub(crate) fn broker_failed(&mut self, broker: i32, generation: u64) -> Wake {
+        let mut wake = Wake { metadata: true, ..Wake::default() };
         for part in self.parts.values_mut() {
-            if part.leader == Some(broker) && part.stale.is_none() {
+            if part.replica == Some(broker) {
+                part.banned_replica = part.replica.take();
+                wake.brokers.extend(part.leader);
+            } else if part.leader == Some(broker) && part.stale.is_none() {
                 part.stale = Some(generation);
             }
         }
-        Wake { metadata: true, ..Wake::default() }
+        wake
     }
 
     /// The topics the metadata task must resolve, and the oldest stale generation among them
@@ -660,6 +724,10 @@ impl State {
                                 || (part.leader_epoch >= 0 && info.leader_epoch > part.leader_epoch);
                             if let (true, Fetch::At(offset), Some(epoch)) = (moved, part.fetch, part.last_epoch) {
                                 part.fetch = Fetch::Validate { offset, epoch };
+                            }
+                            if part.leader != Some(leader) {
+                                part.replica = None;
+                                part.banned_replica = None;
                             }
                             part.leader = Some(leader);
                             part.leader_epoch = info.leader_epoch;

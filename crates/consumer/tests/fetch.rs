@@ -97,6 +97,8 @@ struct Fake {
     cluster: FakeCluster,
     /// Whether Metadata gives topic ids (then Fetch v13+ names topics by id).
     topic_ids: bool,
+    /// The preferred read replica the leaders name to consumers with a rack.
+    preferred: Mutex<Option<i32>>,
     /// OffsetForLeaderEpoch requests answered.
     validations: std::sync::atomic::AtomicU64,
     logs: Arc<Mutex<Logs>>,
@@ -105,6 +107,7 @@ struct Fake {
 
 fn fetch_reply(
     me: i32,
+    preferred: Option<i32>,
     cluster: &FakeCluster,
     logs: &Mutex<Logs>,
     sessions: &Mutex<Sessions>,
@@ -170,7 +173,12 @@ fn fetch_reply(
         let end = logs.end(&topic, p);
         let mut data =
             PartitionData { partition_index: p, high_watermark: end, last_stable_offset: end, ..Default::default() };
-        if leader != me {
+        if leader == me && preferred.is_some_and(|r| r != me) && !req.rack_id.is_empty() {
+            // KIP-392: the leader sends the consumer to its rack's replica, with no data.
+            data.preferred_read_replica = preferred.unwrap();
+            data.records = Some(Bytes::new());
+            any = true;
+        } else if leader != me && preferred != Some(me) {
             data.error_code = 6;
         } else if offset > end || offset < 0 {
             data.error_code = 1;
@@ -245,7 +253,14 @@ impl Fake {
     fn new(brokers: i32, partitions: i32) -> Fake {
         let cluster = FakeCluster::new(brokers);
         cluster.create_topic("t", partitions);
-        Fake { cluster, topic_ids: false, validations: Default::default(), logs: Arc::default(), seen: Arc::default() }
+        Fake {
+            cluster,
+            topic_ids: false,
+            preferred: Mutex::new(None),
+            validations: Default::default(),
+            logs: Arc::default(),
+            seen: Arc::default(),
+        }
     }
 
     /// Installs the Fetch and ListOffsets handlers (after the cluster handle exists, since the
@@ -280,7 +295,8 @@ impl Fake {
                                 t.topic = name_of(t.topic_id);
                             }
                         }
-                        let reply = fetch_reply(id, &fake.cluster, &fake.logs, &sessions, &fake.seen, &req);
+                        let preferred = *fake.preferred.lock().unwrap();
+                        let reply = fetch_reply(id, preferred, &fake.cluster, &fake.logs, &sessions, &fake.seen, &req);
                         if fake.topic_ids { by_id(reply) } else { reply }
                     }
                     AnyRequest::OffsetForLeaderEpoch(req) => {
@@ -582,4 +598,55 @@ async fn log_truncation_with_a_reset_policy_resumes_at_the_divergence() {
         records.iter().map(|r| (r.offset, r.leader_epoch)).collect::<Vec<_>>(),
         vec![(3, Some(1)), (4, Some(1))]
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_client_rack_records_come_from_the_preferred_replica_and_from_the_leader_when_it_fails() {
+    let fake = Arc::new(Fake::new(2, 1));
+    *fake.preferred.lock().unwrap() = Some(2);
+    fake.append(0, 3);
+    let mut consumer = fake.consumer(fake.config().client_rack("r2")).await;
+    consumer.assign([(tp(0), Offset::Earliest)]);
+    let mut records = read(&mut consumer, 3).await;
+    let from = |b: i32| fake.seen.lock().unwrap().iter().filter(|(id, s)| *id == b && s.sent > 0).count();
+    assert!(from(2) >= 1, "the replica served the fetch");
+    // The replica dies, and the leader stops naming it.
+    fake.cluster.set_down(2, true);
+    fake.cluster.broker(2).kill_connections();
+    *fake.preferred.lock().unwrap() = None;
+    fake.append(0, 3);
+    let leader_before = from(1);
+    records.extend(read(&mut consumer, 3).await);
+    assert_eq!(values(&records, 0), expected(0, 0..6));
+    assert!(from(1) > leader_before, "the leader served the rest");
+}
+
+#[tokio::test(start_paused = true)]
+async fn without_client_rack_the_leader_serves() {
+    let fake = Arc::new(Fake::new(2, 1));
+    *fake.preferred.lock().unwrap() = Some(2);
+    fake.append(0, 3);
+    let mut consumer = fake.consumer(fake.config()).await;
+    consumer.assign([(tp(0), Offset::Earliest)]);
+    let records = read(&mut consumer, 3).await;
+    assert_eq!(values(&records, 0), expected(0, 0..3));
+    assert!(fake.seen.lock().unwrap().iter().all(|(id, _)| *id == 1));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_leader_naming_a_dead_replica_is_asked_at_backoff_pace_not_in_a_loop() {
+    let fake = Arc::new(Fake::new(2, 1));
+    *fake.preferred.lock().unwrap() = Some(2);
+    fake.cluster.set_down(2, true);
+    fake.append(0, 3);
+    let mut consumer = fake.consumer(fake.config().client_rack("r2")).await;
+    consumer.assign([(tp(0), Offset::Earliest)]);
+    // The leader serves no data while it names the replica (as Kafka does).
+    assert!(tokio::time::timeout(Duration::from_secs(10), consumer.next()).await.is_err());
+    let asked = fake.seen.lock().unwrap().iter().filter(|(id, _)| *id == 1).count();
+    assert!(asked <= 40, "{asked} fetches to the leader in 10 s");
+    // Once the leader stops naming it, records flow.
+    *fake.preferred.lock().unwrap() = None;
+    let records = read(&mut consumer, 3).await;
+    assert_eq!(values(&records, 0), expected(0, 0..3));
 }
