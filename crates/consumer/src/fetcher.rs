@@ -69,12 +69,18 @@ impl Fetcher {
             };
             let validate = self.shared.lock().take_validate_work(self.id);
             if !validate.is_empty() {
-                self.validate(&broker, validate).await;
+                if self.validate(&broker, validate).await.is_err() {
+                    failures += 1;
+                    self.backoff(failures).await;
+                }
                 continue;
             }
             let offsets = self.shared.lock().take_offset_work(self.id);
             if !offsets.is_empty() {
-                self.list_offsets(&broker, offsets).await;
+                if self.list_offsets(&broker, offsets).await.is_err() {
+                    failures += 1;
+                    self.backoff(failures).await;
+                }
                 continue;
             }
             let work = self.shared.lock().take_fetch_work(self.id);
@@ -131,7 +137,8 @@ impl Fetcher {
         }
     }
 
-    async fn list_offsets(&self, broker: &Broker, items: Vec<OffsetItem>) {
+    /// `Err` when the request failed as a whole (the caller backs off).
+    async fn list_offsets(&self, broker: &Broker, items: Vec<OffsetItem>) -> Result<(), ()> {
         let isolation = self.config.isolation_level.as_i8();
         let version = match broker.version_of::<ListOffsetsRequest>() {
             Ok(v) => v,
@@ -143,7 +150,7 @@ impl Fetcher {
                     .collect();
                 drop(state);
                 wakes.into_iter().for_each(|w| self.shared.wake(w));
-                return;
+                return Err(());
             }
         };
         let mut topics: BTreeMap<Arc<str>, Vec<ListOffsetsPartition>> = BTreeMap::new();
@@ -173,6 +180,7 @@ impl Fetcher {
         let response = broker.send(&request, version).await;
         let mut results: Vec<(usize, Result<i64, FetchResult>)> = Vec::new();
         let mut retry_latest = Vec::new();
+        let failed = response.is_err();
         match response {
             Err(e) => {
                 for n in 0..items.len() {
@@ -216,10 +224,13 @@ impl Fetcher {
         }
         drop(state);
         wakes.into_iter().for_each(|w| self.shared.wake(w));
+        if failed { Err(()) } else { Ok(()) }
     }
 
     /// KIP-320: asks the leader where each position's leader epoch ends.
-    async fn validate(&self, broker: &Broker, items: Vec<ValidateItem>) {
+    /// `Err` when the request failed as a whole (the caller backs off).
+    async fn validate(&self, broker: &Broker, items: Vec<ValidateItem>) -> Result<(), ()> {
+        let mut failed = false;
         let results: Vec<Result<Option<(i32, i64)>, FetchResult>> =
             match broker.version_of::<OffsetForLeaderEpochRequest>() {
                 // Before v2 there is no CurrentLeaderEpoch to fence a stale leader: skip validation.
@@ -248,7 +259,10 @@ impl Fetcher {
                         ..Default::default()
                     };
                     match broker.send(&request, version).await {
-                        Err(e) => items.iter().map(|_| Err(self.request_failed(&e))).collect(),
+                        Err(e) => {
+                            failed = true;
+                            items.iter().map(|_| Err(self.request_failed(&e))).collect()
+                        }
                         Ok(resp) => {
                             let mut found: HashMap<(&str, i32), (i16, i32, i64)> = HashMap::new();
                             for t in &resp.topics {
@@ -275,6 +289,7 @@ impl Fetcher {
         let wakes: Vec<_> = items.iter().zip(results).map(|(item, r)| state.apply_validation(item, r)).collect();
         drop(state);
         wakes.into_iter().for_each(|w| self.shared.wake(w));
+        if failed { Err(()) } else { Ok(()) }
     }
 
     /// One Fetch round. `Err` asks the caller to back off.
@@ -395,6 +410,7 @@ impl Fetcher {
             .collect();
         let listed_refs: Vec<(&str, i32)> = listed.iter().map(|(t, p)| (&**t, *p)).collect();
         let top = ErrorCode::from_code(response.error_code);
+        let was_full = plan.is_full();
         let usable = sess.complete(
             plan,
             Outcome::Response { error: top, session_id: response.session_id, partitions: &listed_refs },
@@ -412,7 +428,9 @@ impl Fetcher {
             }
             drop(state);
             wakes.into_iter().for_each(|w| self.shared.wake(w));
-            return if session_error || top == ErrorCode::None { Ok(()) } else { Err(()) };
+            // An evicted session is retried at once with a full request; a full request that
+            // fails, or any other failure, backs off first.
+            return if session_error && !was_full { Ok(()) } else { Err(()) };
         }
         let (results, replicas) = self.decode(response, &work, by_id, &names).await;
         let mut state = self.shared.lock();

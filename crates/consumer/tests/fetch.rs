@@ -99,6 +99,10 @@ struct Fake {
     topic_ids: bool,
     /// The preferred read replica the leaders name to consumers with a rack.
     preferred: Mutex<Option<i32>>,
+    /// Answer ListOffsets with bytes that do not decode.
+    garbage_list_offsets: std::sync::atomic::AtomicBool,
+    /// ListOffsets requests answered.
+    list_offsets: std::sync::atomic::AtomicU64,
     /// OffsetForLeaderEpoch requests answered.
     validations: std::sync::atomic::AtomicU64,
     logs: Arc<Mutex<Logs>>,
@@ -258,6 +262,8 @@ impl Fake {
             topic_ids: false,
             preferred: Mutex::new(None),
             validations: Default::default(),
+            garbage_list_offsets: Default::default(),
+            list_offsets: Default::default(),
             logs: Arc::default(),
             seen: Arc::default(),
         }
@@ -323,7 +329,14 @@ impl Fake {
                         let response = OffsetForLeaderEpochResponse { topics, ..Default::default() };
                         Reply::Respond(AnyResponse::OffsetForLeaderEpoch(Box::new(response)))
                     }
+                    AnyRequest::ListOffsets(_)
+                        if fake.garbage_list_offsets.load(std::sync::atomic::Ordering::Relaxed) =>
+                    {
+                        fake.list_offsets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Reply::RawBody(Bytes::from_static(&[0xff; 3]))
+                    }
                     AnyRequest::ListOffsets(req) => {
+                        fake.list_offsets.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let logs = fake.logs.lock().unwrap();
                         let topics = req
                             .topics
@@ -649,4 +662,28 @@ async fn a_leader_naming_a_dead_replica_is_asked_at_backoff_pace_not_in_a_loop()
     *fake.preferred.lock().unwrap() = None;
     let records = read(&mut consumer, 3).await;
     assert_eq!(values(&records, 0), expected(0, 0..3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_list_offsets_response_is_an_error_retried_at_backoff_pace() {
+    let fake = Arc::new(Fake::new(1, 1));
+    fake.garbage_list_offsets.store(true, std::sync::atomic::Ordering::Relaxed);
+    fake.append(0, 2);
+    let mut consumer = fake.consumer(fake.config()).await;
+    consumer.assign([(tp(0), Offset::Earliest)]);
+    let e = tokio::time::timeout(Duration::from_secs(60), consumer.next()).await.unwrap().unwrap().unwrap_err();
+    assert_eq!(e.partition(), Some(&tp(0)));
+    assert!(e.is_retriable() || e.kind() == krab_consumer::ErrorKind::Cluster, "{e:?}");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let asked = fake.list_offsets.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(asked <= 20, "{asked} ListOffsets requests in 10 s");
+    fake.garbage_list_offsets.store(false, std::sync::atomic::Ordering::Relaxed);
+    // Errors surfaced meanwhile, then the records.
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let Ok(r) = tokio::time::timeout(Duration::from_secs(60), consumer.next()).await.unwrap().unwrap() {
+            got.push(r);
+        }
+    }
+    assert_eq!(values(&got, 0), expected(0, 0..2));
 }
