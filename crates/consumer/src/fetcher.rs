@@ -386,7 +386,7 @@ impl Fetcher {
                     let r = match &result {
                         FetchResult::Reresolve(g) => FetchResult::Reresolve(*g),
                         FetchResult::Retry(err) => FetchResult::Retry(err.clone()),
-                        _ => unreachable!("request_failed gives Reresolve or Retry"),
+                        _ => FetchResult::Retry(Error::from(e.clone())),
                     };
                     wakes.push(state.apply_fetch(item, r));
                 }
