@@ -1,0 +1,440 @@
+//! The consumer's settings, with Kafka's defaults and Kafka's property names.
+//!
+//! ```text
+//! let config = ConsumerConfig::new("localhost:9092")?.isolation_level(IsolationLevel::ReadCommitted);
+//! let config = ConsumerConfig::from_properties([("bootstrap.servers", "localhost:9092"), ("auto.offset.reset", "earliest")])?;
+//! ```
+
+use crate::records::IsolationLevel;
+use krab_cluster::transport::{BrokerAddr, parse_bootstrap};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// A setting that was unknown, invalid or missing, named by its Kafka property name.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A property the consumer does not know.
+    #[error("unknown consumer property `{key}`")]
+    Unknown {
+        /// The property name as given.
+        key: String,
+    },
+    /// A value that cannot be used for this property, alone or with the other settings.
+    #[error("invalid value `{value}` for `{key}`: {reason}")]
+    Invalid {
+        /// The property name.
+        key: &'static str,
+        /// The offending value.
+        value: String,
+        /// Why it was rejected.
+        reason: String,
+    },
+    /// A required property that was not given.
+    #[error("missing required property `{key}`")]
+    Missing {
+        /// The property name.
+        key: &'static str,
+    },
+}
+
+fn invalid(key: &'static str, value: impl fmt::Display, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, value: value.to_string(), reason: reason.into() }
+}
+
+/// Where a partition goes when its position is out of range (`auto.offset.reset`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum AutoOffsetReset {
+    /// `earliest`: the log start offset.
+    Earliest,
+    /// `latest`: the log end (Kafka's default).
+    #[default]
+    Latest,
+    /// `none`: a typed [`ErrorKind::OffsetOutOfRange`](crate::ErrorKind::OffsetOutOfRange) error
+    /// naming the partition and the offsets; the partition stops until a seek.
+    None,
+}
+
+impl FromStr for AutoOffsetReset {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s.trim() {
+            v if v.eq_ignore_ascii_case("earliest") => Ok(Self::Earliest),
+            v if v.eq_ignore_ascii_case("latest") => Ok(Self::Latest),
+            v if v.eq_ignore_ascii_case("none") => Ok(Self::None),
+            _ => Err(invalid("auto.offset.reset", s, "expected one of earliest, latest, none")),
+        }
+    }
+}
+
+impl FromStr for IsolationLevel {
+    type Err = ConfigError;
+
+    fn from_str(s: &str) -> Result<Self, ConfigError> {
+        match s.trim() {
+            v if v.eq_ignore_ascii_case("read_uncommitted") => Ok(Self::ReadUncommitted),
+            v if v.eq_ignore_ascii_case("read_committed") => Ok(Self::ReadCommitted),
+            _ => Err(invalid("isolation.level", s, "expected read_uncommitted or read_committed")),
+        }
+    }
+}
+
+/// The consumer's settings. Every field has Kafka's default except where noted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ConsumerConfig {
+    /// `bootstrap.servers`. Required.
+    pub bootstrap_servers: Vec<BrokerAddr>,
+    /// `client.id`. Default `"krab"`.
+    pub client_id: String,
+    /// `auto.offset.reset`. Default [`AutoOffsetReset::Latest`].
+    pub auto_offset_reset: AutoOffsetReset,
+    /// `fetch.min.bytes`: the broker waits for this much data (up to `fetch.max.wait.ms`).
+    /// Default 1.
+    pub fetch_min_bytes: i32,
+    /// `fetch.max.bytes`: the most data one Fetch response carries. Default 50 MiB.
+    pub fetch_max_bytes: i32,
+    /// `fetch.max.wait.ms`: how long the broker may hold a Fetch waiting for `fetch.min.bytes`.
+    /// Default 500 ms.
+    pub fetch_max_wait: Duration,
+    /// `max.partition.fetch.bytes`: the most data per partition in one response. Default 1 MiB.
+    pub max_partition_fetch_bytes: i32,
+    /// `queued.max.messages.kbytes` (librdkafka's name): the global budget of fetched records
+    /// buffered for the application, in KiB. Default 65536 (64 MiB). Each partition may also
+    /// buffer at most twice `max.partition.fetch.bytes`; a partition over either leaves the next
+    /// Fetch request until the application drains it.
+    pub queued_max_kbytes: usize,
+    /// `isolation.level`. Default [`IsolationLevel::ReadUncommitted`].
+    pub isolation_level: IsolationLevel,
+    /// `check.crcs`: verify each batch's CRC-32C. Default `true`.
+    pub check_crcs: bool,
+    /// `client.rack`: the rack this consumer runs in, for KIP-392 follower fetching. Default
+    /// empty (fetch from leaders).
+    pub client_rack: String,
+    /// `request.timeout.ms`. Default 30 s; must exceed `fetch.max.wait.ms`.
+    pub request_timeout: Duration,
+    /// `metadata.max.age.ms`. Default 5 min.
+    pub metadata_max_age: Duration,
+    /// `retry.backoff.ms`: the first wait before retrying a failed request. Default 100 ms.
+    pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms`: the cap of the growing retry wait. Default 1 s.
+    pub retry_backoff_max: Duration,
+}
+
+impl Default for ConsumerConfig {
+    fn default() -> Self {
+        Self {
+            bootstrap_servers: Vec::new(),
+            client_id: "krab".to_string(),
+            auto_offset_reset: AutoOffsetReset::Latest,
+            fetch_min_bytes: 1,
+            fetch_max_bytes: 50 * 1024 * 1024,
+            fetch_max_wait: Duration::from_millis(500),
+            max_partition_fetch_bytes: 1024 * 1024,
+            queued_max_kbytes: 65536,
+            isolation_level: IsolationLevel::ReadUncommitted,
+            check_crcs: true,
+            client_rack: String::new(),
+            request_timeout: Duration::from_secs(30),
+            metadata_max_age: Duration::from_secs(300),
+            retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_secs(1),
+        }
+    }
+}
+
+const INT_MAX: u64 = i32::MAX as u64;
+const LONG_MAX: u64 = i64::MAX as u64;
+
+fn integer(key: &'static str, value: &str, min: u64, max: u64) -> Result<u64, ConfigError> {
+    match value.trim().parse::<u64>() {
+        Ok(n) if (min..=max).contains(&n) => Ok(n),
+        _ => Err(invalid(key, value, format!("expected an integer from {min} to {max}"))),
+    }
+}
+
+fn int(key: &'static str, value: &str, min: u64) -> Result<i32, ConfigError> {
+    integer(key, value, min, INT_MAX).map(|n| n as i32)
+}
+
+fn millis(key: &'static str, value: &str, max: u64) -> Result<Duration, ConfigError> {
+    integer(key, value, 0, max).map(Duration::from_millis)
+}
+
+fn boolean(key: &'static str, value: &str) -> Result<bool, ConfigError> {
+    match value.trim() {
+        v if v.eq_ignore_ascii_case("true") => Ok(true),
+        v if v.eq_ignore_ascii_case("false") => Ok(false),
+        _ => Err(invalid(key, value, "expected true or false")),
+    }
+}
+
+impl ConsumerConfig {
+    /// Kafka's defaults with the given `bootstrap.servers` (comma-separated `host:port`).
+    pub fn new(bootstrap_servers: &str) -> Result<Self, ConfigError> {
+        let mut config = Self::default();
+        config.set("bootstrap.servers", bootstrap_servers)?;
+        Ok(config)
+    }
+
+    /// A validated configuration from Kafka property names and string values. Later duplicates
+    /// win; unknown names are rejected.
+    pub fn from_properties<I, K, V>(properties: I) -> Result<Self, ConfigError>
+    where
+        I: IntoIterator<Item = (K, V)>,
+        K: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut config = Self::default();
+        for (key, value) in properties {
+            config.set(key.as_ref(), value.as_ref())?;
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Sets one property by its Kafka name; the rules between settings are
+    /// [`ConsumerConfig::validate`]'s.
+    pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match key.trim() {
+            "bootstrap.servers" => {
+                self.bootstrap_servers = parse_bootstrap(value).map_err(|e| {
+                    invalid("bootstrap.servers", value, format!("{e}; expected host:port[,host:port...]"))
+                })?;
+            }
+            "client.id" => self.client_id = value.trim().to_string(),
+            "auto.offset.reset" => self.auto_offset_reset = value.parse()?,
+            "fetch.min.bytes" => self.fetch_min_bytes = int("fetch.min.bytes", value, 0)?,
+            "fetch.max.bytes" => self.fetch_max_bytes = int("fetch.max.bytes", value, 1)?,
+            "fetch.max.wait.ms" => self.fetch_max_wait = millis("fetch.max.wait.ms", value, INT_MAX)?,
+            "max.partition.fetch.bytes" => {
+                self.max_partition_fetch_bytes = int("max.partition.fetch.bytes", value, 1)?;
+            }
+            "queued.max.messages.kbytes" => {
+                self.queued_max_kbytes = integer("queued.max.messages.kbytes", value, 1, INT_MAX)? as usize;
+            }
+            "isolation.level" => self.isolation_level = value.parse()?,
+            "check.crcs" => self.check_crcs = boolean("check.crcs", value)?,
+            "client.rack" => self.client_rack = value.trim().to_string(),
+            "request.timeout.ms" => self.request_timeout = millis("request.timeout.ms", value, INT_MAX)?,
+            "metadata.max.age.ms" => self.metadata_max_age = millis("metadata.max.age.ms", value, LONG_MAX)?,
+            "retry.backoff.ms" => self.retry_backoff = millis("retry.backoff.ms", value, LONG_MAX)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = millis("retry.backoff.max.ms", value, LONG_MAX)?,
+            "group.id" | "enable.auto.commit" | "auto.commit.interval.ms" | "group.instance.id" => {
+                return Err(invalid(key_name(key), value, "consumer groups are not supported yet: use assign"));
+            }
+            _ => return Err(ConfigError::Unknown { key: key.to_string() }),
+        }
+        Ok(())
+    }
+
+    /// Checks the rules between settings:
+    ///
+    /// - `bootstrap.servers` is not empty;
+    /// - `request.timeout.ms` exceeds `fetch.max.wait.ms` (else every idle fetch would time out);
+    /// - `max.partition.fetch.bytes` is at most `fetch.max.bytes`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.bootstrap_servers.is_empty() {
+            return Err(ConfigError::Missing { key: "bootstrap.servers" });
+        }
+        if self.request_timeout <= self.fetch_max_wait {
+            return Err(invalid(
+                "request.timeout.ms",
+                self.request_timeout.as_millis(),
+                format!("must exceed fetch.max.wait.ms ({})", self.fetch_max_wait.as_millis()),
+            ));
+        }
+        if self.fetch_max_bytes < 1 {
+            return Err(invalid("fetch.max.bytes", self.fetch_max_bytes, "must be positive"));
+        }
+        if self.max_partition_fetch_bytes < 1 || self.max_partition_fetch_bytes > self.fetch_max_bytes {
+            return Err(invalid(
+                "max.partition.fetch.bytes",
+                self.max_partition_fetch_bytes,
+                format!("must be from 1 to fetch.max.bytes ({})", self.fetch_max_bytes),
+            ));
+        }
+        if self.queued_max_kbytes == 0 {
+            return Err(invalid("queued.max.messages.kbytes", 0, "must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The global budget of buffered records, in bytes.
+    pub fn buffer_budget(&self) -> usize {
+        self.queued_max_kbytes.saturating_mul(1024)
+    }
+
+    /// The budget of one partition's buffered records, in bytes.
+    pub fn partition_budget(&self) -> usize {
+        (self.max_partition_fetch_bytes as usize).saturating_mul(2)
+    }
+
+    /// Sets `bootstrap.servers`.
+    #[must_use]
+    pub fn bootstrap_servers(mut self, brokers: impl IntoIterator<Item = BrokerAddr>) -> Self {
+        self.bootstrap_servers = brokers.into_iter().collect();
+        self
+    }
+
+    /// Sets `client.id`.
+    #[must_use]
+    pub fn client_id(mut self, client_id: impl Into<String>) -> Self {
+        self.client_id = client_id.into();
+        self
+    }
+
+    /// Sets `auto.offset.reset`.
+    #[must_use]
+    pub fn auto_offset_reset(mut self, reset: AutoOffsetReset) -> Self {
+        self.auto_offset_reset = reset;
+        self
+    }
+
+    /// Sets `fetch.min.bytes`.
+    #[must_use]
+    pub fn fetch_min_bytes(mut self, bytes: i32) -> Self {
+        self.fetch_min_bytes = bytes;
+        self
+    }
+
+    /// Sets `fetch.max.bytes`.
+    #[must_use]
+    pub fn fetch_max_bytes(mut self, bytes: i32) -> Self {
+        self.fetch_max_bytes = bytes;
+        self
+    }
+
+    /// Sets `fetch.max.wait.ms`.
+    #[must_use]
+    pub fn fetch_max_wait(mut self, wait: Duration) -> Self {
+        self.fetch_max_wait = wait;
+        self
+    }
+
+    /// Sets `max.partition.fetch.bytes`.
+    #[must_use]
+    pub fn max_partition_fetch_bytes(mut self, bytes: i32) -> Self {
+        self.max_partition_fetch_bytes = bytes;
+        self
+    }
+
+    /// Sets `queued.max.messages.kbytes`.
+    #[must_use]
+    pub fn queued_max_kbytes(mut self, kbytes: usize) -> Self {
+        self.queued_max_kbytes = kbytes;
+        self
+    }
+
+    /// Sets `isolation.level`.
+    #[must_use]
+    pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
+        self.isolation_level = level;
+        self
+    }
+
+    /// Sets `check.crcs`.
+    #[must_use]
+    pub fn check_crcs(mut self, check: bool) -> Self {
+        self.check_crcs = check;
+        self
+    }
+
+    /// Sets `client.rack`.
+    #[must_use]
+    pub fn client_rack(mut self, rack: impl Into<String>) -> Self {
+        self.client_rack = rack.into();
+        self
+    }
+
+    /// Sets `request.timeout.ms`.
+    #[must_use]
+    pub fn request_timeout(mut self, timeout: Duration) -> Self {
+        self.request_timeout = timeout;
+        self
+    }
+}
+
+fn key_name(key: &str) -> &'static str {
+    match key.trim() {
+        "group.id" => "group.id",
+        "enable.auto.commit" => "enable.auto.commit",
+        "auto.commit.interval.ms" => "auto.commit.interval.ms",
+        _ => "group.instance.id",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn properties_set_typed_values() {
+        let c = ConsumerConfig::from_properties([
+            ("bootstrap.servers", "a:1,b:2"),
+            ("client.id", "me"),
+            ("auto.offset.reset", "Earliest"),
+            ("fetch.min.bytes", "10"),
+            ("fetch.max.bytes", "1000000"),
+            ("fetch.max.wait.ms", "100"),
+            ("max.partition.fetch.bytes", "2000"),
+            ("isolation.level", "read_committed"),
+            ("check.crcs", "false"),
+            ("client.rack", "r1"),
+            ("request.timeout.ms", "5000"),
+            ("metadata.max.age.ms", "1000"),
+            ("queued.max.messages.kbytes", "16"),
+        ])
+        .unwrap();
+        assert_eq!(c.bootstrap_servers.len(), 2);
+        assert_eq!(c.auto_offset_reset, AutoOffsetReset::Earliest);
+        assert_eq!((c.fetch_min_bytes, c.fetch_max_bytes, c.max_partition_fetch_bytes), (10, 1_000_000, 2000));
+        assert_eq!(c.fetch_max_wait, Duration::from_millis(100));
+        assert_eq!(c.isolation_level, IsolationLevel::ReadCommitted);
+        assert!(!c.check_crcs);
+        assert_eq!(c.client_rack, "r1");
+        assert_eq!((c.buffer_budget(), c.partition_budget()), (16 * 1024, 4000));
+    }
+
+    #[test]
+    fn unknown_names_and_bad_values_are_rejected_by_name() {
+        let e = ConsumerConfig::from_properties([("bootstrap.servers", "a:1"), ("fetch.maxbytes", "1")]).unwrap_err();
+        assert_eq!(e, ConfigError::Unknown { key: "fetch.maxbytes".into() });
+        for (key, value) in [
+            ("auto.offset.reset", "smallest"),
+            ("isolation.level", "committed"),
+            ("check.crcs", "yes"),
+            ("fetch.max.bytes", "0"),
+            ("fetch.min.bytes", "-1"),
+            ("max.partition.fetch.bytes", "3000000000"),
+            ("group.id", "g"),
+        ] {
+            let e = ConsumerConfig::from_properties([("bootstrap.servers", "a:1"), (key, value)]).unwrap_err();
+            assert!(matches!(&e, ConfigError::Invalid { key: k, .. } if *k == key), "{key}: {e}");
+        }
+        assert_eq!(
+            ConsumerConfig::from_properties([("client.id", "x")]).unwrap_err(),
+            ConfigError::Missing { key: "bootstrap.servers" }
+        );
+    }
+
+    #[test]
+    fn cross_setting_rules_name_the_property() {
+        let e = ConsumerConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("fetch.max.wait.ms", "500"),
+            ("request.timeout.ms", "500"),
+        ])
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { key: "request.timeout.ms", .. }), "{e}");
+        let e = ConsumerConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("fetch.max.bytes", "100"),
+            ("max.partition.fetch.bytes", "200"),
+        ])
+        .unwrap_err();
+        assert!(matches!(e, ConfigError::Invalid { key: "max.partition.fetch.bytes", .. }), "{e}");
+    }
+}

@@ -1,0 +1,157 @@
+//! The application's handle: assignment and positions, and records as a `Stream` or in batches.
+
+use crate::config::ConsumerConfig;
+use crate::error::{Error, ErrorKind};
+use crate::shared::Shared;
+use crate::state::{Budgets, ConsumerRecord, Offset, PartitionRecords, State};
+use futures_util::Stream;
+use krab_buffer::TopicPartition;
+use krab_cluster::{BoxResolver, Cluster, ClusterConfig, MetadataResolver, ResolverConfig};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// A consumer of manually assigned partitions.
+///
+/// Records flow from one fetch task per broker into a bounded buffer; [`Consumer`] hands them
+/// out as a [`Stream`] of [`ConsumerRecord`]s or through [`Consumer::poll_batch`]. Both are
+/// cancel-safe: a partition's position moves only when its records are returned, so dropping a
+/// pending `next()` or `poll_batch` loses nothing.
+///
+/// Per-partition failures arrive in-band as `Err` items naming the partition
+/// ([`Error::partition`]); the other partitions keep flowing.
+///
+/// Dropping the consumer stops its tasks.
+#[derive(Debug)]
+pub struct Consumer {
+    shared: Arc<Shared>,
+    cluster: Cluster,
+}
+
+impl Consumer {
+    /// Connects to the cluster (`bootstrap.servers`) with the default coalescing resolver.
+    pub async fn connect(config: ConsumerConfig) -> Result<Consumer, Error> {
+        config.validate().map_err(|e| Error::with_source(ErrorKind::Config, "invalid consumer configuration", e))?;
+        let mut c = ClusterConfig::new(config.bootstrap_servers.clone());
+        c.connection.client_id = Some(config.client_id.clone());
+        c.connection.request_timeout = config.request_timeout;
+        // A Fetch response may carry fetch.max.bytes of records plus framing.
+        c.connection.max_response_size =
+            c.connection.max_response_size.max(usize::try_from(config.fetch_max_bytes).unwrap_or(0) + (1 << 20));
+        c.metadata_max_age = config.metadata_max_age;
+        c.reconnect_backoff = config.retry_backoff;
+        c.reconnect_backoff_max = config.retry_backoff_max;
+        let cluster = Cluster::connect(c).await?;
+        let resolver = MetadataResolver::new(
+            cluster.clone(),
+            ResolverConfig { deadline: config.request_timeout, ..ResolverConfig::default() },
+        );
+        Self::with_parts(config, cluster, BoxResolver::new(resolver))
+    }
+
+    /// A consumer over an existing cluster handle and a resolver of the caller's choosing. Must
+    /// be called within a tokio runtime.
+    pub fn with_parts(config: ConsumerConfig, cluster: Cluster, resolver: BoxResolver) -> Result<Consumer, Error> {
+        config.validate().map_err(|e| Error::with_source(ErrorKind::Config, "invalid consumer configuration", e))?;
+        let budgets = Budgets { partition: config.partition_budget(), total: config.buffer_budget() };
+        let shared = Arc::new(Shared::new(State::new(budgets, config.auto_offset_reset)));
+        tokio::spawn(crate::leaders::run(shared.clone(), cluster.clone(), resolver, Arc::new(config)));
+        Ok(Consumer { shared, cluster })
+    }
+
+    /// Replaces the assignment: each partition starts at its [`Offset`]. Partitions no longer
+    /// assigned drop what they buffered.
+    pub fn assign(&self, partitions: impl IntoIterator<Item = (TopicPartition, Offset)>) {
+        let wake = self.shared.lock().assign(partitions.into_iter().collect());
+        self.shared.wake(wake);
+    }
+
+    /// The assigned partitions, sorted.
+    pub fn assignment(&self) -> Vec<TopicPartition> {
+        self.shared.lock().assignment()
+    }
+
+    /// Moves an assigned partition to `offset`, dropping what it buffered and any error it was
+    /// stopped on.
+    pub fn seek(&self, partition: &TopicPartition, offset: Offset) -> Result<(), Error> {
+        let wake = self.shared.lock().seek(partition, offset)?;
+        self.shared.wake(wake);
+        Ok(())
+    }
+
+    /// Stops fetching and returning records of these partitions (what they buffered is kept).
+    pub fn pause<'a>(&self, partitions: impl IntoIterator<Item = &'a TopicPartition>) -> Result<(), Error> {
+        self.set_paused(partitions, true)
+    }
+
+    /// Undoes [`Consumer::pause`].
+    pub fn resume<'a>(&self, partitions: impl IntoIterator<Item = &'a TopicPartition>) -> Result<(), Error> {
+        self.set_paused(partitions, false)
+    }
+
+    fn set_paused<'a>(
+        &self,
+        partitions: impl IntoIterator<Item = &'a TopicPartition>,
+        paused: bool,
+    ) -> Result<(), Error> {
+        let mut wakes = Vec::new();
+        let result = {
+            let mut state = self.shared.lock();
+            partitions.into_iter().try_for_each(|tp| {
+                wakes.push(state.set_paused(tp, paused)?);
+                Ok(())
+            })
+        };
+        wakes.into_iter().for_each(|w| self.shared.wake(w));
+        result
+    }
+
+    /// The offset of the next record this consumer will return for `partition`; `None` while
+    /// its start offset is being looked up.
+    pub fn position(&self, partition: &TopicPartition) -> Result<Option<i64>, Error> {
+        self.shared.lock().position(partition)
+    }
+
+    /// Bytes of fetched records waiting to be returned.
+    pub fn buffered_bytes(&self) -> usize {
+        self.shared.lock().buffered()
+    }
+
+    /// The cluster handle.
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Polls for up to `max` records, grouped by partition (at least one record when ready), or
+    /// the next error.
+    pub fn poll_batch_ready(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Vec<PartitionRecords>, Error>> {
+        let (taken, wake) = self.shared.lock().take(max, Some(cx.waker()));
+        self.shared.wake(wake);
+        match taken {
+            Some(r) => Poll::Ready(r),
+            None => Poll::Pending,
+        }
+    }
+
+    /// Waits for up to `max` records, grouped by partition, or the next error. Cancel-safe.
+    pub async fn poll_batch(&mut self, max: usize) -> Result<Vec<PartitionRecords>, Error> {
+        std::future::poll_fn(|cx| self.poll_batch_ready(cx, max)).await
+    }
+}
+
+impl Stream for Consumer {
+    type Item = Result<ConsumerRecord, Error>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        this.poll_batch_ready(cx, 1).map(|r| {
+            Some(r.map(|mut batch| batch.pop().and_then(|mut p| p.records.pop()).expect("take returns a record")))
+        })
+    }
+}
+
+impl Drop for Consumer {
+    fn drop(&mut self) {
+        self.shared.close();
+    }
+}
