@@ -55,3 +55,40 @@ async fn records_sent_around_a_topic_becoming_usable_keep_send_order() {
     let expected: Vec<String> = (0..60).map(|i| format!("r{i}")).collect();
     assert_eq!(support::values(&fake, "fresh", 1), expected);
 }
+
+/// The first batch of a partition fails (a leader that is not ready yet answers with a
+/// retriable error) while the next ones are in flight behind it, as on a topic Kafka has just
+/// created: the broker rejects those with OUT_OF_ORDER_SEQUENCE_NUMBER. Whatever the producer
+/// does to recover, the partition's log must hold every record once, in send order.
+async fn first_batch_fails_with(code: i16) {
+    use support::ProduceStep;
+    let fake = FakeCluster::new(1);
+    fake.create_topic("t", 1);
+    let mut steps = vec![ProduceStep::Error(code)];
+    steps.extend((0..8).map(|_| ProduceStep::Delay(Duration::from_millis(30))));
+    fake.script_produce("t", 0, steps);
+    let producer = Producer::connect_with(config(&fake).max_in_flight(5), fake.transport()).await.expect("starts");
+    let mut deliveries = Vec::new();
+    for i in 0..200 {
+        let record = krab_producer::Record::new("t", format!("r{i}")).partition(0);
+        deliveries.push(producer.send(record).await.expect("accepted"));
+        if i % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+    for d in deliveries {
+        settle(d, Duration::from_secs(30)).await.expect("delivered");
+    }
+    let expected: Vec<String> = (0..200).map(|i| format!("r{i}")).collect();
+    assert_eq!(support::values(&fake, "t", 0), expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_batch_refused_not_leader_keeps_send_order() {
+    first_batch_fails_with(6).await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_first_batch_refused_not_enough_replicas_keeps_send_order() {
+    first_batch_fails_with(19).await;
+}
