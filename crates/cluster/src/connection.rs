@@ -236,7 +236,7 @@ async fn read_loop<R: AsyncRead + Send + Unpin>(
             }
             None => return Err(DisconnectReason::Eof),
         };
-        let Some(id) = krab_protocol::message::peek_correlation_id(&frame) else {
+        let Some(id) = krab_protocol::framing::peek_correlation_id(&frame) else {
             return Err(DisconnectReason::Io {
                 kind: std::io::ErrorKind::InvalidData,
                 message: "response frame shorter than a correlation id".into(),
