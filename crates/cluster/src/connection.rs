@@ -285,7 +285,9 @@ async fn write_loop<W: AsyncWrite + Send + Unpin>(
                         }
                     }
                 } else {
-                    // The caller gave up before the frame was written: don't send it.
+                    // The request timed out (its entry left the table) before the frame was
+                    // written: don't send it. A caller that merely drops its future leaves the
+                    // entry in place, so its frame is still written and its slot held.
                     continue;
                 }
             }
