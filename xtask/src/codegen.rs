@@ -129,6 +129,7 @@ pub(crate) fn generate(specs: &Path) -> Result<BTreeMap<String, String>> {
         files.insert(format!("{stem}.rs"), format(&emit_file(&refs, None)?)?);
         others.push((stem.to_string(), names.iter().map(|s| s.to_string()).collect::<Vec<_>>()));
     }
+    files.insert("api_key.rs".into(), format(&emit_api_key(&apis))?);
     files.insert("mod.rs".into(), format(&emit_index(&apis, &others))?);
     Ok(files)
 }
@@ -713,7 +714,7 @@ fn emit_file(specs: &[&Spec], api: Option<&str>) -> Result<String> {
     if let (Some(_), [req, resp]) = (api, specs) {
         writeln!(
             out,
-            "impl crate::message::Request for {} {{\n    const KEY: super::ApiKey = super::ApiKey::{};\n    const FLEXIBLE_FROM: Option<i16> = {};\n    type Response = {};\n}}\n",
+            "impl crate::message::Request for {} {{\n    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::{};\n    const FLEXIBLE_FROM: Option<i16> = {};\n    type Response = {};\n}}\n",
             req.name,
             api.unwrap_or_default(),
             flexible_from(req),
@@ -1049,30 +1050,15 @@ fn field_read(c: &Ctx<'_>) -> String {
     }
 }
 
-fn emit_index(apis: &[(String, String, Spec)], others: &[(String, Vec<String>)]) -> String {
+/// `api_key.rs`: the [`ApiKey`] enum with each API's version range and header versions. It
+/// depends on nothing but `VersionRange`, so that the hand-written `Request` trait can name API
+/// keys without depending on the index of generated messages.
+fn emit_api_key(apis: &[(String, String, Spec)]) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "{PREAMBLE}");
-    out.push_str(
-        "//! Every message krab speaks, generated from Kafka's JSON message specs, and the index of\n//! APIs: keys, version ranges, header versions, and decoding by API key.\n\n",
-    );
-    for (_, stem, _) in apis {
-        let _ = writeln!(out, "pub mod {stem};");
-    }
-    for (stem, _) in others {
-        let _ = writeln!(out, "pub mod {stem};");
-    }
-    out.push('\n');
-    for (api, stem, _) in apis {
-        let _ = writeln!(out, "pub use {stem}::{{{api}Request, {api}Response}};");
-    }
-    for (stem, names) in others {
-        let _ = writeln!(out, "pub use {stem}::{{{}}};", names.join(", "));
-    }
-    out.push_str("\nuse crate::message::{Message, VersionRange};\nuse crate::primitives::{DecodeError, DecodeErrorKind, EncodeError};\nuse bytes::{BufMut, Bytes};\n\n");
-
+    out.push_str("//! The Kafka APIs krab knows: keys, version ranges and header versions.\n\nuse crate::version::VersionRange;\n\n");
     let mut sorted: Vec<&(String, String, Spec)> = apis.iter().collect();
     sorted.sort_by_key(|(_, _, s)| s.api_key);
-
     out.push_str("/// The Kafka APIs krab knows, by key.\n#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]\n#[non_exhaustive]\npub enum ApiKey {\n");
     for (api, _, s) in &sorted {
         let _ = writeln!(
@@ -1119,6 +1105,34 @@ fn emit_index(apis: &[(String, String, Spec)], others: &[(String, Vec<String>)])
     );
     out.push_str("impl std::fmt::Display for ApiKey {\n    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {\n        f.write_str(self.name())\n    }\n}\n\n");
     out.push_str("impl TryFrom<i16> for ApiKey {\n    type Error = i16;\n    fn try_from(key: i16) -> Result<Self, i16> {\n        ApiKey::from_i16(key).ok_or(key)\n    }\n}\n\n");
+
+    out
+}
+
+fn emit_index(apis: &[(String, String, Spec)], others: &[(String, Vec<String>)]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "{PREAMBLE}");
+    out.push_str(
+        "//! Every message krab speaks, generated from Kafka's JSON message specs, and the index of\n//! APIs: keys, version ranges, header versions, and decoding by API key.\n\n",
+    );
+    for (_, stem, _) in apis {
+        let _ = writeln!(out, "pub mod {stem};");
+    }
+    for (stem, _) in others {
+        let _ = writeln!(out, "pub mod {stem};");
+    }
+    out.push('\n');
+    for (api, stem, _) in apis {
+        let _ = writeln!(out, "pub use {stem}::{{{api}Request, {api}Response}};");
+    }
+    for (stem, names) in others {
+        let _ = writeln!(out, "pub use {stem}::{{{}}};", names.join(", "));
+    }
+    out.push_str("pub mod api_key;\npub use api_key::ApiKey;\n");
+    out.push_str("\nuse crate::message::Message;\nuse crate::primitives::{DecodeError, DecodeErrorKind, EncodeError};\nuse bytes::{BufMut, Bytes};\n\n");
+
+    let mut sorted: Vec<&(String, String, Spec)> = apis.iter().collect();
+    sorted.sort_by_key(|(_, _, s)| s.api_key);
 
     for (kind, suffix) in [("request", "Request"), ("response", "Response")] {
         let en = format!("Any{suffix}");

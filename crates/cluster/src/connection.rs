@@ -236,7 +236,7 @@ async fn read_loop<R: AsyncRead + Send + Unpin>(
             }
             None => return Err(DisconnectReason::Eof),
         };
-        let Some(id) = krab_protocol::message::peek_correlation_id(&frame) else {
+        let Some(id) = krab_protocol::framing::peek_correlation_id(&frame) else {
             return Err(DisconnectReason::Io {
                 kind: std::io::ErrorKind::InvalidData,
                 message: "response frame shorter than a correlation id".into(),
@@ -285,7 +285,9 @@ async fn write_loop<W: AsyncWrite + Send + Unpin>(
                         }
                     }
                 } else {
-                    // The caller gave up before the frame was written: don't send it.
+                    // The request timed out (its entry left the table) before the frame was
+                    // written: don't send it. A caller that merely drops its future leaves the
+                    // entry in place, so its frame is still written and its slot held.
                     continue;
                 }
             }

@@ -10,13 +10,16 @@
 
 pub mod error_code;
 pub mod frame;
+pub mod framing;
 pub mod message;
 pub mod messages;
 pub mod primitives;
 pub mod records;
 #[cfg(test)]
 mod testing;
+mod version;
 
-pub use message::{Message, Request, VersionRange, decode_response, encode_request, request_len};
+pub use framing::{decode_response, encode_request, peek_correlation_id, request_len};
+pub use message::{Message, Request, VersionRange};
 pub use messages::ApiKey;
 pub use primitives::{DecodeError, DecodeErrorKind, EncodeError, EncodeErrorKind, RawTaggedField, Uuid};

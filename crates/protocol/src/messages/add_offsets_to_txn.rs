@@ -299,7 +299,7 @@ impl crate::testing::Arbitrary for AddOffsetsToTxnResponse {
 }
 
 impl crate::message::Request for AddOffsetsToTxnRequest {
-    const KEY: super::ApiKey = super::ApiKey::AddOffsetsToTxn;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::AddOffsetsToTxn;
     const FLEXIBLE_FROM: Option<i16> = Some(3);
     type Response = AddOffsetsToTxnResponse;
 }

@@ -1197,7 +1197,7 @@ impl crate::testing::Arbitrary for AddPartitionsToTxnPartitionResult {
 }
 
 impl crate::message::Request for AddPartitionsToTxnRequest {
-    const KEY: super::ApiKey = super::ApiKey::AddPartitionsToTxn;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::AddPartitionsToTxn;
     const FLEXIBLE_FROM: Option<i16> = Some(3);
     type Response = AddPartitionsToTxnResponse;
 }

@@ -1009,7 +1009,7 @@ impl crate::testing::Arbitrary for FinalizedFeatureKey {
 }
 
 impl crate::message::Request for ApiVersionsRequest {
-    const KEY: super::ApiKey = super::ApiKey::ApiVersions;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::ApiVersions;
     const FLEXIBLE_FROM: Option<i16> = Some(3);
     type Response = ApiVersionsResponse;
 }

@@ -727,7 +727,7 @@ impl crate::testing::Arbitrary for Assignment {
 }
 
 impl crate::message::Request for ConsumerGroupHeartbeatRequest {
-    const KEY: super::ApiKey = super::ApiKey::ConsumerGroupHeartbeat;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::ConsumerGroupHeartbeat;
     const FLEXIBLE_FROM: Option<i16> = Some(0);
     type Response = ConsumerGroupHeartbeatResponse;
 }

@@ -694,7 +694,7 @@ impl crate::testing::Arbitrary for CreatePartitionsTopicResult {
 }
 
 impl crate::message::Request for CreatePartitionsRequest {
-    const KEY: super::ApiKey = super::ApiKey::CreatePartitions;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::CreatePartitions;
     const FLEXIBLE_FROM: Option<i16> = Some(2);
     type Response = CreatePartitionsResponse;
 }

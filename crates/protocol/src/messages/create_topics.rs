@@ -1295,7 +1295,7 @@ impl crate::testing::Arbitrary for CreatableTopicConfigs {
 }
 
 impl crate::message::Request for CreateTopicsRequest {
-    const KEY: super::ApiKey = super::ApiKey::CreateTopics;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::CreateTopics;
     const FLEXIBLE_FROM: Option<i16> = Some(5);
     type Response = CreateTopicsResponse;
 }

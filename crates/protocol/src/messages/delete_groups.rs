@@ -386,7 +386,7 @@ impl crate::testing::Arbitrary for DeletableGroupResult {
 }
 
 impl crate::message::Request for DeleteGroupsRequest {
-    const KEY: super::ApiKey = super::ApiKey::DeleteGroups;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::DeleteGroups;
     const FLEXIBLE_FROM: Option<i16> = Some(2);
     type Response = DeleteGroupsResponse;
 }

@@ -781,7 +781,7 @@ impl crate::testing::Arbitrary for DeleteRecordsPartitionResult {
 }
 
 impl crate::message::Request for DeleteRecordsRequest {
-    const KEY: super::ApiKey = super::ApiKey::DeleteRecords;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::DeleteRecords;
     const FLEXIBLE_FROM: Option<i16> = Some(2);
     type Response = DeleteRecordsResponse;
 }

@@ -709,7 +709,7 @@ impl crate::testing::Arbitrary for DeletableTopicResult {
 }
 
 impl crate::message::Request for DeleteTopicsRequest {
-    const KEY: super::ApiKey = super::ApiKey::DeleteTopics;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::DeleteTopics;
     const FLEXIBLE_FROM: Option<i16> = Some(4);
     type Response = DeleteTopicsResponse;
 }

@@ -517,7 +517,7 @@ impl crate::testing::Arbitrary for DescribeClusterBroker {
 }
 
 impl crate::message::Request for DescribeClusterRequest {
-    const KEY: super::ApiKey = super::ApiKey::DescribeCluster;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::DescribeCluster;
     const FLEXIBLE_FROM: Option<i16> = Some(0);
     type Response = DescribeClusterResponse;
 }

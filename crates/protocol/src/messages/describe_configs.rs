@@ -1066,7 +1066,7 @@ impl crate::testing::Arbitrary for DescribeConfigsSynonym {
 }
 
 impl crate::message::Request for DescribeConfigsRequest {
-    const KEY: super::ApiKey = super::ApiKey::DescribeConfigs;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::DescribeConfigs;
     const FLEXIBLE_FROM: Option<i16> = Some(4);
     type Response = DescribeConfigsResponse;
 }

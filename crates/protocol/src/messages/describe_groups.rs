@@ -737,7 +737,7 @@ impl crate::testing::Arbitrary for DescribedGroupMember {
 }
 
 impl crate::message::Request for DescribeGroupsRequest {
-    const KEY: super::ApiKey = super::ApiKey::DescribeGroups;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::DescribeGroups;
     const FLEXIBLE_FROM: Option<i16> = Some(5);
     type Response = DescribeGroupsResponse;
 }

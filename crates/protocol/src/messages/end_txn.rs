@@ -298,7 +298,7 @@ impl crate::testing::Arbitrary for EndTxnResponse {
 }
 
 impl crate::message::Request for EndTxnRequest {
-    const KEY: super::ApiKey = super::ApiKey::EndTxn;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::EndTxn;
     const FLEXIBLE_FROM: Option<i16> = Some(3);
     type Response = EndTxnResponse;
 }

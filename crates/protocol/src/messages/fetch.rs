@@ -2702,7 +2702,7 @@ impl crate::testing::Arbitrary for NodeEndpoint {
 }
 
 impl crate::message::Request for FetchRequest {
-    const KEY: super::ApiKey = super::ApiKey::Fetch;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::Fetch;
     const FLEXIBLE_FROM: Option<i16> = Some(12);
     type Response = FetchResponse;
 }

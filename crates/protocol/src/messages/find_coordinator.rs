@@ -740,7 +740,7 @@ impl crate::testing::Arbitrary for Coordinator {
 }
 
 impl crate::message::Request for FindCoordinatorRequest {
-    const KEY: super::ApiKey = super::ApiKey::FindCoordinator;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::FindCoordinator;
     const FLEXIBLE_FROM: Option<i16> = Some(3);
     type Response = FindCoordinatorResponse;
 }

@@ -363,7 +363,7 @@ impl crate::testing::Arbitrary for GetTelemetrySubscriptionsResponse {
 }
 
 impl crate::message::Request for GetTelemetrySubscriptionsRequest {
-    const KEY: super::ApiKey = super::ApiKey::GetTelemetrySubscriptions;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::GetTelemetrySubscriptions;
     const FLEXIBLE_FROM: Option<i16> = Some(0);
     type Response = GetTelemetrySubscriptionsResponse;
 }

@@ -355,7 +355,7 @@ impl crate::testing::Arbitrary for HeartbeatResponse {
 }
 
 impl crate::message::Request for HeartbeatRequest {
-    const KEY: super::ApiKey = super::ApiKey::Heartbeat;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::Heartbeat;
     const FLEXIBLE_FROM: Option<i16> = Some(4);
     type Response = HeartbeatResponse;
 }

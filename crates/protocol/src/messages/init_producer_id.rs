@@ -343,7 +343,7 @@ impl crate::testing::Arbitrary for InitProducerIdResponse {
 }
 
 impl crate::message::Request for InitProducerIdRequest {
-    const KEY: super::ApiKey = super::ApiKey::InitProducerId;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::InitProducerId;
     const FLEXIBLE_FROM: Option<i16> = Some(2);
     type Response = InitProducerIdResponse;
 }

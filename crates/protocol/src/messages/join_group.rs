@@ -944,7 +944,7 @@ impl crate::testing::Arbitrary for JoinGroupResponseMember {
 }
 
 impl crate::message::Request for JoinGroupRequest {
-    const KEY: super::ApiKey = super::ApiKey::JoinGroup;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::JoinGroup;
     const FLEXIBLE_FROM: Option<i16> = Some(6);
     type Response = JoinGroupResponse;
 }

@@ -762,7 +762,7 @@ impl crate::testing::Arbitrary for MemberResponse {
 }
 
 impl crate::message::Request for LeaveGroupRequest {
-    const KEY: super::ApiKey = super::ApiKey::LeaveGroup;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::LeaveGroup;
     const FLEXIBLE_FROM: Option<i16> = Some(4);
     type Response = LeaveGroupResponse;
 }

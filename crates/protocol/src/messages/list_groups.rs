@@ -495,7 +495,7 @@ impl crate::testing::Arbitrary for ListedGroup {
 }
 
 impl crate::message::Request for ListGroupsRequest {
-    const KEY: super::ApiKey = super::ApiKey::ListGroups;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::ListGroups;
     const FLEXIBLE_FROM: Option<i16> = Some(3);
     type Response = ListGroupsResponse;
 }

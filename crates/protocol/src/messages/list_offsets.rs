@@ -965,7 +965,7 @@ impl crate::testing::Arbitrary for ListOffsetsPartitionResponse {
 }
 
 impl crate::message::Request for ListOffsetsRequest {
-    const KEY: super::ApiKey = super::ApiKey::ListOffsets;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::ListOffsets;
     const FLEXIBLE_FROM: Option<i16> = Some(6);
     type Response = ListOffsetsResponse;
 }

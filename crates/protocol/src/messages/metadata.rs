@@ -1307,7 +1307,7 @@ impl crate::testing::Arbitrary for MetadataResponsePartition {
 }
 
 impl crate::message::Request for MetadataRequest {
-    const KEY: super::ApiKey = super::ApiKey::Metadata;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::Metadata;
     const FLEXIBLE_FROM: Option<i16> = Some(9);
     type Response = MetadataResponse;
 }

@@ -991,7 +991,7 @@ impl crate::testing::Arbitrary for OffsetCommitResponsePartition {
 }
 
 impl crate::message::Request for OffsetCommitRequest {
-    const KEY: super::ApiKey = super::ApiKey::OffsetCommit;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::OffsetCommit;
     const FLEXIBLE_FROM: Option<i16> = Some(8);
     type Response = OffsetCommitResponse;
 }

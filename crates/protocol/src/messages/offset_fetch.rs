@@ -1957,7 +1957,7 @@ impl crate::testing::Arbitrary for OffsetFetchResponsePartitions {
 }
 
 impl crate::message::Request for OffsetFetchRequest {
-    const KEY: super::ApiKey = super::ApiKey::OffsetFetch;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::OffsetFetch;
     const FLEXIBLE_FROM: Option<i16> = Some(6);
     type Response = OffsetFetchResponse;
 }

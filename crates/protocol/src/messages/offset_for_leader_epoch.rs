@@ -843,7 +843,7 @@ impl crate::testing::Arbitrary for EpochEndOffset {
 }
 
 impl crate::message::Request for OffsetForLeaderEpochRequest {
-    const KEY: super::ApiKey = super::ApiKey::OffsetForLeaderEpoch;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::OffsetForLeaderEpoch;
     const FLEXIBLE_FROM: Option<i16> = Some(4);
     type Response = OffsetForLeaderEpochResponse;
 }

@@ -1616,7 +1616,7 @@ impl crate::testing::Arbitrary for NodeEndpoint {
 }
 
 impl crate::message::Request for ProduceRequest {
-    const KEY: super::ApiKey = super::ApiKey::Produce;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::Produce;
     const FLEXIBLE_FROM: Option<i16> = Some(9);
     type Response = ProduceResponse;
 }

@@ -311,7 +311,7 @@ impl crate::testing::Arbitrary for PushTelemetryResponse {
 }
 
 impl crate::message::Request for PushTelemetryRequest {
-    const KEY: super::ApiKey = super::ApiKey::PushTelemetry;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::PushTelemetry;
     const FLEXIBLE_FROM: Option<i16> = Some(0);
     type Response = PushTelemetryResponse;
 }

@@ -301,7 +301,7 @@ impl crate::testing::Arbitrary for SaslAuthenticateResponse {
 }
 
 impl crate::message::Request for SaslAuthenticateRequest {
-    const KEY: super::ApiKey = super::ApiKey::SaslAuthenticate;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::SaslAuthenticate;
     const FLEXIBLE_FROM: Option<i16> = Some(2);
     type Response = SaslAuthenticateResponse;
 }

@@ -178,7 +178,7 @@ impl crate::testing::Arbitrary for SaslHandshakeResponse {
 }
 
 impl crate::message::Request for SaslHandshakeRequest {
-    const KEY: super::ApiKey = super::ApiKey::SaslHandshake;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::SaslHandshake;
     const FLEXIBLE_FROM: Option<i16> = None;
     type Response = SaslHandshakeResponse;
 }

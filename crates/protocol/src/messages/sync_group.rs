@@ -716,7 +716,7 @@ impl crate::testing::Arbitrary for SyncGroupResponse {
 }
 
 impl crate::message::Request for SyncGroupRequest {
-    const KEY: super::ApiKey = super::ApiKey::SyncGroup;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::SyncGroup;
     const FLEXIBLE_FROM: Option<i16> = Some(4);
     type Response = SyncGroupResponse;
 }

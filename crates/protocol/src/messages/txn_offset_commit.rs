@@ -961,7 +961,7 @@ impl crate::testing::Arbitrary for TxnOffsetCommitResponsePartition {
 }
 
 impl crate::message::Request for TxnOffsetCommitRequest {
-    const KEY: super::ApiKey = super::ApiKey::TxnOffsetCommit;
+    const KEY: super::api_key::ApiKey = super::api_key::ApiKey::TxnOffsetCommit;
     const FLEXIBLE_FROM: Option<i16> = Some(3);
     type Response = TxnOffsetCommitResponse;
 }
