@@ -132,7 +132,6 @@ impl FaultProxy {
         self.addr
     }
 
-
     /// Sets the fault; leaving a blackhole cuts the connections it held.
     pub(crate) fn set_fault(&self, fault: Fault) {
         let before = self.state.fault.send_replace(fault);
@@ -141,12 +140,10 @@ impl FaultProxy {
         }
     }
 
-
     /// Closes every open connection (both sides).
     pub(crate) fn cut(&self) {
         self.state.cut.send_modify(|g| *g += 1);
     }
-
 
     /// Requests seen per API key since start (or the last reset).
     pub(crate) fn counts(&self) -> BTreeMap<i16, u64> {
@@ -158,7 +155,6 @@ impl FaultProxy {
         lock(&self.state.counts).get(&api_key).copied().unwrap_or(0)
     }
 
-
     /// Starts keeping every frame (both directions) in arrival order.
     pub(crate) fn record(&self) {
         *lock(&self.state.record) = Some(Vec::new());
@@ -168,8 +164,6 @@ impl FaultProxy {
     pub(crate) fn take_recording(&self) -> Vec<Frame> {
         lock(&self.state.record).take().unwrap_or_default()
     }
-
-
 
     /// Stream errors seen (non-Kafka bytes, upstream refusing, ...).
     pub(crate) fn errors(&self) -> Vec<String> {

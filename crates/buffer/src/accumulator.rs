@@ -249,6 +249,12 @@ struct Queue<T> {
     /// A retried batch waits at the head until every batch in flight has come back, so that
     /// retries go out in their original order.
     retry_pending: bool,
+    /// The broker acknowledged a batch of this partition under the current producer id, so it
+    /// holds sequence state for it. Until then an idempotent partition sends one batch at a
+    /// time: Kafka accepts any first sequence from a producer it has no state for, so a second
+    /// batch overtaking the first (whose request failed before reaching the broker) would be
+    /// written ahead of it, and the first one after it.
+    confirmed: bool,
 }
 
 impl<T> Queue<T> {
@@ -260,6 +266,7 @@ impl<T> Queue<T> {
             in_flight: 0,
             state: PartitionState::Ready,
             next_sequence: 0,
+            confirmed: false,
             retry_pending: false,
         }
     }
@@ -304,8 +311,9 @@ impl<T> std::fmt::Debug for Accumulator<T> {
     }
 }
 
-fn drainable<T>(q: &Queue<T>, max_in_flight: usize) -> bool {
-    q.state == PartitionState::Ready && q.in_flight < max_in_flight.max(1) && !(q.retry_pending && q.in_flight > 0)
+fn drainable<T>(q: &Queue<T>, max_in_flight: usize, idempotent: bool) -> bool {
+    let limit = if idempotent && !q.confirmed { 1 } else { max_in_flight.max(1) };
+    q.state == PartitionState::Ready && q.in_flight < limit && !(q.retry_pending && q.in_flight > 0)
 }
 
 /// A spare buffer, if one is kept (`held`: the spares' capacities, summed).
@@ -534,7 +542,7 @@ impl<T> Accumulator<T> {
     }
 
     fn drainable(&self, q: &Queue<T>) -> bool {
-        drainable(q, self.config.max_in_flight_per_partition)
+        drainable(q, self.config.max_in_flight_per_partition, self.producer.is_some())
     }
 
     /// Takes, for each broker, at most one ready batch per partition and no more than
@@ -555,11 +563,12 @@ impl<T> Accumulator<T> {
         let linger = self.config.linger;
         let max_request = self.config.max_request_size;
         let max_in_flight = self.config.max_in_flight_per_partition;
+        let idempotent = self.producer.is_some();
         let enc_compressed = self.config.compression != Compression::None;
         let producer = self.producer;
         for k in 0..n {
             let q = &mut self.queues[(self.drain_from + k) % n];
-            if !drainable(q, max_in_flight) {
+            if !drainable(q, max_in_flight, idempotent) {
                 continue;
             }
             // A linger too large for `Instant` never runs out.
@@ -636,6 +645,14 @@ impl<T> Accumulator<T> {
             at = Some(at.map_or(t, |a| a.min(t)));
         }
         at
+    }
+
+    /// The broker acknowledged a batch of `tp`: it now holds sequence state for this producer,
+    /// and the partition may have up to `max_in_flight_per_partition` batches in flight.
+    pub fn confirm(&mut self, tp: &TopicPartition) {
+        if let Some(&i) = self.index.get(tp) {
+            self.queues[i].confirmed = true;
+        }
     }
 
     /// A drained batch finished (acknowledged, or failed for good): frees its in-flight slot.
@@ -780,9 +797,13 @@ impl<T> Accumulator<T> {
     /// bump) and restamps queued batches that were already numbered. Call only with nothing in
     /// flight.
     pub fn reset_sequences(&mut self, producer_id: i64, producer_epoch: i16) -> Result<(), RecordsError> {
+        // A new epoch of the same producer id starts at sequence 0, which the broker enforces; a
+        // new producer id has no state on any partition yet.
+        let new_id = self.producer.is_none_or(|(id, _)| id != producer_id);
         self.producer = Some((producer_id, producer_epoch));
         for q in &mut self.queues {
             q.next_sequence = 0;
+            q.confirmed &= !new_id;
             for b in q.sealed.iter_mut() {
                 match &mut b.body {
                     Body::Open(_) => {}

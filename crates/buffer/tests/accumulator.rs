@@ -193,6 +193,8 @@ fn requeued_batches_go_out_again_in_their_original_order() {
         append(&mut acc, &mut recs, 0, toks, t0);
         acc.seal_all();
     }
+    // The broker already holds this producer's state for the partition.
+    acc.confirm(&tp(0));
     let mut sent = Vec::new();
     for _ in 0..3 {
         let mut out = drain_by_partition(&mut acc, t0);
@@ -451,6 +453,7 @@ fn reset_sequences_restamps_queued_batches_from_zero() {
     let b0 = drain(&mut acc, t0).pop().unwrap();
     assert_eq!(b0.base_sequence, 0);
     acc.complete(&b0.tp);
+    acc.confirm(&b0.tp);
     let b1 = drain(&mut acc, t0).pop().unwrap();
     let b2 = drain(&mut acc, t0).pop().unwrap();
     assert_eq!((b1.base_sequence, b2.base_sequence), (2, 5));
@@ -665,4 +668,39 @@ fn compressed_batches_are_planned_at_their_worst_case_size_and_numbered_only_whe
     let mut recs = Records::new();
     let mut acc = build(&mut recs, planned[&1] + planned[&0]);
     assert_eq!(drain(&mut acc, t0).iter().map(|b| b.tp.partition).collect::<Vec<_>>(), [1, 0]);
+}
+
+/// An idempotent partition sends one batch at a time until the broker has acknowledged one
+/// (Kafka takes any first sequence from a producer it holds no state for, so a second batch must
+/// not be able to overtake the first); then up to `max_in_flight_per_partition`. A new producer
+/// id starts over; a new epoch of the same id does not.
+#[test]
+fn an_unconfirmed_idempotent_partition_has_one_batch_in_flight() {
+    let t0 = Instant::now();
+    let mut recs = Records::new();
+    let mut acc = Accumulator::new(config(1 << 20, LONG));
+    acc.set_producer(5, 0);
+    for toks in [vec![1], vec![2], vec![3], vec![4]] {
+        append(&mut acc, &mut recs, 0, toks, t0);
+        acc.seal_all();
+    }
+    let first = drain(&mut acc, t0);
+    assert_eq!(first.len(), 1);
+    assert!(drain(&mut acc, t0).is_empty(), "a second batch before the first is acknowledged");
+    acc.complete(&tp(0));
+    acc.confirm(&tp(0));
+    assert_eq!(drain(&mut acc, t0).len(), 1);
+    assert_eq!(drain(&mut acc, t0).len(), 1, "pipelined once confirmed");
+    acc.complete(&tp(0));
+    acc.complete(&tp(0));
+    acc.reset_sequences(5, 1).unwrap();
+    assert_eq!(drain(&mut acc, t0).len(), 1, "a new epoch of the same id keeps the partition confirmed");
+    acc.complete(&tp(0));
+    for toks in [vec![5], vec![6]] {
+        append(&mut acc, &mut recs, 0, toks, t0);
+        acc.seal_all();
+    }
+    acc.reset_sequences(6, 0).unwrap();
+    assert_eq!(drain(&mut acc, t0).len(), 1);
+    assert!(drain(&mut acc, t0).is_empty(), "a new producer id has no state on the broker yet");
 }

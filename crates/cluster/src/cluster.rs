@@ -10,8 +10,11 @@ use krab_protocol::messages::{MetadataRequest, metadata::MetadataRequestTopic};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// tokio's clock: the same as std's at run time, and paused with the runtime in tests, so backoffs
+// measured here agree with the timers that wait them out.
 use tokio::sync::{OnceCell, watch};
+use tokio::time::Instant;
 
 /// Settings of a [`Cluster`].
 #[derive(Debug, Clone)]

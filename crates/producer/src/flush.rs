@@ -703,6 +703,7 @@ impl FlushLoop {
 
     fn succeed(&mut self, batch: ProducerBatch<DeliverySender>, base_offset: i64, append_time: i64) {
         self.acc.complete(&batch.tp);
+        self.acc.confirm(&batch.tp);
         if self.recovering.remove(&batch.tp) && self.recovering.is_empty() {
             self.resolve_streak = 0;
         }

@@ -119,8 +119,10 @@ impl PartitionLog {
                             return (OUT_OF_ORDER_SEQUENCE_NUMBER, -1);
                         }
                     }
-                    // A new producer id, or a newer epoch: sequences start over at 0.
-                    _ if batch.base_sequence != 0 => return (OUT_OF_ORDER_SEQUENCE_NUMBER, -1),
+                    // A newer epoch: sequences start over at 0.
+                    Some(_) if batch.base_sequence != 0 => return (OUT_OF_ORDER_SEQUENCE_NUMBER, -1),
+                    // A producer id with no state on this partition: Kafka takes any first
+                    // sequence (its state may have expired, or been truncated away).
                     _ => {}
                 }
                 let state = self.producers.entry(batch.producer_id).or_default();
@@ -190,9 +192,15 @@ mod tests {
     }
 
     #[test]
+    fn an_unknown_producer_may_start_at_any_sequence() {
+        let mut log = PartitionLog::default();
+        assert_eq!(log.append(Some(&batch(9, 0, 5, &["late"]))).0, 0);
+        assert_eq!(log.append(Some(&batch(9, 0, 0, &["early"]))).0, OUT_OF_ORDER_SEQUENCE_NUMBER);
+    }
+
+    #[test]
     fn a_gap_is_out_of_order_and_a_new_epoch_must_start_at_zero() {
         let mut log = PartitionLog::default();
-        assert_eq!(log.append(Some(&batch(7, 0, 1, &["a"]))).0, OUT_OF_ORDER_SEQUENCE_NUMBER);
         assert_eq!(log.append(Some(&batch(7, 0, 0, &["a"]))).0, 0);
         assert_eq!(log.append(Some(&batch(7, 0, 2, &["c"]))).0, OUT_OF_ORDER_SEQUENCE_NUMBER);
         assert_eq!(log.append(Some(&batch(7, 1, 3, &["c"]))).0, OUT_OF_ORDER_SEQUENCE_NUMBER);

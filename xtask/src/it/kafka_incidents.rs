@@ -33,7 +33,14 @@ const HEALTHY_GAP_BOUND: Duration = Duration::from_secs(5);
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
     require(
         &*ctx.kafka,
-        Caps { leader_moves: true, broker_down: true, freeze: true, wire_faults: true, dedupes: true, counts_requests: true },
+        Caps {
+            leader_moves: true,
+            broker_down: true,
+            freeze: true,
+            wire_faults: true,
+            dedupes: true,
+            counts_requests: true,
+        },
     )?;
     let parts = kctl(&ctx.kafka, |k| k.create_topic(TOPIC, PARTITIONS, 3, &[("min.insync.replicas", "2")])).await?;
     // Four partitions, each to the next broker: every broker loses and gains leaderships.

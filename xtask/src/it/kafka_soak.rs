@@ -67,7 +67,14 @@ fn pick(rng: &mut Rng, leaders: &BTreeMap<i32, i32>) -> Incident {
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
     require(
         &*ctx.kafka,
-        Caps { leader_moves: true, broker_down: true, freeze: true, wire_faults: true, dedupes: true, counts_requests: true },
+        Caps {
+            leader_moves: true,
+            broker_down: true,
+            freeze: true,
+            wire_faults: true,
+            dedupes: true,
+            counts_requests: true,
+        },
     )?;
     let (incidents, min_time) = match ctx.soak {
         SoakSize::Ci => (25, Duration::ZERO),

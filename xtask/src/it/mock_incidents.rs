@@ -5,9 +5,9 @@
 //! confluent-kafka and checked for loss, duplicates and order.
 
 use super::support::*;
+use super::test_cluster::{Caps, require};
 use crate::brokers::Venv;
 use crate::brokers::mock::MockCluster;
-use super::test_cluster::{Caps, require};
 use anyhow::{Context, Result, bail, ensure};
 use krab_producer::{DeliveryFuture, Producer, Record, RecordMetadata, java_default_partition};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
