@@ -12,7 +12,11 @@
 //! - `bench cluster`: Metadata requests over one pipelined connection to tansu.
 //! - `bench produce`: krab's producer against rdkafka (BaseProducer, FutureProducer) and rskafka,
 //!   one fresh broker per process (tansu, and the librdkafka mock cluster for 1 KiB records).
+//!   `--broker kafka` (`bench/kafka.rs`): krab, rdkafka, Kafka's Java producer, franz-go and
+//!   rskafka against one 3-node Apache Kafka cluster, acks=1 and acks=all.
 //! - `bench send-latency`: the latency of krab's `send().await` with a 500 ms broker round trip.
+
+mod kafka;
 
 use crate::brokers::mock::{self, MockCluster};
 use crate::brokers::tansu::{Options, Tansu};
@@ -33,6 +37,8 @@ const USAGE: &str = "usage: cargo xtask bench cluster [--seconds S] [--concurren
        cargo xtask bench produce [--runs N] [--scale F] [--only tansu|mock] [--size 100|1024]
                                  [--compression none|lz4] [--clients a,b,..] [--krab-threads N]
                                  [--batch-size B] [--linger-ms L]
+       cargo xtask bench produce --broker kafka [--runs N] [--scale F] [--size 100|1024]
+                                 [--compression none|lz4] [--acks 1|all] [--clients krab,rdkafka-base,java,franz,rskafka]
        cargo xtask bench send-latency [--records N] [--rate R] [--rtt-ms MS] [--runs N]";
 
 /// The placeholder in a case's arguments that [`run_cases`] replaces with the run's bootstrap.
@@ -105,12 +111,17 @@ fn cluster(args: &[String]) -> Result<()> {
             let mut args: Vec<String> = vec!["metadata".into(), "--client".into(), client.into()];
             args.extend(["--bootstrap".into(), BOOTSTRAP.into(), "--topic".into(), topic.into()]);
             args.extend(settings.args());
-            Case { label: client.to_string(), args }
+            Case::bench(client, args)
         })
         .collect();
     let pid = pid_listening_on(&bootstrap);
-    let mut same =
-        || Ok(Lease { bootstrap: bootstrap.clone(), broker: Broker { label: "tansu".into(), pid }, _guard: None });
+    let mut same = || {
+        Ok(Lease {
+            bootstrap: bootstrap.clone(),
+            broker: Broker { label: "tansu".into(), pids: pid.into_iter().collect() },
+            _guard: None,
+        })
+    };
     let timeout = Duration::from_secs_f64(settings.seconds + 60.0);
     let results = run_cases(&exe, &cases, settings.runs, timeout, &mut same, &metadata_line)?;
     drop(tansu);
@@ -140,6 +151,27 @@ fn metadata_line(sample: &Sample) -> String {
 pub(crate) struct Case {
     pub(crate) label: String,
     pub(crate) args: Vec<String>,
+    /// The program to run instead of `krab-bench` (franz-bench, `java`).
+    pub(crate) exe: Option<PathBuf>,
+    /// How to read the program's report.
+    pub(crate) output: Output,
+}
+
+/// What a bench process prints.
+#[derive(Clone, Copy)]
+pub(crate) enum Output {
+    /// One JSON line last (krab-bench, franz-bench).
+    JsonLine,
+    /// Kafka's `ProducerPerformance` summary line, `records` records of `size` bytes; CPU and
+    /// peak RSS are read from the process's `/proc` entry.
+    ProducerPerformance { records: u64, total: u64, size: usize },
+}
+
+impl Case {
+    /// A `krab-bench` case.
+    pub(crate) fn bench(label: &str, args: Vec<String>) -> Self {
+        Case { label: label.to_string(), args, exe: None, output: Output::JsonLine }
+    }
 }
 
 /// The report of one `krab-bench` process.
@@ -150,14 +182,16 @@ pub(crate) struct Sample {
     /// CPU cores the broker used on average while the process ran (warm-up included). When the
     /// broker is the bottleneck, req/s follows this: a starved broker means a slow run.
     broker_cores: f64,
+    /// CPU seconds the broker processes used while the process ran (all of them together).
+    broker_cpu_s: f64,
     broker_label: String,
 }
 
 /// The broker under the clients, watched for its CPU use.
 pub(crate) struct Broker {
     pub(crate) label: String,
-    /// Its process, if found.
-    pub(crate) pid: Option<u32>,
+    /// Its processes (every JVM of a Kafka cluster), if found.
+    pub(crate) pids: Vec<u32>,
 }
 
 impl Sample {
@@ -223,7 +257,7 @@ pub(crate) fn run_cases(
             let lease = lease().with_context(|| format!("starting the broker for {}", case.label))?;
             let args: Vec<String> =
                 case.args.iter().map(|a| if a == BOOTSTRAP { lease.bootstrap.clone() } else { a.clone() }).collect();
-            let sample = run_one(exe, &args, timeout, &lease.broker)
+            let sample = run_one(case.exe.as_deref().unwrap_or(exe), &args, case.output, timeout, &lease.broker)
                 .with_context(|| format!("{} (run {})", case.label, run + 1))?;
             drop(lease);
             println!(
@@ -246,10 +280,12 @@ pub(crate) fn run_cases(
     Ok(results)
 }
 
-/// Runs one `krab-bench` process (stderr passes through) and parses the JSON line it prints last.
-fn run_one(exe: &Path, args: &[String], timeout: Duration, broker: &Broker) -> Result<Sample> {
+/// Runs one bench process (stderr passes through) and reads its report: the JSON line it prints
+/// last, or (ProducerPerformance) its summary line plus its CPU and peak RSS from `/proc`.
+fn run_one(exe: &Path, args: &[String], output: Output, timeout: Duration, broker: &Broker) -> Result<Sample> {
     let busy0 = host_cpu()?;
-    let broker0 = broker.pid.and_then(process_cpu);
+    let broker_cpu = || -> Option<f64> { broker.pids.iter().map(|&p| process_cpu(p)).sum() };
+    let broker0 = if broker.pids.is_empty() { None } else { broker_cpu() };
     let mut child = Command::new(exe)
         .args(args)
         .stdin(Stdio::null())
@@ -257,42 +293,111 @@ fn run_one(exe: &Path, args: &[String], timeout: Duration, broker: &Broker) -> R
         .stderr(Stdio::inherit())
         .spawn()
         .with_context(|| format!("spawning {}", exe.display()))?;
+    // Read stdout on a thread: a chatty child must never block on a full pipe.
+    let mut stdout_pipe = child.stdout.take().context("child stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout_pipe.read_to_string(&mut text).map(|_| text)
+    });
     let start = Instant::now();
+    let pid = child.id();
+    let (mut peak_kb, mut child_cpu) = (0u64, f64::NAN);
     let status = loop {
-        if let Some(status) = child.try_wait()? {
+        // Until it is reaped, an exited child is a zombie whose stat still holds its CPU times.
+        if let Some((state, cpu)) = process_state_cpu(pid) {
+            child_cpu = cpu;
+            if state == 'Z' {
+                break child.wait()?;
+            }
+            peak_kb = peak_kb.max(vm_hwm_kb(pid).unwrap_or(0));
+        } else if let Some(status) = child.try_wait()? {
             break status;
         }
         if start.elapsed() > timeout {
             let _ = child.kill();
             let _ = child.wait();
-            bail!("{PACKAGE} did not finish within {timeout:?}");
+            bail!("{} did not finish within {timeout:?}", exe.display());
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     };
+    let wall = start.elapsed().as_secs_f64();
     let busy1 = host_cpu()?;
-    let broker_cores = match (broker0, broker.pid.and_then(process_cpu)) {
-        (Some(a), Some(b)) => (b - a) / start.elapsed().as_secs_f64(),
-        _ => f64::NAN,
+    let (broker_cores, broker_cpu_s) = match (broker0, broker_cpu()) {
+        (Some(a), Some(b)) => ((b - a) / wall, b - a),
+        _ => (f64::NAN, f64::NAN),
     };
-    let mut stdout = String::new();
-    child.stdout.take().context("child stdout")?.read_to_string(&mut stdout)?;
+    let stdout = reader.join().map_err(|_| anyhow::anyhow!("stdout reader panicked"))??;
     if !status.success() {
-        bail!("{PACKAGE} {} failed ({status}); stdout: {stdout}", args.join(" "));
+        bail!("{} {} failed ({status}); stdout: {stdout}", exe.display(), args.join(" "));
     }
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).context("no JSON line on stdout")?;
-    let json: serde_json::Value = serde_json::from_str(line).with_context(|| format!("parsing `{line}`"))?;
+    let json = match output {
+        Output::JsonLine => {
+            let line = stdout.lines().rev().find(|l| l.starts_with('{')).context("no JSON line on stdout")?;
+            serde_json::from_str(line).with_context(|| format!("parsing `{line}`"))?
+        }
+        Output::ProducerPerformance { records, total, size } => {
+            let (sent, per_s) = parse_producer_performance(&stdout)?;
+            anyhow::ensure!(
+                sent == records || sent == total,
+                "ProducerPerformance reported {sent} records sent, {records} (or {total} with the warm-up) expected"
+            );
+            let round = |x: f64, digits: i32| (x * 10f64.powi(digits)).round() / 10f64.powi(digits);
+            serde_json::json!({
+                "records_per_s": per_s,
+                "mb_per_s": round(per_s * size as f64 / 1e6, 2),
+                "cpu_s": round(child_cpu, 2),
+                "cpu_us_per_record": round(child_cpu * 1e6 / total as f64, 3),
+                "peak_rss_mb": round(peak_kb as f64 / 1024.0, 1),
+                "threads": f64::NAN,
+                "note": "org.apache.kafka.tools.ProducerPerformance in its own JVM (G1, C2); records/s is \
+                         its steady-state line; CPU is the whole JVM's, start-up, JIT and warm-up included \
+                         (sampled from /proc), per record sent (warm-up included); payloads from a file of the same values as krab-bench's; \
+                         the default partitioner (sticky, no key)",
+            })
+        }
+    };
     let (total, idle) = (busy1.0 - busy0.0, busy1.1 - busy0.1);
     let host_busy = if total > 0.0 { 1.0 - idle / total } else { f64::NAN };
-    Ok(Sample { json, host_busy, broker_cores, broker_label: broker.label.clone() })
+    Ok(Sample { json, host_busy, broker_cores, broker_cpu_s, broker_label: broker.label.clone() })
+}
+
+/// `N records sent, X records/sec (Y MB/sec), ...`: (N, X) of the steady-state line if the run had
+/// a warm-up, else of the last such line.
+pub(crate) fn parse_producer_performance(stdout: &str) -> Result<(u64, f64)> {
+    let parse = |line: &str| -> Option<(u64, f64)> {
+        let (n, rest) = line.split_once(" records sent, ")?;
+        // `N records sent` or, after a warm-up, `N steady state records sent`.
+        let n = n.split_whitespace().find_map(|w| w.parse().ok())?;
+        let per_s = rest.split_once(" records/sec")?.0.trim().parse().ok()?;
+        Some((n, per_s))
+    };
+    let lines: Vec<&str> = stdout.lines().filter(|l| l.contains(" records sent, ")).collect();
+    let line =
+        lines.iter().rev().find(|l| l.to_ascii_lowercase().contains("steady")).or(lines.last()).with_context(|| {
+            format!("no `N records sent, X records/sec` line in ProducerPerformance's output: {stdout}")
+        })?;
+    parse(line).with_context(|| format!("cannot parse ProducerPerformance's line `{line}`"))
+}
+
+/// (state, user + system CPU seconds) of process `pid`, from `/proc/PID/stat`.
+fn process_state_cpu(pid: u32) -> Option<(char, f64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    // Fields 14 and 15 (utime, stime, in 100 Hz ticks); the slice starts at field 3.
+    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    Some((state, ticks / 100.0))
+}
+
+/// Peak resident set size (`VmHWM`) of process `pid`, in KiB.
+fn vm_hwm_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|l| l.strip_prefix("VmHWM:"))?.split_whitespace().next()?.parse().ok()
 }
 
 /// User + system CPU seconds of process `pid` so far (`/proc/PID/stat`, in 100 Hz clock ticks).
 fn process_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime); the slice starts at field 3.
-    let ticks = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    Some(ticks / 100.0)
+    process_state_cpu(pid).map(|(_, cpu)| cpu)
 }
 
 /// The process whose command line names `tcp://ADDR` as its listener (tansu's `--listener-url`).
@@ -409,6 +514,10 @@ struct ProduceSettings {
     batch_size: usize,
     linger_ms: u64,
     mock_brokers: usize,
+    /// `--broker kafka`: the Apache Kafka workloads (kafka.rs) instead of tansu and the mock.
+    kafka: bool,
+    /// `--acks 1|all` (Kafka only; default both).
+    acks: Option<String>,
 }
 
 impl ProduceSettings {
@@ -424,7 +533,10 @@ impl ProduceSettings {
             batch_size: 256 * 1024,
             linger_ms: 5,
             mock_brokers: 1,
+            kafka: false,
+            acks: None,
         };
+        let mut clients_given = false;
         let mut it = args.iter();
         while let Some(arg) = it.next() {
             let mut value = || it.next().with_context(|| format!("{arg} needs a value"));
@@ -440,7 +552,20 @@ impl ProduceSettings {
                 }
                 "--size" => s.size = Some(value()?.parse().context("--size")?),
                 "--compression" => s.compression = Some(value()?.clone()),
-                "--clients" => s.clients = value()?.split(',').map(str::to_owned).collect(),
+                "--clients" => {
+                    s.clients = value()?.split(',').map(str::to_owned).collect();
+                    clients_given = true;
+                }
+                "--broker" => match value()?.as_str() {
+                    "kafka" => s.kafka = true,
+                    "tansu" => s.only = Some(BrokerKind::Tansu),
+                    "mock" => s.only = Some(BrokerKind::Mock),
+                    other => bail!("--broker kafka|tansu|mock, not {other}"),
+                },
+                "--acks" => match value()?.as_str() {
+                    a @ ("1" | "all") => s.acks = Some(a.to_owned()),
+                    other => bail!("--acks 1|all, not {other}"),
+                },
                 "--krab-threads" => s.krab_threads = value()?.parse().context("--krab-threads")?,
                 "--batch-size" => s.batch_size = value()?.parse().context("--batch-size")?,
                 "--linger-ms" => s.linger_ms = value()?.parse().context("--linger-ms")?,
@@ -450,6 +575,12 @@ impl ProduceSettings {
         }
         if s.runs == 0 || s.scale.is_nan() || s.scale <= 0.0 || s.clients.is_empty() {
             bail!("--runs and --scale must be positive, --clients not empty");
+        }
+        if s.kafka && !clients_given {
+            s.clients = kafka::CLIENTS.iter().map(|c| c.to_string()).collect();
+        }
+        if s.acks.is_some() && !s.kafka {
+            bail!("--acks is for --broker kafka (the tansu and mock workloads use acks=1)");
         }
         Ok(s)
     }
@@ -485,6 +616,9 @@ fn thousands(n: u64) -> String {
 /// broker (and topic of 6 partitions) for every process.
 fn produce(args: &[String]) -> Result<()> {
     let s = ProduceSettings::parse(args)?;
+    if s.kafka {
+        return kafka::produce(&s);
+    }
     let mut workloads = Vec::new();
     for broker in [BrokerKind::Tansu, BrokerKind::Mock] {
         for (records, size) in [(1_000_000u64, 100usize), (100_000, 1024)] {
@@ -533,7 +667,7 @@ fn produce(args: &[String]) -> Result<()> {
                 if client == "krab" {
                     args.extend(["--threads".into(), s.krab_threads.to_string()]);
                 }
-                Case { label: client.clone(), args }
+                Case::bench(client, args)
             })
             .collect();
         let mut lease = || -> Result<Lease> {
@@ -545,7 +679,7 @@ fn produce(args: &[String]) -> Result<()> {
                     let pid = pid_listening_on(&bootstrap);
                     Ok(Lease {
                         bootstrap,
-                        broker: Broker { label: "tansu".into(), pid },
+                        broker: Broker { label: "tansu".into(), pids: pid.into_iter().collect() },
                         _guard: Some(Box::new(tansu)),
                     })
                 }
@@ -554,7 +688,11 @@ fn produce(args: &[String]) -> Result<()> {
                     let mc = MockCluster::start_exe(exe, s.mock_brokers)?;
                     mc.create_topic(topic, PARTITIONS, 1)?;
                     let (bootstrap, pid) = (mc.bootstrap().to_owned(), Some(mc.pid()));
-                    Ok(Lease { bootstrap, broker: Broker { label: "mock".into(), pid }, _guard: Some(Box::new(mc)) })
+                    Ok(Lease {
+                        bootstrap,
+                        broker: Broker { label: "mock".into(), pids: pid.into_iter().collect() },
+                        _guard: Some(Box::new(mc)),
+                    })
                 }
             }
         };
@@ -687,9 +825,9 @@ fn send_latency(args: &[String]) -> Result<()> {
         "bench send-latency: krab, {records} records of 100 B at {rate}/s, mock cluster of 3 brokers with rtt {rtt} ms \
          on every broker, buffer.memory 256 MiB, topic of {PARTITIONS} partitions; {runs} runs"
     );
-    let case = Case {
-        label: "krab".into(),
-        args: [
+    let case = Case::bench(
+        "krab",
+        [
             "send-latency",
             "--bootstrap",
             BOOTSTRAP,
@@ -706,13 +844,17 @@ fn send_latency(args: &[String]) -> Result<()> {
         ]
         .map(str::to_owned)
         .to_vec(),
-    };
+    );
     let mut lease = || -> Result<Lease> {
         let mc = MockCluster::start_exe(&mock_exe, 3)?;
         mc.create_topic(topic, PARTITIONS, 3)?;
         mc.set_rtt(-1, rtt)?;
         let (bootstrap, pid) = (mc.bootstrap().to_owned(), Some(mc.pid()));
-        Ok(Lease { bootstrap, broker: Broker { label: "mock".into(), pid }, _guard: Some(Box::new(mc)) })
+        Ok(Lease {
+            bootstrap,
+            broker: Broker { label: "mock".into(), pids: pid.into_iter().collect() },
+            _guard: Some(Box::new(mc)),
+        })
     };
     let line = |s: &Sample| {
         format!(
@@ -738,4 +880,25 @@ fn send_latency(args: &[String]) -> Result<()> {
         if med("p99_us") < 1000.0 { "met" } else { "missed" }
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn producer_performance_summary_is_parsed() {
+        let plain = "49871 records sent, 9974.2 records/sec (0.95 MB/sec), 12.1 ms avg latency, 300.0 ms max latency.\n\
+                     50000 records sent, 10412.3 records/sec (0.99 MB/sec), 10.50 ms avg latency, 310.00 ms max \
+                     latency, 8 ms 50th, 30 ms 95th, 60 ms 99th, 250 ms 99.9th.\n";
+        assert_eq!(parse_producer_performance(plain).unwrap(), (50000, 10412.3));
+        // With --warmup-records, Kafka 4.4 prints a steady-state line (this one verbatim from a run).
+        let warm = "21000 records sent, 25000.1 records/sec (2.38 MB/sec), 110.00 ms avg latency, 190.00 ms max \
+                    latency, 100 ms 50th, 160 ms 95th, 180 ms 99th, 185 ms 99.9th.\n\
+                    20000 steady state records sent, 29673.590504 records/sec (2.83 MB/sec), 104.45 ms avg \
+                    latency, 186.00 ms max latency, 102 ms 50th, 161 ms 95th, 179 ms 99th, 185 ms 99.9th.\n";
+        assert_eq!(parse_producer_performance(warm).unwrap(), (20000, 29673.590504));
+        assert!(parse_producer_performance("no summary\n").is_err());
+        assert!(parse_producer_performance("x records sent, y records/sec\n").is_err());
+    }
 }

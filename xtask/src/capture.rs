@@ -7,6 +7,12 @@
 //! response is paired with its request by correlation id, and a bounded,
 //! deduplicated set of exchanges is written as fixtures (see the README this
 //! writes next to them).
+//!
+//! `--broker kafka` (`capture/kafka.rs`): Kafka's Java client against Apache Kafka, into the
+//! `kafka/` subdirectory of the fixtures.
+
+#[cfg(feature = "krab")]
+mod kafka;
 
 use crate::brokers::tansu::{Options, Tansu};
 use crate::brokers::{Venv, free_port};
@@ -25,18 +31,31 @@ const MAX_PER_VERSION: usize = 2;
 /// How long the client script may run.
 const SCRIPT_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// `cargo xtask capture [--out DIR] [--verbose]`.
+/// `cargo xtask capture [--broker tansu|kafka] [--out DIR] [--verbose]`.
 pub(crate) fn run(args: &[String]) -> Result<()> {
-    let mut out = crate::project_root().join("crates/protocol/tests/fixtures/golden");
+    let mut out = None;
     let mut verbose = false;
+    let mut kafka = false;
     let mut it = args.iter();
     while let Some(arg) = it.next() {
         match arg.as_str() {
-            "--out" => out = PathBuf::from(it.next().context("--out needs a value")?),
+            "--out" => out = Some(PathBuf::from(it.next().context("--out needs a value")?)),
             "--verbose" | "-v" => verbose = true,
-            other => bail!("unknown option `{other}` (usage: capture [--out DIR] [--verbose])"),
+            "--broker" => match it.next().map(String::as_str) {
+                Some("kafka") => kafka = true,
+                Some("tansu") => kafka = false,
+                other => bail!("--broker tansu|kafka, not {other:?}"),
+            },
+            other => bail!("unknown option `{other}` (usage: capture [--broker tansu|kafka] [--out DIR] [--verbose])"),
         }
     }
+    if kafka {
+        #[cfg(feature = "krab")]
+        return kafka::run(out, verbose);
+        #[cfg(not(feature = "krab"))]
+        bail!("capture --broker kafka checks every frame with krab's codec: build xtask with its `krab` feature");
+    }
+    let out = out.unwrap_or_else(|| crate::project_root().join("crates/protocol/tests/fixtures/golden"));
     let started = Instant::now();
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let out = out.canonicalize()?;

@@ -8,8 +8,15 @@
 //! flushes, awaits every delivery, closes, reads the whole topic back with confluent-kafka and
 //! checks that every sequence number is in the topic exactly once, at the partition and offset
 //! its acknowledgement named, in send order per key. It exits non-zero otherwise.
+//!
+//! `--broker kafka` runs the same on a 3-node Apache Kafka cluster (replication 3,
+//! min.insync.replicas 2): real leader moves (reassignment + preferred election), a real
+//! `kill -9` of broker 2 (the controller fences it and fails its partitions over), its restart
+//! (log recovery, catching up into the ISR), and preferred leaders restored. krab connects
+//! through the per-broker proxies, which count the Metadata requests it sends.
 
 use crate::brokers::Venv;
+use crate::brokers::kafka::{KafkaCluster, KafkaOptions};
 use crate::brokers::mock::MockCluster;
 use anyhow::{Context, Result, bail, ensure};
 use krab_producer::{DeliveryFuture, PartitionStats, Producer, ProducerConfig, Record, java_default_partition};
@@ -17,7 +24,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write as _};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, mpsc};
@@ -31,17 +38,27 @@ const METADATA: i16 = 3;
 /// A partition with records outstanding and no acknowledgement for this long is "stalled".
 const STALLED_AFTER: Duration = Duration::from_millis(300);
 
-const USAGE: &str = "usage: cargo xtask demo [--seconds N (default 35)] [--rate R records/s (default 20000)]";
+const USAGE: &str = "usage: cargo xtask demo [--broker mock|kafka (default mock)] [--seconds N (default 35; kafka 60)] \
+                     [--rate R records/s (default 20000; kafka 5000)]";
 
 struct Options {
     seconds: u64,
     rate: u64,
+    kafka: bool,
 }
 
 fn parse(args: &[String]) -> Result<Options> {
-    let mut o = Options { seconds: 35, rate: 20_000 };
+    let mut o = Options { seconds: 0, rate: 0, kafka: false };
     let mut it = args.iter();
     while let Some(arg) = it.next() {
+        if arg == "--broker" {
+            o.kafka = match it.next().map(String::as_str) {
+                Some("kafka") => true,
+                Some("mock") => false,
+                other => bail!("demo: --broker mock|kafka, not {other:?} ({USAGE})"),
+            };
+            continue;
+        }
         let mut value = |name: &str| -> Result<u64> {
             let v = it.next().with_context(|| format!("{name} needs a value ({USAGE})"))?;
             v.parse().with_context(|| format!("{name} `{v}` is not a whole number"))
@@ -56,6 +73,14 @@ fn parse(args: &[String]) -> Result<Options> {
             other => bail!("demo: unknown option `{other}` ({USAGE})"),
         }
     }
+    // Kafka's incidents take seconds each (tools in their own JVMs, fencing, log recovery), and
+    // its three JVMs share the machine with the producer.
+    if o.seconds == 0 {
+        o.seconds = if o.kafka { 60 } else { 35 };
+    }
+    if o.rate == 0 {
+        o.rate = if o.kafka { 5_000 } else { 20_000 };
+    }
     ensure!(o.seconds >= 4, "--seconds must be at least 4 (the incidents need room)");
     ensure!((1..=1_000_000).contains(&o.rate), "--rate must be 1..=1000000 records/s");
     Ok(o)
@@ -68,9 +93,11 @@ fn parse(args: &[String]) -> Result<Options> {
 enum Incident {
     /// Moves each partition's leader to the next broker.
     Move(Vec<i32>),
-    /// The broker refuses connections; the mock leaves its partitions' leader unchanged.
+    /// The broker refuses connections; the mock leaves its partitions' leader unchanged. Kafka:
+    /// `kill -9` of the broker's JVM.
     Down(i32),
-    /// Moves every partition the broker leads to the other brokers.
+    /// Moves every partition the broker leads to the other brokers. Kafka: waits until the
+    /// controller has fenced the dead broker and failed its partitions over.
     Evacuate(i32),
     Up(i32),
     /// Moves the partitions first led by the broker back to it.
@@ -93,8 +120,49 @@ fn initial_leader(partition: i32) -> i32 {
     partition % BROKERS + 1
 }
 
+/// The cluster under the demo.
+enum Target {
+    Mock(MockCluster),
+    Kafka(KafkaCluster),
+}
+
+impl Target {
+    /// Where krab connects (Kafka: the proxies, which count its requests).
+    fn bootstrap(&self) -> String {
+        match self {
+            Target::Mock(m) => m.bootstrap().to_owned(),
+            Target::Kafka(k) => k.bootstrap(),
+        }
+    }
+
+    /// Where the read-back connects (Kafka: straight to the brokers).
+    fn reader_bootstrap(&self) -> String {
+        match self {
+            Target::Mock(m) => m.bootstrap().to_owned(),
+            Target::Kafka(k) => k.direct_bootstrap(),
+        }
+    }
+
+    /// Metadata requests the cluster (the mock, or Kafka's proxies) received from clients.
+    fn metadata_requests(&self) -> Result<u64> {
+        match self {
+            Target::Mock(m) => m.request_count(METADATA),
+            Target::Kafka(k) => Ok(k.requests(METADATA)),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        match self {
+            Target::Mock(_) => "mock cluster",
+            Target::Kafka(_) => "Kafka",
+        }
+    }
+}
+
 /// What the demo did to the cluster, shared by the incident task and the view.
 struct World {
+    /// Each partition's leader at the start (Kafka: as the controller placed them).
+    initial: Vec<i32>,
     leaders: Vec<i32>,
     down: Vec<i32>,
     /// Partitions an incident affected (moved, or led by a broker that went down).
@@ -106,9 +174,20 @@ fn parts(ps: &[i32]) -> String {
     ps.iter().map(|p| format!("p{p}")).collect::<Vec<_>>().join(" ")
 }
 
+/// Applies one incident to the cluster and the model; returns its description.
+fn apply(target: &Target, world: &Mutex<World>, incident: &Incident) -> Result<String> {
+    match target {
+        Target::Mock(mock) => apply_mock(mock, world, incident),
+        Target::Kafka(kafka) => apply_kafka(kafka, world, incident),
+    }
+}
+
 /// Applies one incident to the mock and the model; returns its description.
-fn apply(mock: &MockCluster, world: &Mutex<World>, incident: &Incident) -> Result<String> {
-    let leaders = world.lock().unwrap_or_else(|p| p.into_inner()).leaders.clone();
+fn apply_mock(mock: &MockCluster, world: &Mutex<World>, incident: &Incident) -> Result<String> {
+    let (leaders, initial) = {
+        let w = world.lock().unwrap_or_else(|p| p.into_inner());
+        (w.leaders.clone(), w.initial.clone())
+    };
     let led_by = |b: i32| -> Vec<i32> { (0..PARTITIONS).filter(|&p| leaders[p as usize] == b).collect() };
     let mut moves = Vec::new();
     let text = match incident {
@@ -143,7 +222,7 @@ fn apply(mock: &MockCluster, world: &Mutex<World>, incident: &Incident) -> Resul
             format!("broker {b} back up, leading nothing yet")
         }
         Incident::Restore(b) => {
-            for p in (0..PARTITIONS).filter(|&p| initial_leader(p) == *b && leaders[p as usize] != *b) {
+            for p in (0..PARTITIONS).filter(|&p| initial[p as usize] == *b && leaders[p as usize] != *b) {
                 moves.push((p, *b));
             }
             let ps: Vec<i32> = moves.iter().map(|m| m.0).collect();
@@ -159,8 +238,78 @@ fn apply(mock: &MockCluster, world: &Mutex<World>, incident: &Incident) -> Resul
     Ok(text)
 }
 
+/// Applies one incident to Kafka (leader moves with Kafka's tools, `kill -9`, restart) and
+/// takes the leaders the controller then publishes into the model.
+fn apply_kafka(kafka: &KafkaCluster, world: &Mutex<World>, incident: &Incident) -> Result<String> {
+    let (leaders, initial) = {
+        let w = world.lock().unwrap_or_else(|p| p.into_inner());
+        (w.leaders.clone(), w.initial.clone())
+    };
+    let led_by = |b: i32| -> Vec<i32> { (0..PARTITIONS).filter(|&p| leaders[p as usize] == b).collect() };
+    let mut touched = Vec::new();
+    let text = match incident {
+        Incident::Move(ps) => {
+            let moves: BTreeMap<i32, i32> = ps.iter().map(|&p| (p, leaders[p as usize] % BROKERS + 1)).collect();
+            kafka.move_leaders(TOPIC, &moves)?;
+            touched.extend(moves.keys().copied());
+            let list: Vec<String> = moves.iter().map(|(p, to)| format!("p{p} {}→{to}", leaders[*p as usize])).collect();
+            format!("leaders moved (reassignment + preferred election): {}", list.join(", "))
+        }
+        Incident::Down(b) => {
+            kafka.kill(*b)?;
+            let ps = led_by(*b);
+            touched.extend(ps.iter().copied());
+            world.lock().unwrap_or_else(|p| p.into_inner()).down.push(*b);
+            format!("broker {b} killed (kill -9) while leading {}", parts(&ps))
+        }
+        Incident::Evacuate(b) => {
+            let started = Instant::now();
+            kafka.wait_partitions(TOPIC, Duration::from_secs(60), |m| {
+                m.values().all(|s| s.leader.is_some() && s.leader != Some(*b))
+            })?;
+            let ps = led_by(*b);
+            touched.extend(ps.iter().copied());
+            format!(
+                "controller fenced broker {b} and failed {} over ({:.1}s after this check began)",
+                parts(&ps),
+                started.elapsed().as_secs_f64()
+            )
+        }
+        Incident::Up(b) => {
+            let started = Instant::now();
+            kafka.restart(*b)?;
+            world.lock().unwrap_or_else(|p| p.into_inner()).down.retain(|x| x != b);
+            format!("broker {b} restarted (log recovery), serving after {:.1}s", started.elapsed().as_secs_f64())
+        }
+        Incident::Restore(b) => {
+            kafka.wait_isr_full(TOPIC, Duration::from_secs(90))?;
+            let moves: BTreeMap<i32, i32> = (0..PARTITIONS)
+                .filter(|&p| initial[p as usize] == *b && leaders[p as usize] != *b)
+                .map(|p| (p, *b))
+                .collect();
+            if !moves.is_empty() {
+                kafka.move_leaders(TOPIC, &moves)?;
+            }
+            touched.extend(moves.keys().copied());
+            let ps: Vec<i32> = moves.keys().copied().collect();
+            format!("broker {b} back in every ISR; preferred leaders restored: {} back to it", parts(&ps))
+        }
+    };
+    let now = kafka.leaders(TOPIC)?;
+    let mut w = world.lock().unwrap_or_else(|p| p.into_inner());
+    for (p, leader) in now {
+        if let Some(slot) = w.leaders.get_mut(p as usize) {
+            *slot = leader;
+        }
+    }
+    for p in touched {
+        w.touched[p as usize] = true;
+    }
+    Ok(text)
+}
+
 async fn run_incidents(
-    mock: Arc<MockCluster>,
+    target: Arc<Target>,
     world: Arc<Mutex<World>>,
     changed: Arc<Notify>,
     start: Instant,
@@ -168,8 +317,8 @@ async fn run_incidents(
 ) -> Result<()> {
     for (at, incident) in schedule(seconds) {
         tokio::time::sleep_until((start + at).into()).await;
-        let (m, w) = (mock.clone(), world.clone());
-        let text = tokio::task::spawn_blocking(move || apply(&m, &w, &incident)).await??;
+        let (t, w) = (target.clone(), world.clone());
+        let text = tokio::task::spawn_blocking(move || apply(&t, &w, &incident)).await??;
         world.lock().unwrap_or_else(|p| p.into_inner()).events.push((start.elapsed(), text));
         changed.notify_one();
     }
@@ -194,7 +343,9 @@ struct Progress {
     sent_by_partition: Vec<AtomicU64>,
 }
 
-/// Sends `total` records paced at `rate` per second from `start`.
+/// Sends `total` records paced at `rate` per second from `start`, and goes on at that rate while
+/// `incidents_running` holds (Kafka's incidents can outlast the planned run on a busy machine:
+/// the producer keeps producing through every one of them). Returns the records sent.
 async fn produce(
     producer: Producer,
     progress: Arc<Progress>,
@@ -202,10 +353,14 @@ async fn produce(
     start: Instant,
     rate: u64,
     total: u64,
-) -> Result<()> {
+    incidents_running: Arc<AtomicBool>,
+) -> Result<u64> {
     let mut seq = 0;
-    while seq < total {
-        let due = ((start.elapsed().as_secs_f64() * rate as f64) as u64).min(total);
+    while seq < total || incidents_running.load(Ordering::Relaxed) {
+        let mut due = (start.elapsed().as_secs_f64() * rate as f64) as u64;
+        if !incidents_running.load(Ordering::Relaxed) {
+            due = due.min(total.max(seq));
+        }
         while seq < due {
             let record = Record::new(TOPIC, seq.to_string()).key(key_of(seq));
             let fut = producer.send(record).await.with_context(|| format!("send of record {seq}"))?;
@@ -216,7 +371,7 @@ async fn produce(
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    Ok(())
+    Ok(seq)
 }
 
 /// Every delivery's outcome: where each acknowledged record landed, and why others failed.
@@ -268,10 +423,10 @@ struct Sample {
     cluster_metadata: u64,
 }
 
-async fn sample(producer: &Producer, mock: &Arc<MockCluster>, progress: &Progress, start: Instant) -> Result<Sample> {
+async fn sample(producer: &Producer, target: &Arc<Target>, progress: &Progress, start: Instant) -> Result<Sample> {
     // A pipe exchange with the mock process, which may wait for an incident's commands.
-    let m = mock.clone();
-    let cluster_metadata = tokio::task::spawn_blocking(move || m.request_count(METADATA)).await??;
+    let t = target.clone();
+    let cluster_metadata = tokio::task::spawn_blocking(move || t.metadata_requests()).await??;
     let mut stats = vec![PartitionStats::default(); PARTITIONS as usize];
     for (tp, s) in producer.stats() {
         if &*tp.topic == TOPIC && (0..PARTITIONS).contains(&tp.partition) {
@@ -513,32 +668,52 @@ fn verify(total: u64, d: &Deliveries, rb: &ReadBack) -> Verdict {
 
 pub(crate) fn run(args: &[String]) -> Result<()> {
     let o = parse(args)?;
-    let total = o.seconds * o.rate;
-    eprintln!("demo: building and starting librdkafka's mock cluster ({BROKERS} brokers)...");
-    let mock = Arc::new(MockCluster::start(BROKERS as usize)?);
-    // Install the reader's venv now: a fresh machine should not wait for it after producing.
-    Venv::ensure()?;
-    mock.create_topic(TOPIC, PARTITIONS as u32, BROKERS as u32)?;
-    for p in 0..PARTITIONS {
-        mock.set_leader(TOPIC, p, initial_leader(p))?;
-    }
-    mock.start_tracking()?;
+    let planned = o.seconds * o.rate;
+    let (target, initial) = if o.kafka {
+        eprintln!("demo: starting Apache Kafka ({BROKERS} nodes)...");
+        let kafka = KafkaCluster::start(&KafkaOptions::new(BROKERS as usize))?;
+        Venv::ensure()?;
+        let state = kafka.create_topic(TOPIC, PARTITIONS, BROKERS as i16, &[])?;
+        let initial: Vec<i32> = (0..PARTITIONS).map(|p| state.get(&p).and_then(|s| s.leader).unwrap_or(-1)).collect();
+        ensure!(initial.iter().all(|&l| (1..=BROKERS).contains(&l)), "{TOPIC}: leaders {initial:?}");
+        println!(
+            "{} at {} (proxies; the read-back and the controls go straight to the brokers): topic {TOPIC}, \
+             {PARTITIONS} partitions, replication {BROKERS}, min.insync.replicas 2, leaders {}",
+            kafka.version(),
+            kafka.bootstrap(),
+            initial.iter().map(i32::to_string).collect::<Vec<_>>().join(",")
+        );
+        (Target::Kafka(kafka), initial)
+    } else {
+        eprintln!("demo: building and starting librdkafka's mock cluster ({BROKERS} brokers)...");
+        let mock = MockCluster::start(BROKERS as usize)?;
+        // Install the reader's venv now: a fresh machine should not wait for it after producing.
+        Venv::ensure()?;
+        mock.create_topic(TOPIC, PARTITIONS as u32, BROKERS as u32)?;
+        for p in 0..PARTITIONS {
+            mock.set_leader(TOPIC, p, initial_leader(p))?;
+        }
+        mock.start_tracking()?;
+        println!(
+            "mock cluster at {}: topic {TOPIC}, {PARTITIONS} partitions, replication {BROKERS}, leaders p%3+1",
+            mock.bootstrap()
+        );
+        (Target::Mock(mock), (0..PARTITIONS).map(initial_leader).collect())
+    };
+    let target = Arc::new(target);
     println!(
-        "mock cluster at {}: topic {TOPIC}, {PARTITIONS} partitions, replication {BROKERS}, leaders p%3+1",
-        mock.bootstrap()
-    );
-    println!(
-        "producing {total} keyed records ({} keys) at {}/s for {}s with krab's producer (acks=all, idempotence on by default)\n",
+        "producing {planned} keyed records ({} keys) at {}/s for {}s (and on while incidents last) with krab's producer \
+         (acks=all, idempotence on by default)\n",
         KEYS, o.rate, o.seconds
     );
 
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
-    let outcome = rt.block_on(drive(mock.clone(), &o, total))?;
-    let Outcome { deliveries, stats, krab_metadata, cluster_metadata, world, elapsed } = outcome;
+    let outcome = rt.block_on(drive(target.clone(), &o, planned, initial))?;
+    let Outcome { deliveries, stats, krab_metadata, cluster_metadata, world, elapsed, sent: total } = outcome;
 
     println!("\nreading {TOPIC} back with confluent-kafka...");
     let read_started = Instant::now();
-    let rb = read_back(mock.bootstrap())?;
+    let rb = read_back(&target.reader_bootstrap())?;
     let v = verify(total, &deliveries, &rb);
     let acked = deliveries.landed.iter().filter(|l| l.is_some()).count() as u64;
     let high_sum: i64 = rb.watermarks.iter().map(|w| w.1 - w.0).sum();
@@ -627,17 +802,40 @@ struct Outcome {
     cluster_metadata: u64,
     world: World,
     elapsed: Duration,
+    /// Records sent (at least the planned number).
+    sent: u64,
 }
 
-async fn drive(mock: Arc<MockCluster>, o: &Options, total: u64) -> Result<Outcome> {
-    let config = ProducerConfig::new(mock.bootstrap())?.client_id("krab-demo");
-    let producer = Producer::connect(config).await.context("connecting krab's producer to the mock cluster")?;
+/// Connects krab's producer. A cluster that has just started may still be loading its
+/// transaction coordinator (InitProducerId answers COORDINATOR_LOAD_IN_PROGRESS): a retriable
+/// connect failure is retried for up to 60 s, each one reported.
+async fn connect(target: &Target) -> Result<Producer> {
+    let started = Instant::now();
+    loop {
+        let config = ProducerConfig::new(&target.bootstrap())?.client_id("krab-demo");
+        match Producer::connect(config).await {
+            Ok(p) => return Ok(p),
+            Err(e) if e.is_retriable() && started.elapsed() < Duration::from_secs(60) => {
+                eprintln!("demo: connecting krab's producer: {e}; retrying in 1 s");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) => {
+                return Err(e).with_context(|| format!("connecting krab's producer to the {}", target.name()));
+            }
+        }
+    }
+}
+
+async fn drive(target: Arc<Target>, o: &Options, total: u64, initial: Vec<i32>) -> Result<Outcome> {
+    let o_seconds = o.seconds;
+    let producer = connect(&target).await?;
     let progress = Arc::new(Progress {
         sent: AtomicU64::new(0),
         sent_by_partition: (0..PARTITIONS).map(|_| AtomicU64::new(0)).collect(),
     });
     let world = Arc::new(Mutex::new(World {
-        leaders: (0..PARTITIONS).map(initial_leader).collect(),
+        leaders: initial.clone(),
+        initial,
         down: Vec::new(),
         touched: vec![false; PARTITIONS as usize],
         events: Vec::new(),
@@ -646,8 +844,18 @@ async fn drive(mock: Arc<MockCluster>, o: &Options, total: u64) -> Result<Outcom
     let start = Instant::now();
     let (tx, rx) = mpsc::unbounded_channel();
     let collector = tokio::spawn(collect(rx));
-    let producing = tokio::spawn(produce(producer.clone(), progress.clone(), tx, start, o.rate, total));
-    let incidents = tokio::spawn(run_incidents(mock.clone(), world.clone(), changed.clone(), start, o.seconds));
+    let incidents_running = Arc::new(AtomicBool::new(true));
+    let producing =
+        tokio::spawn(produce(producer.clone(), progress.clone(), tx, start, o.rate, total, incidents_running.clone()));
+    let incidents = {
+        let (target, world, changed, running) = (target.clone(), world.clone(), changed.clone(), incidents_running);
+        tokio::spawn(async move {
+            let r = run_incidents(target, world, changed, start, o_seconds).await;
+            // Done or failed: either way the producer stops at the planned count (or now).
+            running.store(false, Ordering::Relaxed);
+            r
+        })
+    };
 
     let mut view = View {
         tty: std::io::stdout().is_terminal(),
@@ -670,11 +878,11 @@ async fn drive(mock: Arc<MockCluster>, o: &Options, total: u64) -> Result<Outcom
         if tick {
             next_tick += Duration::from_secs(1);
         }
-        let s = sample(&producer, &mock, &progress, start).await?;
+        let s = sample(&producer, &target, &progress, start).await?;
         let w = world.lock().unwrap_or_else(|p| p.into_inner());
         view.show(&s, &w, tick);
     }
-    producing.await.context("the producing task panicked")??;
+    let sent = producing.await.context("the producing task panicked")??;
     incidents.await.context("the incident task panicked")??;
     let elapsed = start.elapsed();
 
@@ -687,7 +895,7 @@ async fn drive(mock: Arc<MockCluster>, o: &Options, total: u64) -> Result<Outcom
         .await
         .context("deliveries did not all resolve within 30s of the flush")?
         .context("the delivery collector panicked")?;
-    let s = sample(&producer, &mock, &progress, start).await?;
+    let s = sample(&producer, &target, &progress, start).await?;
     producer.close(Duration::from_secs(30)).await?;
     println!("drained in {:.2}s", drain.elapsed().as_secs_f64());
     if !view.tty {
@@ -706,6 +914,7 @@ async fn drive(mock: Arc<MockCluster>, o: &Options, total: u64) -> Result<Outcom
         cluster_metadata: s.cluster_metadata,
         world,
         elapsed,
+        sent,
     })
 }
 

@@ -1,6 +1,7 @@
 //! Golden bytes from real traffic: frames exchanged between librdkafka (confluent-kafka 2.16) and
-//! tansu, captured by `cargo xtask capture`. Every frame must decode, and re-encode to the very
-//! same bytes.
+//! tansu, captured by `cargo xtask capture`, and (in `kafka/`) between Kafka's Java client and
+//! Apache Kafka, captured by `cargo xtask capture --broker kafka`. Every frame must decode, and
+//! re-encode to the very same bytes.
 
 use bytes::{Bytes, BytesMut};
 use krab_protocol::messages::{AnyRequest, AnyResponse, RequestHeader, ResponseHeader};
@@ -21,8 +22,14 @@ struct Exchange {
     name: String,
 }
 
+/// The librdkafka ↔ tansu exchanges first, then the Java client ↔ Kafka ones.
 fn exchanges() -> Vec<Exchange> {
-    let dir = golden_dir();
+    let mut all = exchanges_in(golden_dir(), "");
+    all.extend(exchanges_in(golden_dir().join("kafka"), "kafka/"));
+    all
+}
+
+fn exchanges_in(dir: PathBuf, prefix: &str) -> Vec<Exchange> {
     let manifest: Value = serde_json::from_slice(&std::fs::read(dir.join("manifest.json")).unwrap()).unwrap();
     let read = |f: &str| Bytes::from(std::fs::read(dir.join(f)).unwrap_or_else(|e| panic!("{f}: {e}")));
     manifest
@@ -37,7 +44,7 @@ fn exchanges() -> Vec<Exchange> {
                 correlation_id: e["correlation_id"].as_i64().unwrap() as i32,
                 request: read(e["request"].as_str().unwrap()),
                 response: e["response"].as_str().map(read),
-                name: e["request"].as_str().unwrap().trim_end_matches(".req.bin").to_string(),
+                name: format!("{prefix}{}", e["request"].as_str().unwrap().trim_end_matches(".req.bin")),
             }
         })
         .collect()

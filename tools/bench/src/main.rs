@@ -12,6 +12,7 @@
 //!                     [--warmup S] [--threads N]
 //! krab-bench produce --client krab|rdkafka-base|rdkafka-future|rskafka --bootstrap ADDR --topic T
 //!                    [--records N] [--size B] [--compression none|lz4] [--partitions P] ...
+//! krab-bench payload [--size B] [--records N]
 //! krab-bench send-latency --bootstrap ADDR --topic T [--records N] [--rate R] ...
 //! ```
 
@@ -40,6 +41,9 @@ workloads:
      --threads N (krab, rskafka: tokio workers, 1 = current-thread; default 1)
      --concurrency C (rskafka: produce calls in flight; default 6) --rskafka-batch N (1000)
      --keep-futures true|false (krab: await every DeliveryFuture after flush; default false)
+     --acks 1|all (1: idempotence off; all: each client's default idempotence; default 1)
+  payload                prints --records N (1000) lines of the produce workload's values of --size B
+                         (100) bytes, one per line (a payload file for other tools' benchmarks)
   send-latency --topic T krab only: time each send().await at a steady rate
      --records N (50000) --rate R (10000/s) --size B (100) --partitions P (6) --linger-ms L (5)
      --batch-size B (16384) --buffer-memory B (268435456) --threads N (1)
@@ -204,9 +208,18 @@ fn run() -> Result<()> {
                 rskafka_batch: opts.parsed("rskafka-batch", 1000usize)?,
                 concurrency: opts.parsed("concurrency", 6usize)?,
                 keep_futures: opts.parsed("keep-futures", false)?,
+                acks: opts.parsed("acks", "1".to_string())?,
             };
             opts.finish()?;
             println!("{}", produce::run(&args)?);
+            return Ok(());
+        }
+        "payload" => {
+            let mut opts = Options::parse(rest)?;
+            let size = opts.parsed("size", 100usize)?;
+            let records = opts.parsed("records", 1000u64)?;
+            opts.finish()?;
+            produce::write_payload(&mut std::io::stdout().lock(), size, records)?;
             return Ok(());
         }
         "send-latency" => {

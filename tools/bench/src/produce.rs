@@ -1,7 +1,8 @@
 //! The `produce` workload: N records of S bytes to one topic, sent one by one (rskafka: in
 //! pre-built batches), then flushed; every record must be acknowledged. One client per process.
 //!
-//! Same for every client: acks=1, idempotence off, the same linger and batch size, the same
+//! Same for every client: acks=1 with idempotence off (or `--acks all`, with idempotence as each
+//! client's default has it: on for krab, off for librdkafka), the same linger and batch size, the same
 //! payload bytes (slices of one pseudo-random "text" pool, compressible about 2x by lz4, so the
 //! lz4 case compresses real work), no key, and the same partition spread: record `i` goes to
 //! partition `i % P` (explicit partitions; rskafka: batch `k` of consecutive records goes to
@@ -70,6 +71,14 @@ pub(crate) struct ProduceArgs {
     pub(crate) concurrency: usize,
     /// krab: keep every DeliveryFuture and await them all after flush (default: drop them).
     pub(crate) keep_futures: bool,
+    /// `1` (idempotence off) or `all` (idempotence as the client's default has it).
+    pub(crate) acks: String,
+}
+
+impl ProduceArgs {
+    fn acks_all(&self) -> bool {
+        self.acks == "all"
+    }
 }
 
 /// The payload bytes: one pool of word-like text, record `i` a slice of it (the same bytes for
@@ -154,6 +163,19 @@ impl Pool {
     }
 }
 
+/// Writes the values of records `0..records` of `size` bytes, one per line (the pool holds no
+/// newline), for tools that read their payloads from a file (Kafka's ProducerPerformance).
+pub(crate) fn write_payload(out: &mut impl std::io::Write, size: usize, records: u64) -> Result<()> {
+    ensure!(size > 0 && records > 0, "--size and --records must be positive");
+    let pool = Pool::new(size);
+    for i in 0..records {
+        out.write_all(pool.slice(i))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
+
 /// Wall clock and process CPU at the start of the measured part.
 struct Meter {
     t0: Instant,
@@ -175,6 +197,7 @@ impl Meter {
 pub(crate) fn run(a: &ProduceArgs) -> Result<serde_json::Value> {
     ensure!(a.partitions > 0 && a.records > 0 && a.size > 0, "--partitions, --records and --size must be positive");
     ensure!(matches!(a.compression.as_str(), "none" | "lz4"), "--compression none|lz4");
+    ensure!(matches!(a.acks.as_str(), "1" | "all"), "--acks 1|all");
     let pool = Pool::new(a.size);
     let ((seconds, cpu_s, threads), note) = match a.client {
         ProduceClient::Krab => krab(a, &pool)?,
@@ -193,6 +216,7 @@ pub(crate) fn run(a: &ProduceArgs) -> Result<serde_json::Value> {
         "records": a.records,
         "record_bytes": a.size,
         "compression": a.compression,
+        "acks": a.acks,
         "seconds": round(seconds, 3),
         "records_per_s": round(a.records as f64 / seconds, 1),
         "mb_per_s": round(bytes as f64 / seconds / 1e6, 2),
@@ -213,14 +237,27 @@ fn krab(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String)> {
     rt.block_on(async {
         let config = ProducerConfig::new(&a.bootstrap)?
             .client_id("krab-bench")
-            .acks(Acks::Leader)
-            .enable_idempotence(false)
             .linger(a.linger)
             .batch_size(a.batch_size)
             .max_request_size(a.batch_size.max(1 << 20))
             .buffer_memory(a.buffer_memory)
             .compression(if a.compression == "lz4" { Compression::Lz4 } else { Compression::None });
-        let producer = Producer::connect(config).await.context("connecting")?;
+        // acks=all keeps krab's default: idempotence on.
+        let config =
+            if a.acks_all() { config.acks(Acks::All) } else { config.acks(Acks::Leader).enable_idempotence(false) };
+        // A cluster that has just started may still load its transaction coordinator
+        // (InitProducerId: COORDINATOR_LOAD_IN_PROGRESS): retry a retriable failure, off the clock.
+        let connecting = Instant::now();
+        let producer = loop {
+            match Producer::connect(config.clone()).await {
+                Ok(p) => break p,
+                Err(e) if e.is_retriable() && connecting.elapsed() < Duration::from_secs(60) => {
+                    eprintln!("krab-bench: connecting: {e}; retrying in 1 s");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => return Err(e).context("connecting"),
+            }
+        };
         let topic: Arc<str> = Arc::from(a.topic.as_str());
         let p = a.partitions as u64;
         let record = |i: u64| Record {
@@ -263,9 +300,11 @@ fn krab(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String)> {
         producer.close(Duration::from_secs(10)).await?;
         let note = format!(
             "Producer::send(record).await per record from one task, DeliveryFutures {}, then flush(); \
-             {} tokio runtime; all {expected} records acked per producer.stats()",
+             {} tokio runtime; acks={} ({}); all {expected} records acked per producer.stats()",
             if a.keep_futures { "kept and awaited after flush" } else { "dropped" },
-            crate::runtime_name(a.threads)
+            crate::runtime_name(a.threads),
+            a.acks,
+            if a.acks_all() { "idempotence on, krab's default" } else { "idempotence off" },
         );
         anyhow::Ok((measured, note))
     })
@@ -278,8 +317,6 @@ fn rdkafka_config(a: &ProduceArgs) -> rdkafka::ClientConfig {
     let mut c = rdkafka::ClientConfig::new();
     c.set("bootstrap.servers", &a.bootstrap)
         .set("client.id", "rdkafka-bench")
-        .set("acks", "1")
-        .set("enable.idempotence", "false")
         .set("linger.ms", a.linger.as_millis().to_string())
         .set("batch.size", a.batch_size.to_string())
         // Let batch.size, not the message count, end a batch (as in krab).
@@ -288,6 +325,12 @@ fn rdkafka_config(a: &ProduceArgs) -> rdkafka::ClientConfig {
         .set("queue.buffering.max.kbytes", (a.buffer_memory / 1024).max(1).to_string())
         .set("queue.buffering.max.messages", "10000000")
         .set("compression.codec", &a.compression);
+    if a.acks_all() {
+        // librdkafka's default: enable.idempotence=false.
+        c.set("acks", "all");
+    } else {
+        c.set("acks", "1").set("enable.idempotence", "false");
+    }
     c
 }
 
@@ -352,7 +395,8 @@ fn rdkafka_base(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String
     ensure!(failed == 0 && ok == expected, "rdkafka: {ok} delivered, {failed} failed, {expected} sent");
     let note = format!(
         "BaseProducer::send per record, poll(0) every 1024 sends, poll(1 ms) + retry on QueueFull \
-         ({queue_full} times), flush(); all {expected} delivery reports OK"
+         ({queue_full} times), flush(); acks={}; all {expected} delivery reports OK",
+        a.acks
     );
     Ok((measured, note))
 }
@@ -492,12 +536,31 @@ fn rskafka(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String)> {
         ensure!(written == a.records, "rskafka: {written} of {} records acknowledged", a.records);
         let note = format!(
             "PartitionClient::produce with pre-built Vec<Record> batches of {batch} (values copied to Vec<u8>), \
-             batch k to partition k % {}, {} calls in flight, {} tokio runtime; acks=-1 (rskafka's fixed \
-             setting; one broker, same as 1), no linger",
+             batch k to partition k % {}, {} calls in flight, {} tokio runtime; acks=-1 always (rskafka's \
+             fixed setting, whatever --acks {} asks), no idempotence, no linger",
             a.partitions,
             a.concurrency,
-            crate::runtime_name(a.threads)
+            crate::runtime_name(a.threads),
+            a.acks
         );
         anyhow::Ok((measured, note))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payload_lines_are_the_records_values() {
+        let mut out = Vec::new();
+        write_payload(&mut out, 37, 50).unwrap();
+        let pool = Pool::new(37);
+        let lines: Vec<&[u8]> = out.strip_suffix(b"\n").unwrap().split(|b| *b == b'\n').collect();
+        assert_eq!(lines.len(), 50);
+        for (i, line) in lines.iter().enumerate() {
+            assert_eq!(*line, pool.slice(i as u64), "line {i}");
+        }
+        assert!(write_payload(&mut Vec::new(), 0, 1).is_err());
+    }
 }
