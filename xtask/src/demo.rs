@@ -806,24 +806,11 @@ struct Outcome {
     sent: u64,
 }
 
-/// Connects krab's producer. A cluster that has just started may still be loading its
-/// transaction coordinator (InitProducerId answers COORDINATOR_LOAD_IN_PROGRESS): a retriable
-/// connect failure is retried for up to 60 s, each one reported.
+/// Connects krab's producer (which waits out a new cluster's loading transaction coordinator
+/// itself).
 async fn connect(target: &Target) -> Result<Producer> {
-    let started = Instant::now();
-    loop {
-        let config = ProducerConfig::new(&target.bootstrap())?.client_id("krab-demo");
-        match Producer::connect(config).await {
-            Ok(p) => return Ok(p),
-            Err(e) if e.is_retriable() && started.elapsed() < Duration::from_secs(60) => {
-                eprintln!("demo: connecting krab's producer: {e}; retrying in 1 s");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-            Err(e) => {
-                return Err(e).with_context(|| format!("connecting krab's producer to the {}", target.name()));
-            }
-        }
-    }
+    let config = ProducerConfig::new(&target.bootstrap())?.client_id("krab-demo");
+    Producer::connect(config).await.with_context(|| format!("connecting krab's producer to the {}", target.name()))
 }
 
 async fn drive(target: Arc<Target>, o: &Options, total: u64, initial: Vec<i32>) -> Result<Outcome> {

@@ -245,19 +245,7 @@ fn krab(a: &ProduceArgs, pool: &Pool) -> Result<((f64, f64, u64), String)> {
         // acks=all keeps krab's default: idempotence on.
         let config =
             if a.acks_all() { config.acks(Acks::All) } else { config.acks(Acks::Leader).enable_idempotence(false) };
-        // A cluster that has just started may still load its transaction coordinator
-        // (InitProducerId: COORDINATOR_LOAD_IN_PROGRESS): retry a retriable failure, off the clock.
-        let connecting = Instant::now();
-        let producer = loop {
-            match Producer::connect(config.clone()).await {
-                Ok(p) => break p,
-                Err(e) if e.is_retriable() && connecting.elapsed() < Duration::from_secs(60) => {
-                    eprintln!("krab-bench: connecting: {e}; retrying in 1 s");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                }
-                Err(e) => return Err(e).context("connecting"),
-            }
-        };
+        let producer = Producer::connect(config).await.context("connecting")?;
         let topic: Arc<str> = Arc::from(a.topic.as_str());
         let p = a.partitions as u64;
         let record = |i: u64| Record {

@@ -378,11 +378,6 @@ impl KafkaCluster {
         &self.dist
     }
 
-    /// Node ids, 1..=N.
-    pub(crate) fn node_ids(&self) -> Vec<i32> {
-        self.nodes.iter().map(|n| n.id).collect()
-    }
-
     /// Node `id`'s proxy.
     pub(crate) fn proxy(&self, id: i32) -> Result<&FaultProxy> {
         let i = self.nodes.iter().position(|n| n.id == id).with_context(|| format!("no Kafka node {id}"))?;

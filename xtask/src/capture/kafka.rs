@@ -17,6 +17,7 @@ use super::{
 };
 use super::{metadata_request_kind, request_shape, snake, top_error_code, utc_date};
 use crate::brokers::kafka::{KafkaCluster, KafkaOptions};
+use crate::it::java_client::JavaClient;
 use crate::proxy::Frame;
 use anyhow::{Context, Result, bail};
 use bytes::{Bytes, BytesMut};
@@ -25,7 +26,6 @@ use krab_protocol::{ApiKey, Message};
 use serde_json::{Value, json};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// The workload's topic (it creates and deletes it itself).
@@ -42,11 +42,11 @@ pub(super) fn run(out: Option<PathBuf>, verbose: bool) -> Result<()> {
     let out = out.canonicalize()?;
 
     let cluster = KafkaCluster::start(&KafkaOptions::new(NODES))?;
-    let (classes, classpath) = build_java_client(&cluster)?;
+    let java = JavaClient::ensure(cluster.dist())?;
     for p in cluster.proxies() {
         p.record();
     }
-    let summary = run_workload(&classes, &classpath, &cluster.bootstrap())?;
+    let summary = run_workload(&java, &cluster.bootstrap())?;
     // Let the last frames of closing connections drain through.
     std::thread::sleep(Duration::from_millis(500));
     let mut frames = Vec::new();
@@ -95,61 +95,12 @@ pub(super) fn run(out: Option<PathBuf>, verbose: bool) -> Result<()> {
     Ok(())
 }
 
-/// Compiles `tools/java-client` (its build.sh is idempotent) into `target/brokers/java-client`;
-/// (class dir, classpath).
-fn build_java_client(cluster: &KafkaCluster) -> Result<(PathBuf, String)> {
-    let src = crate::project_root().join("tools").join("java-client");
-    let classes = crate::brokers::brokers_dir().join("java-client");
-    let status = Command::new("bash")
-        .arg(src.join("build.sh"))
-        .arg(cluster.dist().lib())
-        .arg(&classes)
-        .stdin(Stdio::null())
-        .status()
-        .context("running tools/java-client/build.sh")?;
-    if !status.success() {
-        bail!("compiling tools/java-client failed ({status})");
-    }
-    let classpath = format!("{}:{}", classes.display(), cluster.dist().classpath());
-    Ok((classes, classpath))
-}
-
-/// Runs `KrabJavaClient workload BOOTSTRAP TOPIC`; its summary line.
-fn run_workload(classes: &Path, classpath: &str, bootstrap: &str) -> Result<String> {
-    let log = crate::project_root().join("xtask").join("kafka").join("tools-log4j2.yaml");
-    let mut child = Command::new("java")
-        .args(["-Xmx512m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"])
-        .arg(format!("-Dlog4j2.configurationFile={}", log.display()))
-        .arg("-cp")
-        .arg(classpath)
-        .args(["KrabJavaClient", "workload", bootstrap, TOPIC])
-        .current_dir(classes)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .context("starting the Java client")?;
-    let mut stdout = child.stdout.take().context("Java client stdout")?;
-    let reader = std::thread::spawn(move || {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut stdout, &mut s).map(|_| s)
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
-        }
-        if start.elapsed() > WORKLOAD_TIMEOUT {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("the Java workload still ran after {WORKLOAD_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    let text = reader.join().map_err(|_| anyhow::anyhow!("stdout reader panicked"))??;
-    if !status.success() {
-        bail!("KrabJavaClient workload failed ({status}): {text}");
-    }
+/// Runs the Java client's golden-traffic workload (bounded by `WORKLOAD_TIMEOUT`); its summary line.
+fn run_workload(java: &JavaClient, bootstrap: &str) -> Result<String> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let text = rt
+        .block_on(tokio::time::timeout(WORKLOAD_TIMEOUT, java.workload(bootstrap, TOPIC)))
+        .map_err(|_| anyhow::anyhow!("the Java workload still ran after {WORKLOAD_TIMEOUT:?}"))??;
     Ok(text.lines().rev().find(|l| l.contains("\"topic\"")).unwrap_or("").trim().to_owned())
 }
 

@@ -63,7 +63,7 @@ impl JavaClient {
 
     /// Reads every partition from the beginning to its end offset (high watermark, or the last
     /// stable offset under `read_committed`).
-    pub(crate) async fn consume(
+    pub(super) async fn consume(
         &self,
         bootstrap: &str,
         topic: &str,
@@ -75,7 +75,7 @@ impl JavaClient {
     }
 
     /// Where the Java producer's default partitioner puts each key (key → partition).
-    pub(crate) async fn key_partitions(
+    pub(super) async fn key_partitions(
         &self,
         bootstrap: &str,
         topic: &str,
@@ -92,22 +92,6 @@ impl JavaClient {
             out.insert(k, p);
         }
         Ok(out)
-    }
-
-    /// Writes `n` transactions alternating commit and abort, plus plain records, for
-    /// `read_committed` checks; returns (committed, aborted, plain) record counts.
-    pub(crate) async fn transactions(
-        &self,
-        bootstrap: &str,
-        topic: &str,
-        partitions: i32,
-        n: u32,
-    ) -> Result<(u64, u64, u64)> {
-        let text = self.run(&["transactions", bootstrap, topic, &partitions.to_string(), &n.to_string()]).await?;
-        let line = text.lines().rev().find(|l| l.contains("committed")).context("no summary line")?;
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        let get = |k: &str| v[k].as_u64().with_context(|| format!("{k} in {line}"));
-        Ok((get("committed")?, get("aborted")?, get("plain")?))
     }
 
     /// Runs the short golden-traffic workload (topics, every codec, a group, offsets).

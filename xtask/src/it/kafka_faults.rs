@@ -163,7 +163,7 @@ async fn acked_again(
         }
         if Instant::now() > deadline {
             let waiting: Vec<_> =
-                parts.iter().filter(|p| !acks.get(p).copied().flatten().is_some_and(|t| t > after)).collect();
+                parts.iter().filter(|p| acks.get(p).copied().flatten().is_none_or(|t| t <= after)).collect();
             let stats: Vec<String> = producer
                 .stats()
                 .iter()

@@ -6,7 +6,7 @@
 //! over the three brokers (what each can do), `kafka_control.rs` Kafka's control API.
 
 mod cluster_basics;
-mod java_client;
+pub(crate) mod java_client;
 mod kafka_auto_create;
 mod kafka_control;
 mod kafka_faults;
