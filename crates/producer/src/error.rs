@@ -30,6 +30,8 @@ pub enum ErrorKind {
     Closed,
     /// The record could not be encoded.
     Encode,
+    /// A wait bounded by the caller or by `max.block.ms` ran out (buffer room, a flush).
+    Timeout,
 }
 
 #[derive(Debug)]

@@ -37,7 +37,11 @@ use tower::ServiceExt;
 pub(crate) enum Command {
     Send(Envelope),
     Flush(oneshot::Sender<()>),
-    Close { deadline: Instant, done: oneshot::Sender<()> },
+    /// `done` learns how many records were abandoned (failed with `Closed`) at the deadline.
+    Close {
+        deadline: Instant,
+        done: oneshot::Sender<usize>,
+    },
 }
 
 /// A record on its way from a producer handle to the flush loop. It carries no clock reading:
@@ -166,7 +170,7 @@ pub(crate) struct FlushLoop {
     sticky_bytes: HashMap<Arc<str>, usize>,
     topic_cache: Option<TopicCache>,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
-    closing: Option<(Instant, oneshot::Sender<()>)>,
+    closing: Option<(Instant, oneshot::Sender<usize>)>,
     idempotent: bool,
     bump_epoch: bool,
     bumping: bool,
@@ -283,7 +287,7 @@ impl FlushLoop {
                     self.incoming = batch;
                     if abandoned && self.closing.is_none() {
                         // Every handle is gone: deliver what is buffered, as close() would.
-                        self.begin_close(now() + self.config.effective_delivery_timeout(), None);
+                        self.begin_close(add(now(), self.config.effective_delivery_timeout()), None);
                     }
                 }
                 () = sleep_until(wake) => {}
@@ -342,9 +346,9 @@ impl FlushLoop {
         }
     }
 
-    fn begin_close(&mut self, deadline: Instant, done: Option<oneshot::Sender<()>>) {
+    fn begin_close(&mut self, deadline: Instant, done: Option<oneshot::Sender<usize>>) {
         self.acc.seal_all();
-        let (tx, _rx) = oneshot::channel();
+        let (tx, _rx) = oneshot::channel::<usize>();
         self.closing = Some((deadline, done.unwrap_or(tx)));
         self.inbox.close();
     }
@@ -563,7 +567,7 @@ impl FlushLoop {
                     .retry_backoff
                     .saturating_mul(1 << self.resolve_streak.min(16))
                     .min(self.config.retry_backoff_max.max(self.config.retry_backoff));
-                self.resolve_after = Some(now() + backoff);
+                self.resolve_after = Some(add(now(), backoff));
                 if !self.recovering.is_empty() {
                     self.resolve_streak += 1;
                 }
@@ -774,7 +778,7 @@ impl FlushLoop {
         let Some(batch) = self.unless_timed_out(batch, now, cause) else { return };
         let backoff =
             self.config.retry_backoff.saturating_mul(1 << batch.attempts.min(10)).min(self.config.retry_backoff_max);
-        self.retry_at.insert(batch.tp.clone(), now + backoff);
+        self.retry_at.insert(batch.tp.clone(), add(now, backoff));
         self.acc.requeue(batch);
     }
 
@@ -999,15 +1003,20 @@ impl FlushLoop {
             return false;
         }
         let error = Error::new(ErrorKind::Closed, "the producer was closed before the record was delivered");
+        let mut abandoned = 0;
         for b in self.acc.take_all() {
+            abandoned += b.records.len();
             Self::fail_records(b.records, &error);
         }
+        // Batches in flight may still be written by their broker; their records fail all the same.
         for (_, job) in self.jobs.drain() {
             for b in job.batches {
+                abandoned += b.records.len();
                 Self::fail_records(b.records, &error);
             }
         }
         for (_, records) in self.waiting.drain() {
+            abandoned += records.len();
             for record in records {
                 record.env.reply.send(Err(error.clone()));
             }
@@ -1017,7 +1026,7 @@ impl FlushLoop {
         }
         self.memory.close();
         if let Some((_, done)) = self.closing.take() {
-            let _ = done.send(());
+            let _ = done.send(abandoned);
         }
         true
     }

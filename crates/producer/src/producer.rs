@@ -13,7 +13,7 @@ use krab_cluster::{BoxResolver, Cluster, ClusterConfig, MetadataResolver, Resolv
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// The producer. Cheap to clone; every clone feeds the same flush loop.
 ///
@@ -27,6 +27,33 @@ pub struct Producer {
     max_request_size: usize,
     cluster: Cluster,
     stats: Arc<Stats>,
+    max_block: Duration,
+    /// Becomes true when the flush loop has stopped, however it stopped.
+    stopped: watch::Receiver<bool>,
+}
+
+/// Whatever way the flush loop ends (done, or a panic in a user partitioner or a bug), this
+/// guard, dropped as it ends, refuses later commands, drops the queued ones (their delivery
+/// futures fail with `Closed`, a pending flush or close returns an error), closes the memory pool
+/// (senders waiting for room get an error) and tells the handles the loop is gone.
+struct StopGuard {
+    inbox: Arc<Inbox>,
+    memory: MemoryPool,
+    stopped: watch::Sender<bool>,
+}
+
+impl Drop for StopGuard {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the producer's flush loop panicked; failing every pending record");
+        }
+        self.inbox.close();
+        let mut queued = Vec::new();
+        self.inbox.take(&mut queued);
+        drop(queued);
+        self.memory.close();
+        self.stopped.send_replace(true);
+    }
 }
 
 /// Why a record was not accepted by [`Producer::try_send`]; the record is handed back.
@@ -85,6 +112,7 @@ impl Producer {
         let memory = MemoryPool::new(config.buffer_memory);
         let inbox = Inbox::new(QUEUE_CAPACITY);
         let max_request_size = config.max_request_size;
+        let max_block = config.max_block;
         let stats = Arc::new(Stats::default());
         let flush = FlushLoop::start(
             config,
@@ -96,8 +124,21 @@ impl Producer {
             stats.clone(),
         )
         .await?;
-        tokio::spawn(flush.run());
-        Ok(Producer { commands: Arc::new(Handles(inbox)), memory, max_request_size, cluster, stats })
+        let (stopped_tx, stopped) = watch::channel(false);
+        let guard = StopGuard { inbox: inbox.clone(), memory: memory.clone(), stopped: stopped_tx };
+        tokio::spawn(async move {
+            let _guard = guard;
+            flush.run().await;
+        });
+        Ok(Producer {
+            commands: Arc::new(Handles(inbox)),
+            memory,
+            max_request_size,
+            cluster,
+            stats,
+            max_block,
+            stopped,
+        })
     }
 
     fn inbox(&self) -> &Inbox {
@@ -130,9 +171,19 @@ impl Producer {
         Ok(size)
     }
 
-    /// Accepts a record into the buffer, waiting while the buffer is full. Resolves to the
-    /// record's [`DeliveryFuture`].
+    /// Accepts a record into the buffer, waiting while the buffer is full, at most
+    /// `max.block.ms` (then [`ErrorKind::Timeout`]). Resolves to the record's [`DeliveryFuture`].
     pub async fn send(&self, record: Record) -> Result<DeliveryFuture, Error> {
+        match tokio::time::timeout(self.max_block, self.send_waiting(record)).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(
+                ErrorKind::Timeout,
+                format!("no room in the buffer within max.block.ms ({} ms)", self.max_block.as_millis()),
+            )),
+        }
+    }
+
+    async fn send_waiting(&self, record: Record) -> Result<DeliveryFuture, Error> {
         let size = self.check_size(&record)?;
         // Room in the buffer and in the queue to the flush loop: no waiting future is built and
         // the record is moved once. (Both bounds keep this from hogging a runtime thread: a task
@@ -183,17 +234,41 @@ impl Producer {
         rx.await.map_err(|_| Error::new(ErrorKind::Closed, "the producer stopped during flush"))
     }
 
+    /// [`flush`](Self::flush), giving up after `timeout` with [`ErrorKind::Timeout`] (the records
+    /// stay buffered and keep their delivery futures).
+    pub async fn flush_within(&self, timeout: Duration) -> Result<(), Error> {
+        match tokio::time::timeout(timeout, self.flush()).await {
+            Ok(r) => r,
+            Err(_) => Err(Error::new(ErrorKind::Timeout, format!("flush not done within {} ms", timeout.as_millis()))),
+        }
+    }
+
     /// Stops accepting records, delivers what is buffered for up to `timeout`, then fails what
-    /// remains with [`ErrorKind::Closed`]. Other clones of the handle can no longer send.
+    /// remains with [`ErrorKind::Closed`] (records in flight too, although their broker may
+    /// still write them). Other clones of the handle can no longer send. Returns an error naming
+    /// how many records were abandoned, if any; if another clone is already closing, waits (at
+    /// most `timeout`) for that close to finish. `Duration::MAX` waits as long as it takes.
     pub async fn close(&self, timeout: Duration) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        let deadline = crate::flush::now() + timeout;
+        let deadline = crate::flush::add(crate::flush::now(), timeout);
         if self.inbox().push(Command::Close { deadline, done: tx }).await.is_err() {
-            return Ok(()); // already closed
+            // Closing already (or stopped): wait for the flush loop to end.
+            let mut stopped = self.stopped.clone();
+            return match tokio::time::timeout(timeout, stopped.wait_for(|s| *s)).await {
+                Ok(_) => Ok(()),
+                Err(_) => Err(Error::new(ErrorKind::Timeout, "another close did not finish in time")),
+            };
         }
-        let _ = rx.await;
+        let result = match rx.await {
+            Ok(0) => Ok(()),
+            Ok(n) => Err(Error::new(
+                ErrorKind::Closed,
+                format!("close abandoned {n} undelivered records at its deadline (they failed with Closed)"),
+            )),
+            Err(_) => Err(Error::new(ErrorKind::Closed, "the producer's flush loop stopped before the close finished")),
+        };
         self.memory.close();
-        Ok(())
+        result
     }
 }
 

@@ -76,3 +76,23 @@ pub fn values(fake: &FakeCluster, topic: &str, partition: i32) -> Vec<String> {
 pub async fn settle(delivery: DeliveryFuture, within: Duration) -> Result<RecordMetadata, Error> {
     tokio::time::timeout(within, delivery).await.expect("the delivery settles in time")
 }
+
+/// A fake cluster with the given topics and a producer over it using `partitioner`.
+pub async fn with_partitioner(
+    brokers: i32,
+    topics: &[(&str, i32)],
+    partitioner: std::sync::Arc<dyn krab_producer::Partitioner>,
+    tweak: impl FnOnce(ProducerConfig) -> ProducerConfig,
+) -> Harness {
+    let fake = FakeCluster::new(brokers);
+    for (t, n) in topics {
+        fake.create_topic(t, *n);
+    }
+    let config = tweak(config(&fake));
+    let cluster = fake.connect(fake.config()).await.expect("cluster connects");
+    let resolver = krab_cluster::MetadataResolver::new(cluster.clone(), krab_cluster::ResolverConfig::default());
+    let producer = Producer::with_parts(config, cluster, krab_cluster::BoxResolver::new(resolver), partitioner)
+        .await
+        .expect("the producer starts");
+    Harness { fake, producer }
+}
