@@ -36,13 +36,7 @@ pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
         anyhow::Ok(ctx.kafka.requests(METADATA) - before)
     }
     .await;
-    let metadata = match outcome {
-        Ok(m) => m,
-        Err(e) => {
-            run.abort();
-            return Err(e);
-        }
-    };
+    let metadata = run.unless_failed(outcome)?;
     let delivered = run.finish().await?;
     producer.flush().await?;
     producer.close(Duration::from_secs(10)).await?;

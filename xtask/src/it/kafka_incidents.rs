@@ -31,17 +31,7 @@ const RESERVE: u64 = 20_000;
 const HEALTHY_GAP_BOUND: Duration = Duration::from_secs(5);
 
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
-    require(
-        &*ctx.kafka,
-        Caps {
-            leader_moves: true,
-            broker_down: true,
-            freeze: true,
-            wire_faults: true,
-            dedupes: true,
-            counts_requests: true,
-        },
-    )?;
+    require(&*ctx.kafka, Caps::ALL)?;
     let parts = kctl(&ctx.kafka, |k| k.create_topic(TOPIC, PARTITIONS, 3, &[("min.insync.replicas", "2")])).await?;
     // Four partitions, each to the next broker: every broker loses and gains leaderships.
     let moves: BTreeMap<i32, i32> =
@@ -88,13 +78,7 @@ pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
         anyhow::Ok(measured)
     }
     .await;
-    let measured = match outcome {
-        Ok(m) => m,
-        Err(e) => {
-            run.abort();
-            return Err(e);
-        }
-    };
+    let measured = run.unless_failed(outcome)?;
     let delivered = run.finish().await?;
     producer.flush().await?;
     let took = started.elapsed();

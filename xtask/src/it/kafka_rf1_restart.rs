@@ -37,13 +37,7 @@ pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
         anyhow::Ok((killed_at, restarted_at, sent_during, metadata_before))
     }
     .await;
-    let (killed_at, restarted_at, sent_during, metadata_before) = match outcome {
-        Ok(v) => v,
-        Err(e) => {
-            run.abort();
-            return Err(e);
-        }
-    };
+    let (killed_at, restarted_at, sent_during, metadata_before) = run.unless_failed(outcome)?;
     let delivered = run.finish().await?;
     producer.flush().await?;
     let metadata = ctx.kafka.requests(METADATA) - metadata_before;

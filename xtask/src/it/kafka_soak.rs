@@ -8,7 +8,7 @@ use super::kafka_faults::{Incident, play};
 use super::kafka_support::{KafkaCtx, Monitor, Producing, check_log, is_timeout_error, kctl, read_back};
 use super::support::producer_config;
 use super::test_cluster::{Caps, TestCluster, require};
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use krab_producer::{Compression, Producer};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
@@ -65,17 +65,7 @@ fn pick(rng: &mut Rng, leaders: &BTreeMap<i32, i32>) -> Incident {
 }
 
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
-    require(
-        &*ctx.kafka,
-        Caps {
-            leader_moves: true,
-            broker_down: true,
-            freeze: true,
-            wire_faults: true,
-            dedupes: true,
-            counts_requests: true,
-        },
-    )?;
+    require(&*ctx.kafka, Caps::ALL)?;
     let (incidents, min_time) = match ctx.soak {
         SoakSize::Ci => (25, Duration::ZERO),
         SoakSize::Long => (100, Duration::from_secs(180)),
@@ -124,13 +114,7 @@ pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
         anyhow::Ok(played)
     }
     .await;
-    let played = match outcome {
-        Ok(n) => n,
-        Err(e) => {
-            run.abort();
-            return Err(e.context(format!("soak seed {seed}")));
-        }
-    };
+    let played = run.unless_failed(outcome).with_context(|| format!("soak seed {seed}"))?;
     run.stop();
     let delivered = run.finish().await?;
     producer.flush().await?;

@@ -113,8 +113,13 @@ impl Producing {
         Ok(out)
     }
 
-    pub(super) fn abort(&self) {
-        self.handle.abort();
+    /// Passes `r` through, stopping the run first if it is an error (a scenario bailing out
+    /// mid-run leaves no producing task behind).
+    pub(super) fn unless_failed<T>(&self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.handle.abort();
+        }
+        r
     }
 }
 

@@ -32,6 +32,16 @@ pub(crate) struct Caps {
 }
 
 impl Caps {
+    /// Every capability (what Apache Kafka behind the proxies has).
+    pub(crate) const ALL: Caps = Caps {
+        leader_moves: true,
+        broker_down: true,
+        freeze: true,
+        wire_faults: true,
+        dedupes: true,
+        counts_requests: true,
+    };
+
     /// The capabilities `need` asks for that these lack, by name.
     pub(crate) fn missing(&self, need: &Caps) -> Vec<&'static str> {
         let pairs = [
@@ -101,14 +111,7 @@ impl TestCluster for KafkaCluster {
         KafkaCluster::bootstrap(self)
     }
     fn caps(&self) -> Caps {
-        Caps {
-            leader_moves: true,
-            broker_down: true,
-            freeze: true,
-            wire_faults: true,
-            dedupes: true,
-            counts_requests: true,
-        }
+        Caps::ALL
     }
     fn requests(&self, api_key: i16) -> Result<u64> {
         Ok(KafkaCluster::requests(self, api_key))
