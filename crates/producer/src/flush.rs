@@ -14,7 +14,7 @@
 use crate::config::ProducerConfig;
 use crate::error::{Error, ErrorKind};
 use crate::inbox::Inbox;
-use crate::partitioner::{PartitionInfo, Partitioner};
+use crate::partitioner::{PartitionInfo, Partitioner, Placement};
 use crate::record::{DeliverySender, Record, RecordMetadata};
 use crate::sender::{self, JobOutcome, ProduceJob, SendSettings};
 use crate::stats::Stats;
@@ -112,8 +112,9 @@ struct TopicCache {
     available: Option<Arc<[i32]>>,
     /// Each partition's accumulator queue, fetched on first use.
     queues: Vec<Option<QueueId>>,
-    /// Bytes appended to the sticky partition since the partitioner last moved on.
-    sticky_bytes: usize,
+    /// Per partition, bytes of partitioner-placed records appended since the partitioner was
+    /// last told that partition's batch is complete.
+    filled: Vec<usize>,
 }
 
 pub(crate) enum Event {
@@ -137,7 +138,7 @@ pub(crate) struct FlushLoop {
     config: ProducerConfig,
     cluster: Cluster,
     resolver: BoxResolver,
-    partitioner: Arc<dyn Partitioner>,
+    partitioner: Placement,
     inbox: Arc<Inbox>,
     /// The commands being handled (kept for its allocation).
     incoming: Vec<Command>,
@@ -167,7 +168,8 @@ pub(crate) struct FlushLoop {
     retry_at: HashMap<TopicPartition, Instant>,
     out_of_order: HashMap<TopicPartition, u32>,
     available: HashMap<Arc<str>, Arc<[i32]>>,
-    sticky_bytes: HashMap<Arc<str>, usize>,
+    /// [`TopicCache::filled`] of the topics not cached now.
+    filled: HashMap<Arc<str>, Vec<usize>>,
     topic_cache: Option<TopicCache>,
     flushes: Vec<(u64, oneshot::Sender<()>)>,
     closing: Option<(Instant, oneshot::Sender<usize>)>,
@@ -226,7 +228,7 @@ impl FlushLoop {
             config,
             cluster,
             resolver,
-            partitioner,
+            partitioner: Placement::new(partitioner),
             inbox,
             incoming: Vec::new(),
             events_tx,
@@ -247,7 +249,7 @@ impl FlushLoop {
             retry_at: HashMap::new(),
             out_of_order: HashMap::new(),
             available: HashMap::new(),
-            sticky_bytes: HashMap::new(),
+            filled: HashMap::new(),
             topic_cache: None,
             flushes: Vec::new(),
             closing: None,
@@ -389,15 +391,20 @@ impl FlushLoop {
             count: count as i32,
             available: None,
             queues: vec![None; count],
-            sticky_bytes: self.sticky_bytes.remove(topic).unwrap_or(0),
+            filled: {
+                // A topic that grew keeps its counts for the partitions it had.
+                let mut filled = self.filled.remove(topic).unwrap_or_default();
+                filled.resize(count, 0);
+                filled
+            },
         });
         true
     }
 
     fn drop_topic_cache(&mut self) {
         if let Some(c) = self.topic_cache.take() {
-            if c.sticky_bytes > 0 {
-                self.sticky_bytes.insert(c.topic, c.sticky_bytes);
+            if c.filled.iter().any(|&n| n > 0) {
+                self.filled.insert(c.topic, c.filled);
             }
         }
     }
@@ -449,10 +456,13 @@ impl FlushLoop {
                     }
                 };
                 let info = PartitionInfo { count, available: &available };
-                self.partitioner
-                    .partition(&env.topic, env.key.as_deref(), env.value.as_deref(), &info)
-                    .filter(|p| (0..count).contains(p))
-                    .unwrap_or_else(|| fastrand::i32(0..count))
+                match self.partitioner.place(&env.topic, env.key.as_deref(), env.value.as_deref(), &info) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        env.reply.send(Err(e));
+                        return;
+                    }
+                }
             }
         };
         let Some(cache) = self.topic_cache.as_mut() else { return };
@@ -464,7 +474,9 @@ impl FlushLoop {
                 q
             }
         };
-        let sticky = env.partition.is_none() && env.key.is_none();
+        // Every record the partitioner placed counts towards its partition's batch, keyed or
+        // not: `uniform_sticky` places keyed records too, and must move on as their batch fills.
+        let placed = env.partition.is_none();
         let size = env.reservation.bytes();
         let headers = if env.headers.is_empty() {
             Vec::new()
@@ -484,10 +496,11 @@ impl FlushLoop {
             record.token.send(Err(Error::with_source(ErrorKind::Encode, "the record cannot be encoded", e)));
             return;
         }
-        if sticky {
-            cache.sticky_bytes += size;
-            if cache.sticky_bytes >= self.config.batch_size {
-                cache.sticky_bytes = 0;
+        if placed {
+            let filled = &mut cache.filled[partition as usize];
+            *filled += size;
+            if *filled >= self.config.batch_size {
+                *filled = 0;
                 self.partitioner.on_new_batch(&env.topic, partition);
             }
         }

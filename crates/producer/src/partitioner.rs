@@ -14,7 +14,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+
+use crate::error::{Error, ErrorKind};
 
 /// What a partitioner knows about a topic's partitions when placing a record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +168,60 @@ fn pick_uniform(partitions: &PartitionInfo<'_>, avoid: Option<i32>) -> i32 {
     let candidates = || partitions.available.iter().copied().filter(move |p| valid(p) && Some(*p) != excluded);
     let n = candidates().count();
     candidates().nth(fastrand::usize(..n)).expect("n counts the candidates, and there is at least one")
+}
+
+/// The producer's side of the [`Partitioner`] contract: the strategy's answer when it gives one
+/// in range, Kafka's default (a [`DefaultPartitioner`] of its own, made on first need) when it
+/// has no opinion, and [`ErrorKind::InvalidPartition`] for a partition the topic does not have.
+pub(crate) struct Placement {
+    strategy: Arc<dyn Partitioner>,
+    fallback: OnceLock<DefaultPartitioner>,
+}
+
+impl Placement {
+    pub(crate) fn new(strategy: Arc<dyn Partitioner>) -> Self {
+        Self { strategy, fallback: OnceLock::new() }
+    }
+
+    /// The partition for a record of `topic`, which has `partitions.count > 0` partitions.
+    #[inline]
+    pub(crate) fn place(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partitions: &PartitionInfo<'_>,
+    ) -> Result<i32, Error> {
+        let chosen = match self.strategy.partition(topic, key, value, partitions) {
+            Some(p) => p,
+            None => match self.fallback.get_or_init(DefaultPartitioner::new).partition(topic, key, value, partitions) {
+                Some(p) => p,
+                None => {
+                    return Err(Error::new(ErrorKind::InvalidPartition, format!("topic {topic} has no partitions")));
+                }
+            },
+        };
+        if (0..partitions.count).contains(&chosen) {
+            Ok(chosen)
+        } else {
+            Err(Error::new(
+                ErrorKind::InvalidPartition,
+                format!(
+                    "the partitioner chose partition {chosen} of topic {topic}, which has {} partitions",
+                    partitions.count
+                ),
+            ))
+        }
+    }
+
+    /// Tells the strategy, and the fallback if it placed records, that the batch for
+    /// `prev_partition` of `topic` is complete.
+    pub(crate) fn on_new_batch(&self, topic: &str, prev_partition: i32) {
+        self.strategy.on_new_batch(topic, prev_partition);
+        if let Some(fallback) = self.fallback.get() {
+            fallback.on_new_batch(topic, prev_partition);
+        }
+    }
 }
 
 /// Kafka's default strategy: Java-compatible murmur2 for keyed records, sticky for the rest.
@@ -547,6 +603,41 @@ mod tests {
         for handle in handles {
             assert!(handle.join().unwrap());
         }
+    }
+
+    /// Keys `one` to partition 1, `far` to 99, `minus` to -1; no opinion otherwise.
+    struct Routes;
+
+    impl Partitioner for Routes {
+        fn partition(&self, _: &str, key: Option<&[u8]>, _: Option<&[u8]>, _: &PartitionInfo<'_>) -> Option<i32> {
+            match key {
+                Some(b"one") => Some(1),
+                Some(b"far") => Some(99),
+                Some(b"minus") => Some(-1),
+                _ => None,
+            }
+        }
+    }
+
+    #[test]
+    fn placement_falls_back_to_the_default_and_rejects_out_of_range() {
+        let placement = Placement::new(Arc::new(Routes));
+        let info = all(12);
+        assert_eq!(placement.place("t", Some(b"one"), None, &info).unwrap(), 1);
+        for letter in b'a'..=b'z' {
+            let want = java_default_partition(&[letter], 12);
+            assert_eq!(placement.place("t", Some(&[letter]), None, &info).unwrap(), want);
+        }
+        for key in [&b"far"[..], b"minus"] {
+            let e = placement.place("t", Some(key), None, &info).unwrap_err();
+            assert_eq!(e.kind(), ErrorKind::InvalidPartition, "{e}");
+        }
+        // Unkeyed records the strategy leaves alone stick, and move on when the batch completes.
+        let first = placement.place("t", None, None, &info).unwrap();
+        assert_eq!(placement.place("t", None, None, &info).unwrap(), first);
+        placement.on_new_batch("t", first);
+        assert_ne!(placement.place("t", None, None, &info).unwrap(), first);
+        assert_eq!(placement.place("t", None, None, &all(0)).unwrap_err().kind(), ErrorKind::InvalidPartition);
     }
 
     #[test]
