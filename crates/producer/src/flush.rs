@@ -99,6 +99,18 @@ pub(crate) struct Accepted {
     env: Envelope,
     timestamp: i64,
     enqueued_at: Instant,
+    /// Its place among the records the loop took in: a flush covers those before its own.
+    arrival: u64,
+}
+
+/// A pending `flush()`: done once no record sent before it is buffered, waiting or in flight.
+struct PendingFlush {
+    /// Every batch with a lower id must be settled.
+    batch_mark: u64,
+    /// Every record waiting for metadata with a lower [`Accepted::arrival`] must have left
+    /// `waiting` (and its batch, then, settled: see `drain_waiting`).
+    arrival_mark: u64,
+    done: oneshot::Sender<()>,
 }
 
 /// The topic records were last appended to. A run of records to one topic (the usual case; the
@@ -171,7 +183,9 @@ pub(crate) struct FlushLoop {
     /// [`TopicCache::filled`] of the topics not cached now.
     filled: HashMap<Arc<str>, Vec<usize>>,
     topic_cache: Option<TopicCache>,
-    flushes: Vec<(u64, oneshot::Sender<()>)>,
+    flushes: Vec<PendingFlush>,
+    /// The next [`Accepted::arrival`].
+    arrivals: u64,
     closing: Option<(Instant, oneshot::Sender<usize>)>,
     idempotent: bool,
     bump_epoch: bool,
@@ -252,6 +266,7 @@ impl FlushLoop {
             filled: HashMap::new(),
             topic_cache: None,
             flushes: Vec::new(),
+            arrivals: 0,
             closing: None,
             idempotent,
             bump_epoch: false,
@@ -342,7 +357,8 @@ impl FlushLoop {
             Command::Send(env) => self.accept(env, clock),
             Command::Flush(done) => {
                 self.acc.seal_all();
-                self.flushes.push((self.acc.next_batch_id(), done));
+                let flush = PendingFlush { batch_mark: self.acc.next_batch_id(), arrival_mark: self.arrivals, done };
+                self.flushes.push(flush);
             }
             Command::Close { deadline, done } => self.begin_close(deadline, Some(done)),
         }
@@ -358,7 +374,8 @@ impl FlushLoop {
     #[inline(always)]
     fn accept(&mut self, env: Envelope, clock: Clock) {
         let timestamp = env.timestamp.unwrap_or(clock.wall_ms);
-        let record = Accepted { env, timestamp, enqueued_at: clock.now };
+        let record = Accepted { env, timestamp, enqueued_at: clock.now, arrival: self.arrivals };
+        self.arrivals += 1;
         // A topic with records still waiting for metadata queues behind them, whatever the
         // snapshot says now: records of one partition must reach the buffer in send order.
         let behind = !self.waiting.is_empty() && self.waiting.contains_key(&record.env.topic);
@@ -433,7 +450,7 @@ impl FlushLoop {
     /// Appends a record of the cached topic (see [`cache_topic`](Self::cache_topic)).
     #[inline(always)]
     fn append(&mut self, record: Accepted, now: Instant) {
-        let Accepted { env, timestamp, enqueued_at } = record;
+        let Accepted { env, timestamp, enqueued_at, .. } = record;
         let count = self.topic_cache.as_ref().map_or(0, |c| c.count);
         let partition = match env.partition {
             Some(p) if !(0..count).contains(&p) => {
@@ -862,23 +879,26 @@ impl FlushLoop {
             self.stalled.remove(&tp);
         }
         self.stall_leaderless();
+        self.drain_waiting();
+    }
+
+    /// Appends the waiting records of every topic the snapshot makes usable, and fails those of
+    /// topics it refuses for good.
+    fn drain_waiting(&mut self) {
         let topics: Vec<Arc<str>> = self.waiting.keys().cloned().collect();
         let now = now();
+        // The earliest arrival among the records appended here.
+        let mut appended: Option<u64> = None;
         for topic in topics {
             let state = self.snapshot.topic(&topic).map(|t| (t.error, t.partitions.len()));
             match state {
-                Some((error, n)) if error.is_ok() && n > 0 => {
-                    if self.cache_topic(&topic) {
-                        for record in self.waiting.remove(&topic).unwrap_or_default() {
-                            self.append(record, now);
-                        }
-                    }
-                    if !self.flushes.is_empty() {
-                        // Records sent before a pending flush just got their batches: include them.
-                        self.acc.seal_all();
-                        let mark = self.acc.next_batch_id();
-                        for (m, _) in &mut self.flushes {
-                            *m = mark;
+                Some((error, n)) if error.is_ok() && n > 0 && self.cache_topic(&topic) => {
+                    for record in self.waiting.remove(&topic).unwrap_or_default() {
+                        appended = Some(appended.map_or(record.arrival, |a| a.min(record.arrival)));
+                        match self.waiting.get_mut(&topic) {
+                            // A record before it went back to waiting: keep the order.
+                            Some(behind) => behind.push(record),
+                            None => self.append(record, now),
                         }
                     }
                 }
@@ -891,6 +911,17 @@ impl FlushLoop {
                 // Unknown, or a retriable topic error (LEADER_NOT_AVAILABLE while Kafka creates
                 // it): the records keep waiting, and asking, until `max.block.ms` (see `expire`).
                 _ => {}
+            }
+        }
+        // Records sent before a pending flush just got their batches: that flush covers those
+        // batches too (and whatever else is buffered now, a bounded set), not later ones.
+        if let Some(first) = appended {
+            if self.flushes.iter().any(|f| f.arrival_mark > first) {
+                self.acc.seal_all();
+                let mark = self.acc.next_batch_id();
+                for f in self.flushes.iter_mut().filter(|f| f.arrival_mark > first) {
+                    f.batch_mark = f.batch_mark.max(mark);
+                }
             }
         }
     }
@@ -996,15 +1027,18 @@ impl FlushLoop {
     }
 
     fn check_flushes(&mut self) {
-        if self.flushes.is_empty() || !self.waiting.is_empty() {
+        if self.flushes.is_empty() {
             return;
         }
         let oldest = self.oldest_outstanding();
-        let (done, pending): (Vec<_>, Vec<_>) =
-            self.flushes.drain(..).partition(|(mark, _)| oldest.is_none_or(|o| o >= *mark));
+        // Each topic's waiting records are in arrival order.
+        let oldest_waiting = self.waiting.values().filter_map(|records| records.first()).map(|r| r.arrival).min();
+        let (done, pending): (Vec<_>, Vec<_>) = self.flushes.drain(..).partition(|f| {
+            oldest.is_none_or(|o| o >= f.batch_mark) && oldest_waiting.is_none_or(|w| w >= f.arrival_mark)
+        });
         self.flushes = pending;
-        for (_, tx) in done {
-            let _ = tx.send(());
+        for flush in done {
+            let _ = flush.done.send(());
         }
     }
 
@@ -1034,7 +1068,7 @@ impl FlushLoop {
                 record.env.reply.send(Err(error.clone()));
             }
         }
-        for (_, tx) in self.flushes.drain(..) {
+        for PendingFlush { done: tx, .. } in self.flushes.drain(..) {
             let _ = tx.send(());
         }
         self.memory.close();
