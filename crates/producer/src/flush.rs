@@ -101,6 +101,9 @@ pub(crate) struct Accepted {
     enqueued_at: Instant,
     /// Its place among the records the loop took in: a flush covers those before its own.
     arrival: u64,
+    /// For a record sent to a partition beyond the topic's known count: the generation of the
+    /// snapshot that lacked it. It waits for metadata newer than that (the topic may have grown).
+    stale: Option<u64>,
 }
 
 /// A pending `flush()`: done once no record sent before it is buffered, waiting or in flight.
@@ -186,6 +189,13 @@ pub(crate) struct FlushLoop {
     flushes: Vec<PendingFlush>,
     /// The next [`Accepted::arrival`].
     arrivals: u64,
+    /// The newest [`Accepted::stale`] generation of the records waiting for a refresh.
+    refresh: Option<u64>,
+    /// The stale generation the resolve in flight asks to be newer than, for those records.
+    refresh_asked: Option<u64>,
+    /// The newest such generation a resolve has answered: records stale at or before it have
+    /// seen fresh metadata.
+    refreshed: Option<u64>,
     closing: Option<(Instant, oneshot::Sender<usize>)>,
     idempotent: bool,
     bump_epoch: bool,
@@ -267,6 +277,9 @@ impl FlushLoop {
             topic_cache: None,
             flushes: Vec::new(),
             arrivals: 0,
+            refresh: None,
+            refresh_asked: None,
+            refreshed: None,
             closing: None,
             idempotent,
             bump_epoch: false,
@@ -374,7 +387,7 @@ impl FlushLoop {
     #[inline(always)]
     fn accept(&mut self, env: Envelope, clock: Clock) {
         let timestamp = env.timestamp.unwrap_or(clock.wall_ms);
-        let record = Accepted { env, timestamp, enqueued_at: clock.now, arrival: self.arrivals };
+        let record = Accepted { env, timestamp, enqueued_at: clock.now, arrival: self.arrivals, stale: None };
         self.arrivals += 1;
         // A topic with records still waiting for metadata queues behind them, whatever the
         // snapshot says now: records of one partition must reach the buffer in send order.
@@ -449,17 +462,28 @@ impl FlushLoop {
 
     /// Appends a record of the cached topic (see [`cache_topic`](Self::cache_topic)).
     #[inline(always)]
-    fn append(&mut self, record: Accepted, now: Instant) {
-        let Accepted { env, timestamp, enqueued_at, .. } = record;
+    fn append(&mut self, mut record: Accepted, now: Instant) {
         let count = self.topic_cache.as_ref().map_or(0, |c| c.count);
-        let partition = match env.partition {
-            Some(p) if !(0..count).contains(&p) => {
-                env.reply.send(Err(Error::new(
+        if let Some(p) = record.env.partition.filter(|p| !(0..count).contains(p)) {
+            let refreshed = record.stale.is_some_and(|g| self.refreshed.is_some_and(|r| r >= g));
+            if p < 0 || refreshed {
+                let after = if refreshed { " (after a metadata refresh)" } else { "" };
+                let topic = &record.env.topic;
+                record.env.reply.send(Err(Error::new(
                     ErrorKind::InvalidPartition,
-                    format!("topic {} has {count} partitions; partition {p} does not exist", env.topic),
+                    format!("topic {topic} has {count} partitions; partition {p} does not exist{after}"),
                 )));
                 return;
             }
+            // The topic may have grown since this snapshot: wait (in order, at most
+            // `max.block.ms`) for a refresh, as Kafka's `send` does.
+            let stale = *record.stale.get_or_insert(self.snapshot.generation);
+            self.refresh = Some(self.refresh.map_or(stale, |r| r.max(stale)));
+            self.waiting.entry(record.env.topic.clone()).or_default().push(record);
+            return;
+        }
+        let Accepted { env, timestamp, enqueued_at, .. } = record;
+        let partition = match env.partition {
             Some(p) => p,
             None => {
                 let available = match self.topic_cache.as_ref().and_then(|c| c.available.clone()) {
@@ -601,8 +625,17 @@ impl FlushLoop {
                 if !self.recovering.is_empty() {
                     self.resolve_streak += 1;
                 }
+                let asked = self.refresh_asked.take();
                 match result {
-                    Ok(snapshot) => self.on_snapshot(snapshot),
+                    Ok(snapshot) => {
+                        self.on_snapshot(snapshot);
+                        if let Some(g) = asked {
+                            // Records waiting for this refresh now go, or fail, even if the
+                            // snapshot reached the loop earlier through the cluster's updates.
+                            self.refreshed = Some(self.refreshed.map_or(g, |r| r.max(g)));
+                            self.drain_waiting();
+                        }
+                    }
                     Err(e) => tracing::debug!(error = %e, "metadata resolve failed; retrying after backoff"),
                 }
             }
@@ -855,9 +888,11 @@ impl FlushLoop {
         self.resolving = true;
         let mut topics: BTreeSet<String> = self.waiting.keys().map(|t| t.to_string()).collect();
         topics.extend(self.stalled.keys().map(|tp| tp.topic.to_string()));
+        let refreshed = self.refreshed;
+        self.refresh_asked = self.refresh.filter(|g| refreshed.is_none_or(|r| r < *g));
         let request = ResolveRequest {
             topics: topics.into_iter().collect(),
-            stale_generation: self.stalled.values().copied().max(),
+            stale_generation: self.stalled.values().copied().chain(self.refresh_asked).max(),
         };
         let resolver = self.resolver.clone();
         let events = self.events_tx.clone();
@@ -1005,6 +1040,14 @@ impl FlushLoop {
                 None | Some(ErrorCode::UnknownTopicOrPartition) => Error::new(
                     ErrorKind::UnknownTopic,
                     format!("topic {topic} not present in metadata after {} ms (max.block.ms)", block.as_millis()),
+                ),
+                // Usable: the records wait for a refresh naming their partition (or behind one).
+                Some(code) if code.is_ok() => Error::new(
+                    ErrorKind::DeliveryTimeout,
+                    format!(
+                        "topic {topic}: no metadata naming the partition after {} ms (max.block.ms)",
+                        block.as_millis()
+                    ),
                 ),
                 Some(code) => Error::new(
                     ErrorKind::DeliveryTimeout,
