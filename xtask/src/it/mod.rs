@@ -6,8 +6,10 @@
 //! over the three brokers (what each can do), `kafka_control.rs` Kafka's control API.
 
 mod cluster_basics;
+mod consume_support;
 pub(crate) mod java_client;
 mod kafka_auto_create;
+mod kafka_consume_incidents;
 mod kafka_control;
 mod kafka_faults;
 mod kafka_idempotent_stall;
@@ -16,6 +18,7 @@ mod kafka_interop_java;
 mod kafka_rf1_restart;
 mod kafka_soak;
 mod kafka_support;
+mod mock_consume_incidents;
 mod mock_incidents;
 mod mock_send_latency;
 mod support;
@@ -116,36 +119,47 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let mock = Arc::new(MockCluster::start(3)?);
         mock.start_tracking()?;
         println!("mock cluster at {}", mock.bootstrap());
+        // `--scenario NAME` runs only the mock scenario of that name.
+        let picked = |name: &str| scenario.as_deref().is_none_or(|s| s == name);
+        macro_rules! record_if {
+            ($name:expr, $t:expr, $r:expr $(,)?) => {{
+                if picked($name) {
+                    record($name, $t, $r);
+                }
+            }};
+        }
         let t = Instant::now();
-        record(
+        record_if!(
             "mock: bootstrap, KIP-511 fallback, versions, metadata, topics",
             t,
             none(rt.block_on(cluster_basics::mock_basics(&mock))),
         );
         let t = Instant::now();
-        record(
+        record_if!(
             "mock: 8 moved leaders resolve with exactly one Metadata request",
             t,
             none(rt.block_on(cluster_basics::mock_coalescing(&mock))),
         );
         let t = Instant::now();
-        record(
+        record_if!(
             "mock: a down leader fails fast without blocking other brokers",
             t,
             none(rt.block_on(cluster_basics::mock_broker_down(&mock))),
         );
         let t = Instant::now();
-        record(
+        record_if!(
             "producer/mock: 200k records through leader moves, a broker down and injected errors",
             t,
             none(rt.block_on(mock_incidents::leader_moves(&venv, &mock))),
         );
         let t = Instant::now();
-        record(
+        record_if!(
             "producer/mock: send stays fast while the flush is slow (rtt 500 ms)",
             t,
             none(rt.block_on(mock_send_latency::send_latency(&mock))),
         );
+        let t = Instant::now();
+        record_if!("mock/consume-incidents", t, rt.block_on(mock_consume_incidents::run(&mock)));
     }
     if wants(Only::Kafka) {
         let venv = Venv::ensure()?;
@@ -184,6 +198,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         kafka_scenario!("kafka/rf1-restart", kafka_rf1_restart::run);
         kafka_scenario!("kafka/idempotent-stall", kafka_idempotent_stall::run);
         kafka_scenario!("kafka/soak", kafka_soak::run);
+        kafka_scenario!("kafka/consume-incidents", kafka_consume_incidents::run);
     }
     println!("\n{passed} passed, {} failed", failed.len());
     if !failed.is_empty() {
