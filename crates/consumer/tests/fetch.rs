@@ -687,3 +687,37 @@ async fn a_malformed_list_offsets_response_is_an_error_retried_at_backoff_pace()
     }
     assert_eq!(values(&got, 0), expected(0, 0..2));
 }
+
+/// A dead broker that metadata still names leader (as Kafka does until the controller fences it)
+/// costs Metadata requests at the backoff pace, not at the pace connection attempts fail; the
+/// partitions it does not lead keep yielding meanwhile, and its own resume exactly where they
+/// stopped once it is back.
+#[tokio::test(start_paused = true)]
+async fn a_dead_leader_still_in_metadata_is_re_resolved_at_the_backoff_pace() {
+    let fake = Arc::new(Fake::new(2, 2));
+    fake.append(0, 3);
+    fake.append(1, 3);
+    let mut consumer = fake.consumer(fake.config()).await;
+    consumer.assign([(tp(0), Offset::Earliest), (tp(1), Offset::Earliest)]);
+    let mut records = read(&mut consumer, 6).await;
+    let metadata_before = consumer.cluster().metadata_requests();
+    // Broker 2 leads partition 1; it goes away but stays leader in metadata for 3 s.
+    fake.cluster.set_down(2, true);
+    let started = tokio::time::Instant::now();
+    let mut appended = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        fake.append(0, 1);
+        appended += 1;
+        records.extend(read(&mut consumer, 1).await);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let during = consumer.cluster().metadata_requests() - metadata_before;
+    // retry.backoff.ms 100 doubling to retry.backoff.max.ms 1000: requests at about 0, 0.1, 0.3,
+    // 0.7, 1.5, 2.5 s.
+    assert!((1..=7).contains(&during), "{during} Metadata requests in 3 s with a dead leader");
+    fake.cluster.set_down(2, false);
+    fake.append(1, 2);
+    records.extend(read(&mut consumer, 2).await);
+    assert_eq!(values(&records, 0), expected(0, 0..3 + appended));
+    assert_eq!(values(&records, 1), expected(1, 0..5));
+}
