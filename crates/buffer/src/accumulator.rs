@@ -830,6 +830,11 @@ impl<T> Accumulator<T> {
         self.queues.iter().filter(|q| q.open.is_some() || !q.sealed.is_empty()).map(|q| &q.tp)
     }
 
+    /// Whether `tp` holds nothing: no batch buffered and none in flight.
+    pub fn is_drained(&self, tp: &TopicPartition) -> bool {
+        self.existing(tp).is_none_or(|q| q.open.is_none() && q.sealed.is_empty() && q.in_flight == 0)
+    }
+
     /// Records buffered (open or sealed; not in flight).
     pub fn buffered_records(&self) -> usize {
         self.records

@@ -19,6 +19,7 @@ impl FlushLoop {
                 self.bump_epoch = true;
             }
             Self::fail_records(records, &error());
+            self.forget_if_drained(&tp);
         }
         // A record waits for its topic's metadata at most `max.block.ms` (and never past its
         // delivery timeout), as Kafka's `send` does.

@@ -22,6 +22,7 @@ mod intake;
 mod lifecycle;
 mod outcome;
 mod recovery;
+mod retry_timers;
 
 use crate::command::{Command, Envelope};
 use crate::config::ProducerConfig;
@@ -34,6 +35,7 @@ use crate::stats::Stats;
 use crate::time::{CLOCK_EVERY, Clock, add, now, sleep_until};
 use krab_buffer::{Accumulator, AccumulatorConfig, MemoryPool, ProducerBatch, QueueId, TopicPartition};
 use krab_cluster::{BoxResolver, Cluster, ClusterSnapshot, ResolveError};
+use retry_timers::RetryTimers;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -90,6 +92,10 @@ struct Job {
     batches: Vec<ProducerBatch<DeliverySender>>,
 }
 
+/// How often a partition's batches may meet UNKNOWN_TOPIC_OR_PARTITION on Produce (metadata
+/// lagging a topic's creation) before they fail with it (or the delivery timeout, if sooner).
+const UNKNOWN_PARTITION_ROUNDS: u32 = 5;
+
 pub(crate) struct FlushLoop {
     config: ProducerConfig,
     cluster: Cluster,
@@ -121,8 +127,11 @@ pub(crate) struct FlushLoop {
     resolve_streak: u32,
     resolving: bool,
     resolve_after: Option<Instant>,
-    retry_at: HashMap<TopicPartition, Instant>,
+    retry_at: RetryTimers,
     out_of_order: HashMap<TopicPartition, u32>,
+    /// Per partition, UNKNOWN_TOPIC_OR_PARTITION answers to Produce since its last
+    /// acknowledgement: bounded by [`UNKNOWN_PARTITION_ROUNDS`].
+    unknown_rounds: HashMap<TopicPartition, u32>,
     available: HashMap<Arc<str>, Arc<[i32]>>,
     /// [`TopicCache::filled`] of the topics not cached now.
     filled: HashMap<Arc<str>, Vec<usize>>,
@@ -211,8 +220,9 @@ impl FlushLoop {
             resolve_streak: 0,
             resolving: false,
             resolve_after: None,
-            retry_at: HashMap::new(),
+            retry_at: RetryTimers::default(),
             out_of_order: HashMap::new(),
+            unknown_rounds: HashMap::new(),
             available: HashMap::new(),
             filled: HashMap::new(),
             topic_cache: None,
@@ -268,6 +278,7 @@ impl FlushLoop {
                 self.expire(now);
                 self.next_expiry = now + Duration::from_millis(100);
             }
+            self.retry_at.prune(now);
             self.maybe_bump_epoch();
             self.dispatch(now);
             self.maybe_resolve(now);
@@ -292,7 +303,7 @@ impl FlushLoop {
                 wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
             }
         };
-        consider(self.retry_at.values().copied().filter(|t| *t > now).min());
+        consider(self.retry_at.next_after(now));
         consider(Some(self.next_expiry));
         consider(self.closing.as_ref().map(|(d, _)| *d));
         if !self.resolving && self.wants_resolve() {
@@ -372,13 +383,8 @@ impl FlushLoop {
 }
 
 /// The leader to send a partition's batches to, unless it is backing off after an error.
-fn leader(
-    snapshot: &ClusterSnapshot,
-    retry_at: &HashMap<TopicPartition, Instant>,
-    now: Instant,
-    tp: &TopicPartition,
-) -> Option<i32> {
-    if retry_at.get(tp).is_some_and(|t| now < *t) {
+fn leader(snapshot: &ClusterSnapshot, retry_at: &RetryTimers, now: Instant, tp: &TopicPartition) -> Option<i32> {
+    if retry_at.blocks(tp, now) {
         return None;
     }
     snapshot.partition(&tp.topic, tp.partition)?.leader

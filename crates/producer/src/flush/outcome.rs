@@ -67,9 +67,8 @@ impl FlushLoop {
                 let error = Error::from(e);
                 for batch in job.batches {
                     match recovery {
-                        Recovery::Reresolve | Recovery::ReresolveBounded => {
-                            self.reresolve(batch, job.generation, now, error.clone())
-                        }
+                        Recovery::Reresolve => self.reresolve(batch, job.generation, now, error.clone()),
+                        Recovery::ReresolveBounded => self.reresolve_bounded(batch, job.generation, now, error.clone()),
                         Recovery::Retry => self.retry(batch, now, error.clone()),
                         Recovery::Fail => self.fail_batch(batch, error.clone()),
                     }
@@ -106,9 +105,13 @@ impl FlushLoop {
                 self.retry(batch, now, cause);
             }
             code => match classify_code(code) {
-                Recovery::Reresolve | Recovery::ReresolveBounded => {
+                Recovery::Reresolve => {
                     let cause = broker_error(&batch.tp, code);
                     self.reresolve(batch, routed_with, now, cause)
+                }
+                Recovery::ReresolveBounded => {
+                    let cause = broker_error(&batch.tp, code);
+                    self.reresolve_bounded(batch, routed_with, now, cause)
                 }
                 Recovery::Retry => {
                     let cause = broker_error(&batch.tp, code);
@@ -129,6 +132,7 @@ impl FlushLoop {
             self.resolve_streak = 0;
         }
         self.out_of_order.remove(&batch.tp);
+        self.unknown_rounds.remove(&batch.tp);
         self.stats.acked(&batch.tp, batch.records.len() as u64);
         let topic = batch.tp.topic.clone();
         let mut records = batch.records;
@@ -164,7 +168,9 @@ impl FlushLoop {
             // Its sequence numbers were used: later batches would be out of order.
             self.bump_epoch = true;
         }
+        let tp = batch.tp.clone();
         Self::fail_records(batch.records, &error);
+        self.forget_if_drained(&tp);
     }
 
     /// Fails `batch` if its oldest record is past the delivery timeout, or if it used up its

@@ -2,7 +2,7 @@
 //! epoch bump.
 
 use super::idempotence::init_producer_id;
-use super::{Event, FlushLoop};
+use super::{Event, FlushLoop, UNKNOWN_PARTITION_ROUNDS};
 use crate::error::{Error, ErrorKind};
 use crate::record::DeliverySender;
 use crate::time::add;
@@ -18,8 +18,42 @@ impl FlushLoop {
         let Some(batch) = self.unless_timed_out(batch, now, cause) else { return };
         let backoff =
             self.config.retry_backoff.saturating_mul(1 << batch.attempts.min(10)).min(self.config.retry_backoff_max);
-        self.retry_at.insert(batch.tp.clone(), add(now, backoff));
+        self.retry_at.set(batch.tp.clone(), add(now, backoff));
         self.acc.requeue(batch);
+    }
+
+    /// UNKNOWN_TOPIC_OR_PARTITION on produce: metadata may lag the topic's creation, so
+    /// re-resolve, but only [`UNKNOWN_PARTITION_ROUNDS`] times in a row for the partition; then
+    /// the batch fails with that error.
+    pub(super) fn reresolve_bounded(
+        &mut self,
+        batch: ProducerBatch<DeliverySender>,
+        routed_with: u64,
+        now: Instant,
+        cause: Error,
+    ) {
+        let rounds = self.unknown_rounds.entry(batch.tp.clone()).or_default();
+        *rounds += 1;
+        if *rounds >= UNKNOWN_PARTITION_ROUNDS {
+            self.unknown_rounds.remove(&batch.tp);
+            self.fail_batch(batch, cause);
+            return;
+        }
+        self.reresolve(batch, routed_with, now, cause);
+    }
+
+    /// A partition that holds nothing any more (its batches delivered, failed or expired) stops
+    /// counting as recovering and loses its retry timer and counters.
+    pub(super) fn forget_if_drained(&mut self, tp: &TopicPartition) {
+        if !self.acc.is_drained(tp) {
+            return;
+        }
+        if self.recovering.remove(tp) && self.recovering.is_empty() {
+            self.resolve_streak = 0;
+        }
+        self.retry_at.forget(tp);
+        self.out_of_order.remove(tp);
+        self.unknown_rounds.remove(tp);
     }
 
     /// A rebalancing error on a batch routed with snapshot `routed_with`: stall this partition
