@@ -10,7 +10,7 @@ use std::time::Instant;
 
 impl FlushLoop {
     pub(super) fn dispatch(&mut self, now: Instant) {
-        if self.bumping || self.bump_epoch {
+        if self.bump_epoch {
             return;
         }
         loop {

@@ -15,6 +15,10 @@ use std::time::Instant;
 impl FlushLoop {
     #[inline(always)]
     pub(super) fn accept(&mut self, env: Envelope, clock: Clock) {
+        if let Some(fatal) = self.ids.fatal() {
+            env.reply.send(Err(fatal.clone()));
+            return;
+        }
         let timestamp = env.timestamp.unwrap_or(clock.wall_ms);
         let record = Accepted { env, timestamp, enqueued_at: clock.now, arrival: self.arrivals, stale: None };
         self.arrivals += 1;

@@ -26,7 +26,7 @@ mod retry_timers;
 
 use crate::command::{Command, Envelope};
 use crate::config::ProducerConfig;
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::inbox::Inbox;
 use crate::partitioner::{Partitioner, Placement};
 use crate::record::DeliverySender;
@@ -148,8 +148,10 @@ pub(crate) struct FlushLoop {
     refreshed: Option<u64>,
     closing: Option<(Instant, oneshot::Sender<usize>)>,
     idempotent: bool,
+    /// A bump is wanted (a gap in some partition's sequence numbers).
     bump_epoch: bool,
-    bumping: bool,
+    /// Asking the cluster for a new producer id (the epoch is used up).
+    ids: idempotence::ProducerIds,
     next_expiry: Instant,
     stats: Arc<Stats>,
 }
@@ -196,7 +198,9 @@ impl FlushLoop {
             acks: config.acks.as_i16(),
             timeout_ms: i32::try_from(config.request_timeout.as_millis()).unwrap_or(i32::MAX),
         };
+        let ids = idempotence::ProducerIds::new(&config);
         Ok(FlushLoop {
+            ids,
             snapshot: cluster.snapshot(),
             changes: cluster.subscribe(),
             config,
@@ -234,7 +238,6 @@ impl FlushLoop {
             closing: None,
             idempotent,
             bump_epoch: false,
-            bumping: false,
             next_expiry: now(),
             stats,
         })
@@ -279,7 +282,7 @@ impl FlushLoop {
                 self.next_expiry = now + Duration::from_millis(100);
             }
             self.retry_at.prune(now);
-            self.maybe_bump_epoch();
+            self.maybe_bump_epoch(now);
             self.dispatch(now);
             self.maybe_resolve(now);
             self.check_flushes();
@@ -297,7 +300,7 @@ impl FlushLoop {
         let snapshot = &self.snapshot;
         let retry_at = &self.retry_at;
         let mut wake =
-            if self.bumping { None } else { self.acc.next_ready_at(now, |tp| leader(snapshot, retry_at, now, tp)) };
+            if self.bump_epoch { None } else { self.acc.next_ready_at(now, |tp| leader(snapshot, retry_at, now, tp)) };
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
@@ -305,6 +308,9 @@ impl FlushLoop {
         };
         consider(self.retry_at.next_after(now));
         consider(Some(self.next_expiry));
+        if self.bump_epoch {
+            consider(self.ids.wake_at());
+        }
         consider(self.closing.as_ref().map(|(d, _)| *d));
         if !self.resolving && self.wants_resolve() {
             consider(Some(self.resolve_after.unwrap_or(now)));
@@ -360,24 +366,14 @@ impl FlushLoop {
                     Err(e) => tracing::debug!(error = %e, "metadata resolve failed; retrying after backoff"),
                 }
             }
-            Event::ProducerId(result) => {
-                self.bumping = false;
-                match result.and_then(|(pid, epoch)| {
-                    self.acc
-                        .reset_sequences(pid, epoch)
-                        .map(|()| (pid, epoch))
-                        .map_err(|e| Error::with_source(ErrorKind::Encode, "restamping batches failed", e))
-                }) {
-                    Ok((pid, epoch)) => {
-                        tracing::info!(producer_id = pid, epoch, "producer epoch bumped");
-                        self.out_of_order.clear();
-                    }
-                    Err(e) => {
-                        tracing::warn!(error = %e, "epoch bump failed; retrying");
-                        self.bump_epoch = true;
+            Event::ProducerId(result) => match self.ids.answered(result, now(), &self.config) {
+                Some(id) => self.restamp(id),
+                None => {
+                    if let Some(fatal) = self.ids.fatal().cloned() {
+                        self.fail_everything(&fatal);
                     }
                 }
-            }
+            },
         }
     }
 }
