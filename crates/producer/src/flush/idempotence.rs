@@ -11,9 +11,46 @@ use krab_protocol::error_code::ErrorCode;
 use krab_protocol::messages::InitProducerIdRequest;
 use std::time::{Duration, Instant};
 
-/// A batch hitting OUT_OF_ORDER_SEQUENCE_NUMBER this often with nothing before it in flight
-/// means the broker lost track of the producer's sequence: bump the epoch.
+/// A batch hitting OUT_OF_ORDER_SEQUENCE_NUMBER this often while it is the partition's next
+/// sequence (right after the last acknowledged one) with nothing before it in flight means the
+/// broker lost track of the producer's sequence: bump the epoch.
 pub(super) const OUT_OF_ORDER_LIMIT: u32 = 3;
+
+/// `seq + count`, wrapping from i32::MAX to 0 as Kafka's sequence numbers do.
+pub(super) fn sequence_after(seq: i32, count: usize) -> i32 {
+    ((i64::from(seq) + count as i64) % (i64::from(i32::MAX) + 1)) as i32
+}
+
+/// One partition's sequence bookkeeping under its current producer id and epoch.
+#[derive(Debug, Default)]
+pub(super) struct PartitionSequences {
+    /// The sequence the broker expects next: right after the last acknowledged batch.
+    next_expected: i32,
+    /// OUT_OF_ORDER_SEQUENCE_NUMBER answers to the partition's next sequence, in a row.
+    out_of_order: u32,
+}
+
+impl PartitionSequences {
+    /// A batch starting at `base` with `count` records was acknowledged.
+    pub(super) fn acked(&mut self, base: i32, count: usize) {
+        if base >= 0 {
+            self.next_expected = sequence_after(base, count);
+        }
+        self.out_of_order = 0;
+    }
+
+    /// A batch starting at `base` was answered OUT_OF_ORDER_SEQUENCE_NUMBER with nothing older
+    /// of the partition in flight (`older_in_flight` false). Only the partition's next sequence
+    /// counts: a batch behind it is the cascade of an earlier failure, and just goes again in
+    /// order. True when the limit is reached: the broker lost the producer's state.
+    pub(super) fn out_of_order(&mut self, base: i32, older_in_flight: bool) -> bool {
+        if older_in_flight || base != self.next_expected {
+            return false;
+        }
+        self.out_of_order += 1;
+        self.out_of_order >= OUT_OF_ORDER_LIMIT
+    }
+}
 
 /// The epoch after `current`'s, if it is not used up (then only a new producer id will do).
 pub(super) fn next_epoch((producer_id, epoch): (i64, i16)) -> Option<(i64, i16)> {
@@ -138,4 +175,32 @@ pub(super) async fn init_producer_id(
         return Err(Error::new(ErrorKind::Broker(code), format!("InitProducerId failed: {code}")));
     }
     Ok(Some((response.producer_id, response.producer_epoch)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_next_sequence_counts_towards_the_out_of_order_limit() {
+        let mut p = PartitionSequences::default();
+        p.acked(0, 3); // the broker expects 3 next
+        for _ in 0..10 {
+            assert!(!p.out_of_order(5, false), "behind a failed batch: the cascade");
+            assert!(!p.out_of_order(3, true), "an older batch is still in flight");
+        }
+        assert!(!p.out_of_order(3, false));
+        assert!(!p.out_of_order(3, false));
+        assert!(p.out_of_order(3, false), "the third time in a row");
+        p.acked(3, 1);
+        assert!(!p.out_of_order(4, false), "an acknowledgement resets the count");
+    }
+
+    #[test]
+    fn sequences_wrap_and_epochs_run_out() {
+        assert_eq!(sequence_after(i32::MAX, 1), 0);
+        assert_eq!(sequence_after(i32::MAX - 1, 3), 1);
+        assert_eq!(next_epoch((7, 0)), Some((7, 1)));
+        assert_eq!(next_epoch((7, i16::MAX)), None);
+    }
 }

@@ -128,7 +128,8 @@ pub(crate) struct FlushLoop {
     resolving: bool,
     resolve_after: Option<Instant>,
     retry_at: RetryTimers,
-    out_of_order: HashMap<TopicPartition, u32>,
+    /// Sequence bookkeeping of the partitions with idempotence.
+    sequences: HashMap<TopicPartition, idempotence::PartitionSequences>,
     /// Per partition, UNKNOWN_TOPIC_OR_PARTITION answers to Produce since its last
     /// acknowledgement: bounded by [`UNKNOWN_PARTITION_ROUNDS`].
     unknown_rounds: HashMap<TopicPartition, u32>,
@@ -225,7 +226,7 @@ impl FlushLoop {
             resolving: false,
             resolve_after: None,
             retry_at: RetryTimers::default(),
-            out_of_order: HashMap::new(),
+            sequences: HashMap::new(),
             unknown_rounds: HashMap::new(),
             available: HashMap::new(),
             filled: HashMap::new(),

@@ -2,7 +2,6 @@
 //! re-resolve, fail).
 
 use super::FlushLoop;
-use super::idempotence::OUT_OF_ORDER_LIMIT;
 use crate::error::{Error, ErrorKind};
 use crate::record::{DeliverySender, RecordMetadata};
 use crate::sender::JobOutcome;
@@ -91,9 +90,9 @@ impl FlushLoop {
             // A retry of a batch the broker had already written: it is in the log once.
             ErrorCode::DuplicateSequenceNumber => self.succeed(batch, base_offset, append_time),
             ErrorCode::OutOfOrderSequenceNumber if self.idempotent => {
-                let n = self.out_of_order.entry(batch.tp.clone()).or_default();
-                *n += 1;
-                if *n >= OUT_OF_ORDER_LIMIT {
+                let (tp, id) = (&batch.tp, batch.id);
+                let older_in_flight = self.jobs.values().flat_map(|j| &j.batches).any(|b| b.tp == *tp && b.id < id);
+                if self.sequences.entry(tp.clone()).or_default().out_of_order(batch.base_sequence, older_in_flight) {
                     self.bump_epoch = true;
                 }
                 let cause = broker_error(&batch.tp, code);
@@ -131,7 +130,7 @@ impl FlushLoop {
         if self.recovering.remove(&batch.tp) && self.recovering.is_empty() {
             self.resolve_streak = 0;
         }
-        self.out_of_order.remove(&batch.tp);
+        self.sequences.entry(batch.tp.clone()).or_default().acked(batch.base_sequence, batch.records.len());
         self.unknown_rounds.remove(&batch.tp);
         self.stats.acked(&batch.tp, batch.records.len() as u64);
         let topic = batch.tp.topic.clone();

@@ -52,7 +52,6 @@ impl FlushLoop {
             self.resolve_streak = 0;
         }
         self.retry_at.forget(tp);
-        self.out_of_order.remove(tp);
         self.unknown_rounds.remove(tp);
     }
 
@@ -194,7 +193,7 @@ impl FlushLoop {
         match self.acc.reset_sequences(pid, epoch) {
             Ok(()) => {
                 tracing::info!(producer_id = pid, epoch, "producer epoch bumped");
-                self.out_of_order.clear();
+                self.sequences.clear();
             }
             Err(e) => {
                 // Bytes the accumulator encoded itself could not be read back: a bug. The
