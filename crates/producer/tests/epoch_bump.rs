@@ -74,7 +74,8 @@ async fn a_failing_init_producer_id_is_asked_again_after_backoff() {
     h.fake.script_produce("t", 0, [ProduceStep::Error(10)]);
     settle(h.send("t", Some(0), "too-large").await, Duration::from_secs(5)).await.expect_err("refused");
     let before = h.fake.requests(ApiKey::InitProducerId);
-    let later = h.send("t", Some(1), "later").await;
+    // Only t-0 needs the new id; it waits for it.
+    let later = h.send("t", Some(0), "later").await;
     tokio::time::sleep(Duration::from_secs(4)).await;
     let asked = h.fake.requests(ApiKey::InitProducerId) - before;
     // 100 + 200 + 400 + 800 + 1000 + 1000 ms: about 6 in 4 s.
@@ -82,7 +83,7 @@ async fn a_failing_init_producer_id_is_asked_again_after_backoff() {
     assert!((3..=8).contains(&asked), "{asked} InitProducerId requests in 4 s");
     code.store(0, Ordering::SeqCst);
     settle(later, Duration::from_secs(5)).await.expect("delivered under the new producer id");
-    assert_eq!(stamps(&h, "t", 1), vec![(6000, 0, 0)]);
+    assert_eq!(stamps(&h, "t", 0), vec![(5000, i16::MAX, 0), (6000, 0, 0)]);
 }
 
 /// A non-retriable InitProducerId answer (CLUSTER_AUTHORIZATION_FAILED) is fatal: the records
@@ -97,7 +98,7 @@ async fn a_fatal_init_producer_id_answer_fails_records_with_its_code() {
     h.fake.script_produce("t", 0, [ProduceStep::Error(10)]);
     settle(h.send("t", Some(0), "too-large").await, Duration::from_secs(5)).await.expect_err("refused");
     // Sent while the new producer id is being asked for (the answer takes 1 ms).
-    let buffered = h.send("t", Some(1), "buffered").await;
+    let buffered = h.send("t", Some(0), "buffered").await;
     let e = settle(buffered, Duration::from_secs(10)).await.expect_err("fails");
     assert_eq!(e.kind(), ErrorKind::Broker(ErrorCode::ClusterAuthorizationFailed), "{e}");
     tokio::time::sleep(Duration::from_secs(1)).await;

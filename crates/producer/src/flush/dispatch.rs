@@ -10,13 +10,11 @@ use std::time::Instant;
 
 impl FlushLoop {
     pub(super) fn dispatch(&mut self, now: Instant) {
-        if self.bump_epoch {
-            return;
-        }
         loop {
             let snapshot = &self.snapshot;
             let retry_at = &self.retry_at;
-            let drained = self.acc.drain(now, |tp| leader(snapshot, retry_at, now, tp));
+            let held = &self.held;
+            let drained = self.acc.drain(now, |tp| leader(snapshot, retry_at, held, now, tp));
             if drained.is_empty() {
                 return;
             }
@@ -61,6 +59,8 @@ impl FlushLoop {
                         ErrorKind::Cluster,
                         format!("{}: the sender task of broker {broker} stopped", batch.tp),
                     );
+                    // Its request may have been written.
+                    self.sequences_of(&batch.tp, |s| s.may_be_written(batch.id));
                     self.fail_batch(batch, error);
                 }
             }

@@ -9,6 +9,7 @@ use crate::error::{Error, ErrorKind};
 use krab_cluster::Cluster;
 use krab_protocol::error_code::ErrorCode;
 use krab_protocol::messages::InitProducerIdRequest;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// A batch hitting OUT_OF_ORDER_SEQUENCE_NUMBER this often while it is the partition's next
@@ -21,34 +22,107 @@ pub(super) fn sequence_after(seq: i32, count: usize) -> i32 {
     ((i64::from(seq) + count as i64) % (i64::from(i32::MAX) + 1)) as i32
 }
 
-/// One partition's sequence bookkeeping under its current producer id and epoch.
+/// One partition's sequence bookkeeping under its current producer id and epoch, and what it
+/// takes to move it to a new epoch without writing anything twice.
+///
+/// A batch is *of unknown outcome* once an attempt may have been written without an answer
+/// saying so (the request timed out, the connection was lost after the write,
+/// REQUEST_TIMED_OUT, NOT_ENOUGH_REPLICAS_AFTER_APPEND). Such a batch is never numbered again:
+/// it is retried with its first stamp until the broker settles it (acknowledged, or a
+/// duplicate; OUT_OF_ORDER_SEQUENCE_NUMBER says it was not written, since at most 5 batches
+/// are in flight and the broker remembers 5), or it fails. A batch that fails while of unknown
+/// outcome is *unresolved*: a later batch of the partition being acknowledged proves it was
+/// written (no gap); if none is, once nothing of the partition is in flight or of unknown
+/// outcome, it was not (a gap). A *gap* (a sequence used by a batch that will never be written)
+/// is closed by moving this partition, alone, to a new epoch, and only when nothing of it is in
+/// flight or of unknown outcome: every batch then numbered again is known not to be in the log.
 #[derive(Debug, Default)]
 pub(super) struct PartitionSequences {
     /// The sequence the broker expects next: right after the last acknowledged batch.
     next_expected: i32,
+    /// The newest batch acknowledged.
+    last_acked: Option<u64>,
     /// OUT_OF_ORDER_SEQUENCE_NUMBER answers to the partition's next sequence, in a row.
     out_of_order: u32,
+    /// Batches of unknown outcome, by batch id.
+    unknown: BTreeSet<u64>,
+    /// Batches that failed while of unknown outcome, by batch id.
+    unresolved: BTreeSet<u64>,
+    /// A sequence number was used by a batch that will never be written.
+    gap: bool,
 }
 
 impl PartitionSequences {
-    /// A batch starting at `base` with `count` records was acknowledged.
-    pub(super) fn acked(&mut self, base: i32, count: usize) {
+    /// An attempt of batch `id` may have been written, with no answer saying so.
+    pub(super) fn may_be_written(&mut self, id: u64) {
+        self.unknown.insert(id);
+    }
+
+    /// A batch starting at `base` with `count` records was acknowledged (or was a duplicate).
+    /// Batches older than it that failed unresolved were written, then.
+    pub(super) fn acked(&mut self, id: u64, base: i32, count: usize) {
         if base >= 0 {
             self.next_expected = sequence_after(base, count);
         }
         self.out_of_order = 0;
+        self.unknown.remove(&id);
+        self.unresolved.retain(|u| *u > id);
+        self.last_acked = Some(self.last_acked.map_or(id, |l| l.max(id)));
     }
 
-    /// A batch starting at `base` was answered OUT_OF_ORDER_SEQUENCE_NUMBER with nothing older
-    /// of the partition in flight (`older_in_flight` false). Only the partition's next sequence
-    /// counts: a batch behind it is the cascade of an earlier failure, and just goes again in
-    /// order. True when the limit is reached: the broker lost the producer's state.
-    pub(super) fn out_of_order(&mut self, base: i32, older_in_flight: bool) -> bool {
+    /// Batch `id` starting at `base` was answered OUT_OF_ORDER_SEQUENCE_NUMBER with nothing older
+    /// of the partition in flight (`older_in_flight` false): it was not written. Only the
+    /// partition's next sequence counts towards the limit: a batch behind it is the cascade of
+    /// an earlier failure, and just goes again in order. At the limit the broker has lost the
+    /// producer's state: a gap.
+    pub(super) fn out_of_order(&mut self, id: u64, base: i32, older_in_flight: bool) {
+        self.unknown.remove(&id);
         if older_in_flight || base != self.next_expected {
-            return false;
+            return;
         }
         self.out_of_order += 1;
-        self.out_of_order >= OUT_OF_ORDER_LIMIT
+        if self.out_of_order >= OUT_OF_ORDER_LIMIT {
+            self.gap = true;
+        }
+    }
+
+    /// The broker no longer knows the producer id or epoch for this partition
+    /// (UNKNOWN_PRODUCER_ID, INVALID_PRODUCER_EPOCH): batch `id` was not written, and the
+    /// partition needs a new epoch.
+    pub(super) fn lost_state(&mut self, id: u64) {
+        self.unknown.remove(&id);
+        self.gap = true;
+    }
+
+    /// Batch `id` (numbered from `base`, -1: never numbered) failed for good.
+    pub(super) fn failed(&mut self, id: u64, base: i32) {
+        if base < 0 {
+            return; // never numbered: no sequence used
+        }
+        if self.unknown.remove(&id) {
+            if self.last_acked.is_none_or(|l| l < id) {
+                self.unresolved.insert(id);
+            }
+            // else: a later batch was acknowledged, so this one was written.
+        } else {
+            self.gap = true;
+        }
+    }
+
+    /// Whether the partition waits for a new epoch: a gap, or failures not resolved yet.
+    pub(super) fn wants_bump(&self) -> bool {
+        self.gap || !self.unresolved.is_empty()
+    }
+
+    /// With nothing of the partition in flight: whether to move it to a new epoch now. Failed
+    /// batches still unresolved were not written (nothing later was acknowledged).
+    pub(super) fn bump_now(&self) -> bool {
+        self.wants_bump() && self.unknown.is_empty()
+    }
+
+    /// The partition moved to a new epoch: sequences start again at 0.
+    pub(super) fn bumped(&mut self) {
+        *self = Self::default();
     }
 }
 
@@ -184,16 +258,54 @@ mod tests {
     #[test]
     fn only_the_next_sequence_counts_towards_the_out_of_order_limit() {
         let mut p = PartitionSequences::default();
-        p.acked(0, 3); // the broker expects 3 next
-        for _ in 0..10 {
-            assert!(!p.out_of_order(5, false), "behind a failed batch: the cascade");
-            assert!(!p.out_of_order(3, true), "an older batch is still in flight");
+        p.acked(1, 0, 3); // the broker expects 3 next
+        for id in 0..10 {
+            p.out_of_order(10 + id, 5, false); // behind a failed batch: the cascade
+            p.out_of_order(10 + id, 3, true); // an older batch is still in flight
         }
-        assert!(!p.out_of_order(3, false));
-        assert!(!p.out_of_order(3, false));
-        assert!(p.out_of_order(3, false), "the third time in a row");
-        p.acked(3, 1);
-        assert!(!p.out_of_order(4, false), "an acknowledgement resets the count");
+        assert!(!p.wants_bump());
+        p.out_of_order(2, 3, false);
+        p.out_of_order(2, 3, false);
+        assert!(!p.wants_bump());
+        p.out_of_order(2, 3, false);
+        assert!(p.bump_now(), "the third time in a row");
+        p.bumped();
+        assert!(!p.wants_bump());
+    }
+
+    #[test]
+    fn a_failed_batch_of_unknown_outcome_is_resolved_before_any_bump() {
+        // b1 and b2 may be in the log; b1 fails (delivery timeout).
+        let mut p = PartitionSequences::default();
+        p.may_be_written(1);
+        p.may_be_written(2);
+        p.failed(1, 0);
+        assert!(p.wants_bump() && !p.bump_now(), "b2 is of unknown outcome: no bump yet");
+        // b2's retry is a duplicate: b1 was written too.
+        p.acked(2, 1, 1);
+        assert!(!p.wants_bump());
+
+        // This time b2's retry is out of order: neither was written.
+        let mut p = PartitionSequences::default();
+        p.may_be_written(1);
+        p.may_be_written(2);
+        p.failed(1, 0);
+        p.out_of_order(2, 1, false);
+        assert!(p.bump_now());
+
+        // A batch known not written (a fatal code) leaves a gap at once; one never numbered none.
+        let mut p = PartitionSequences::default();
+        p.failed(3, -1);
+        assert!(!p.wants_bump());
+        p.failed(4, 0);
+        assert!(p.bump_now());
+
+        // A batch failing after a later one was acknowledged was written.
+        let mut p = PartitionSequences::default();
+        p.may_be_written(1);
+        p.acked(2, 1, 1);
+        p.failed(1, 0);
+        assert!(!p.wants_bump());
     }
 
     #[test]

@@ -13,11 +13,10 @@ impl FlushLoop {
         self.stall_leaderless();
         let timeout = self.config.effective_delivery_timeout();
         let error = || Error::new(ErrorKind::DeliveryTimeout, "not delivered within delivery.timeout.ms");
-        for FailedBatch { tp, records, was_sent, .. } in self.acc.expire(now) {
+        for FailedBatch { tp, id, records, base_sequence, .. } in self.acc.expire(now) {
             self.stats.failed(&tp, records.len() as u64);
-            if was_sent && self.idempotent {
-                self.bump_epoch = true;
-            }
+            // A sent batch expiring: a gap, unless it may have been written (then resolved).
+            self.sequences_of(&tp, |s| s.failed(id, base_sequence));
             Self::fail_records(records, &error());
             self.forget_if_drained(&tp);
         }

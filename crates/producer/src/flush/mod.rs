@@ -12,11 +12,12 @@
 //! resume, and their batches go to the new leader in order.
 //!
 //! Layout: this file holds the loop's state and its main loop; each child module adds the
-//! methods of one job (`intake`, `dispatch`, `outcome`, `recovery`, `lifecycle`), and
+//! methods of one job (`intake`, `dispatch`, `outcome`, `recovery`, `epochs`, `lifecycle`), and
 //! `idempotence` is a leaf they and this file use. Children name this file's types; this file
 //! names nothing of theirs but that leaf, so no two files import each other.
 
 mod dispatch;
+mod epochs;
 mod idempotence;
 mod intake;
 mod lifecycle;
@@ -36,7 +37,7 @@ use crate::time::{CLOCK_EVERY, Clock, add, now, sleep_until};
 use krab_buffer::{Accumulator, AccumulatorConfig, MemoryPool, ProducerBatch, QueueId, TopicPartition};
 use krab_cluster::{BoxResolver, Cluster, ClusterSnapshot, ResolveError};
 use retry_timers::RetryTimers;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -149,8 +150,13 @@ pub(crate) struct FlushLoop {
     refreshed: Option<u64>,
     closing: Option<(Instant, oneshot::Sender<usize>)>,
     idempotent: bool,
-    /// A bump is wanted (a gap in some partition's sequence numbers).
-    bump_epoch: bool,
+    /// Partitions waiting to move to a new epoch (see `idempotence::PartitionSequences`).
+    bumps: HashSet<TopicPartition>,
+    /// Of those, the ones with no batch of unknown outcome left: they send nothing until they
+    /// have moved (new batches would only be numbered into the gap).
+    held: HashSet<TopicPartition>,
+    /// A partition's epochs are used up: a new producer id is wanted.
+    need_id: bool,
     /// Asking the cluster for a new producer id (the epoch is used up).
     ids: idempotence::ProducerIds,
     next_expiry: Instant,
@@ -238,7 +244,9 @@ impl FlushLoop {
             refreshed: None,
             closing: None,
             idempotent,
-            bump_epoch: false,
+            bumps: HashSet::new(),
+            held: HashSet::new(),
+            need_id: false,
             next_expiry: now(),
             stats,
         })
@@ -283,7 +291,7 @@ impl FlushLoop {
                 self.next_expiry = now + Duration::from_millis(100);
             }
             self.retry_at.prune(now);
-            self.maybe_bump_epoch(now);
+            self.maybe_bump_epochs(now);
             self.dispatch(now);
             self.maybe_resolve(now);
             self.check_flushes();
@@ -300,8 +308,8 @@ impl FlushLoop {
     fn next_wake(&self, now: Instant) -> Option<Instant> {
         let snapshot = &self.snapshot;
         let retry_at = &self.retry_at;
-        let mut wake =
-            if self.bump_epoch { None } else { self.acc.next_ready_at(now, |tp| leader(snapshot, retry_at, now, tp)) };
+        let held = &self.held;
+        let mut wake = self.acc.next_ready_at(now, |tp| leader(snapshot, retry_at, held, now, tp));
         let mut consider = |t: Option<Instant>| {
             if let Some(t) = t {
                 wake = Some(wake.map_or(t, |w: Instant| w.min(t)));
@@ -309,7 +317,7 @@ impl FlushLoop {
         };
         consider(self.retry_at.next_after(now));
         consider(Some(self.next_expiry));
-        if self.bump_epoch {
+        if self.need_id {
             consider(self.ids.wake_at());
         }
         consider(self.closing.as_ref().map(|(d, _)| *d));
@@ -367,21 +375,21 @@ impl FlushLoop {
                     Err(e) => tracing::debug!(error = %e, "metadata resolve failed; retrying after backoff"),
                 }
             }
-            Event::ProducerId(result) => match self.ids.answered(result, now(), &self.config) {
-                Some(id) => self.restamp(id),
-                None => {
-                    if let Some(fatal) = self.ids.fatal().cloned() {
-                        self.fail_everything(&fatal);
-                    }
-                }
-            },
+            Event::ProducerId(result) => self.on_producer_id(result, now()),
         }
     }
 }
 
-/// The leader to send a partition's batches to, unless it is backing off after an error.
-fn leader(snapshot: &ClusterSnapshot, retry_at: &RetryTimers, now: Instant, tp: &TopicPartition) -> Option<i32> {
-    if retry_at.blocks(tp, now) {
+/// The leader to send a partition's batches to, unless it is backing off after an error or
+/// held for a new epoch.
+fn leader(
+    snapshot: &ClusterSnapshot,
+    retry_at: &RetryTimers,
+    held: &HashSet<TopicPartition>,
+    now: Instant,
+    tp: &TopicPartition,
+) -> Option<i32> {
+    if retry_at.blocks(tp, now) || (!held.is_empty() && held.contains(tp)) {
         return None;
     }
     snapshot.partition(&tp.topic, tp.partition)?.leader

@@ -7,6 +7,7 @@ use crate::record::{DeliverySender, RecordMetadata};
 use crate::sender::JobOutcome;
 use crate::time::{add, now};
 use krab_buffer::{Payload, ProducerBatch, RecordSlot, TopicPartition};
+use krab_cluster::ClusterError;
 use krab_cluster::rebalance::{Recovery, classify, classify_code};
 use krab_protocol::error_code::ErrorCode;
 use krab_protocol::messages::ProduceResponse;
@@ -50,6 +51,7 @@ impl FlushLoop {
                             self.on_batch(batch, code, base_offset, append_time, job.generation, now)
                         }
                         None => {
+                            self.sequences_of(&batch.tp, |s| s.may_be_written(batch.id));
                             tracing::warn!(partition = %batch.tp, broker = job.broker, "no result for a partition; retrying");
                             let cause = Error::new(
                                 ErrorKind::Cluster,
@@ -62,9 +64,14 @@ impl FlushLoop {
             }
             Err(e) => {
                 let recovery = classify(&e);
+                // A request that may have reached the broker may have been written.
+                let written = matches!(&e, ClusterError::Request { source, .. } if source.may_have_reached_broker());
                 tracing::debug!(broker = job.broker, error = %e, ?recovery, "produce request failed");
                 let error = Error::from(e);
                 for batch in job.batches {
+                    if written {
+                        self.sequences_of(&batch.tp, |s| s.may_be_written(batch.id));
+                    }
                     match recovery {
                         Recovery::Reresolve => self.reresolve(batch, job.generation, now, error.clone()),
                         Recovery::ReresolveBounded => self.reresolve_bounded(batch, job.generation, now, error.clone()),
@@ -85,21 +92,25 @@ impl FlushLoop {
         routed_with: u64,
         now: Instant,
     ) {
+        if matches!(code, ErrorCode::RequestTimedOut | ErrorCode::NotEnoughReplicasAfterAppend) {
+            // The broker may have written the batch before answering so: it is of unknown
+            // outcome, and its retries keep its stamp.
+            self.sequences_of(&batch.tp, |s| s.may_be_written(batch.id));
+        }
         match code {
             ErrorCode::None => self.succeed(batch, base_offset, append_time),
             // A retry of a batch the broker had already written: it is in the log once.
             ErrorCode::DuplicateSequenceNumber => self.succeed(batch, base_offset, append_time),
             ErrorCode::OutOfOrderSequenceNumber if self.idempotent => {
-                let (tp, id) = (&batch.tp, batch.id);
-                let older_in_flight = self.jobs.values().flat_map(|j| &j.batches).any(|b| b.tp == *tp && b.id < id);
-                if self.sequences.entry(tp.clone()).or_default().out_of_order(batch.base_sequence, older_in_flight) {
-                    self.bump_epoch = true;
-                }
+                let (id, base) = (batch.id, batch.base_sequence);
+                let older_in_flight =
+                    self.jobs.values().flat_map(|j| &j.batches).any(|b| b.tp == batch.tp && b.id < id);
+                self.sequences_of(&batch.tp, |s| s.out_of_order(id, base, older_in_flight));
                 let cause = broker_error(&batch.tp, code);
                 self.retry(batch, now, cause);
             }
             ErrorCode::UnknownProducerId | ErrorCode::InvalidProducerEpoch if self.idempotent => {
-                self.bump_epoch = true;
+                self.sequences_of(&batch.tp, |s| s.lost_state(batch.id));
                 let cause = broker_error(&batch.tp, code);
                 self.retry(batch, now, cause);
             }
@@ -130,7 +141,8 @@ impl FlushLoop {
         if self.recovering.remove(&batch.tp) && self.recovering.is_empty() {
             self.resolve_streak = 0;
         }
-        self.sequences.entry(batch.tp.clone()).or_default().acked(batch.base_sequence, batch.records.len());
+        let (id, base, count) = (batch.id, batch.base_sequence, batch.records.len());
+        self.sequences_of(&batch.tp, |s| s.acked(id, base, count));
         self.unknown_rounds.remove(&batch.tp);
         self.stats.acked(&batch.tp, batch.records.len() as u64);
         let topic = batch.tp.topic.clone();
@@ -163,10 +175,9 @@ impl FlushLoop {
     pub(super) fn fail_batch(&mut self, batch: ProducerBatch<DeliverySender>, error: Error) {
         self.acc.complete(&batch.tp);
         self.stats.failed(&batch.tp, batch.records.len() as u64);
-        if self.idempotent {
-            // Its sequence numbers were used: later batches would be out of order.
-            self.bump_epoch = true;
-        }
+        // Its sequence numbers were used: a gap, unless it may have been written.
+        let (id, base) = (batch.id, batch.base_sequence);
+        self.sequences_of(&batch.tp, |s| s.failed(id, base));
         let tp = batch.tp.clone();
         Self::fail_records(batch.records, &error);
         self.forget_if_drained(&tp);

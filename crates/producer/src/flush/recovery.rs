@@ -1,9 +1,8 @@
 //! Recovery: retries after backoff, stalled partitions and the metadata they wait for, and the
 //! epoch bump.
 
-use super::idempotence::{init_producer_id, next_epoch};
 use super::{Event, FlushLoop, UNKNOWN_PARTITION_ROUNDS};
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 use crate::record::DeliverySender;
 use crate::time::add;
 use krab_buffer::{ProducerBatch, TopicPartition};
@@ -151,71 +150,6 @@ impl FlushLoop {
             self.drop_topic_cache();
             self.recovering.insert(tp.clone());
             self.stalled.insert(tp, generation);
-        }
-    }
-
-    /// Bumps the producer epoch once nothing is in flight (KIP-360): sequence numbers restart at
-    /// 0 for every partition, so a gap left by a failed batch no longer blocks the ones after it.
-    /// The epoch goes up by one locally; only a used-up epoch asks the cluster for a new producer
-    /// id (paced by `ProducerIds` after failures).
-    pub(super) fn maybe_bump_epoch(&mut self, now: Instant) {
-        if !self.bump_epoch || !self.jobs.is_empty() {
-            return;
-        }
-        let Some(current) = self.acc.producer() else {
-            self.bump_epoch = false;
-            return;
-        };
-        if let Some(next) = next_epoch(current) {
-            self.restamp(next);
-            return;
-        }
-        if !self.ids.may_ask(now) {
-            return;
-        }
-        self.ids.asked();
-        let cluster = self.cluster.clone();
-        let events = self.events_tx.clone();
-        tokio::spawn(async move {
-            // A fresh producer id: its epochs start again at 0.
-            let result = match init_producer_id(&cluster, None).await {
-                Ok(Some(id)) => Ok(id),
-                Ok(None) => Err(Error::new(ErrorKind::Cluster, "InitProducerId is no longer supported")),
-                Err(e) => Err(e),
-            };
-            let _ = events.send(Event::ProducerId(result));
-        });
-    }
-
-    /// Stamps what is queued with `id` (a new epoch or producer id), sequences from 0.
-    pub(super) fn restamp(&mut self, (pid, epoch): (i64, i16)) {
-        self.bump_epoch = false;
-        match self.acc.reset_sequences(pid, epoch) {
-            Ok(()) => {
-                tracing::info!(producer_id = pid, epoch, "producer epoch bumped");
-                self.sequences.clear();
-            }
-            Err(e) => {
-                // Bytes the accumulator encoded itself could not be read back: a bug. The
-                // producer cannot number batches safely any more.
-                let e = Error::with_source(ErrorKind::Encode, "restamping batches failed", e);
-                self.fail_everything(&e);
-            }
-        }
-    }
-
-    /// The producer cannot produce any more: fails everything buffered or waiting with `error`
-    /// (later records fail with it in `accept`).
-    pub(super) fn fail_everything(&mut self, error: &Error) {
-        self.bump_epoch = false;
-        for b in self.acc.take_all() {
-            self.stats.failed(&b.tp, b.records.len() as u64);
-            Self::fail_records(b.records, error);
-        }
-        for (_, records) in self.waiting.drain() {
-            for record in records {
-                record.env.reply.send(Err(error.clone()));
-            }
         }
     }
 }
