@@ -30,6 +30,7 @@ async fn a_partition_whose_records_expired_no_longer_slows_resolves() {
     let start = Instant::now();
     let d = h.send("fresh", Some(0), "first").await;
     settle(d, Duration::from_secs(5)).await.expect("delivered");
+    eprintln!("auto-created topic delivered after {:?}", start.elapsed());
     assert!(start.elapsed() < Duration::from_millis(600), "the second resolve waited {:?}", start.elapsed());
     assert_eq!(h.log("fresh", 0), vec!["first"]);
 }
@@ -47,6 +48,7 @@ async fn unknown_topic_or_partition_on_produce_is_retried_a_bounded_number_of_ti
     assert_eq!(e.kind(), ErrorKind::Broker(ErrorCode::UnknownTopicOrPartition), "{e}");
     assert!(start.elapsed() < Duration::from_secs(30), "failed after {:?}", start.elapsed());
     let produced = h.fake.requests(ApiKey::Produce);
+    eprintln!("failed after {:?} and {produced} Produce requests", start.elapsed());
     assert!((5..=7).contains(&produced), "{produced} Produce requests");
     assert!(h.log("t", 0).is_empty());
 }

@@ -86,6 +86,7 @@ async fn a_fatal_error_elsewhere_does_not_renumber_a_retry_of_unknown_outcome() 
     settle(unknown, Duration::from_secs(20)).await.expect("delivered after its retry");
     settle(h.send("t", Some(0), "after").await, Duration::from_secs(5)).await.expect("delivered");
     let b_sent = sent(&h, 2, "t", 1);
+    eprintln!("t-1 batches sent: {b_sent:?}");
     let retries: Vec<_> = b_sent.iter().filter(|s| s.3 == "unknown").collect();
     assert!(retries.len() >= 2, "sent, then retried: {b_sent:?}");
     assert!(retries.iter().all(|s| (s.0, s.1, s.2) == (1000, 0, 1)), "t-1 kept its stamp: {b_sent:?}");
@@ -121,6 +122,8 @@ async fn batches_written_but_unacknowledged_are_never_renumbered() {
         settle(d, Duration::from_secs(20)).await.expect("b2..b5 delivered: the broker had them");
     }
     assert_eq!(h.log("t", 0), vec!["warm", "b1", "b2", "b3", "b4", "b5"], "each once");
-    let renumbered: Vec<_> = sent(&h, 1, "t", 0).into_iter().filter(|s| s.1 != 0).collect();
+    let all = sent(&h, 1, "t", 0);
+    eprintln!("t-0 batches sent: {all:?}");
+    let renumbered: Vec<_> = all.into_iter().filter(|s| s.1 != 0).collect();
     assert!(renumbered.is_empty(), "sent under a new epoch: {renumbered:?}");
 }
