@@ -223,6 +223,8 @@ pub struct FailedBatch<T> {
     /// Whether it had been sent (with a sequence number) before: dropping it leaves a gap in the
     /// partition's sequence numbers, which only an epoch bump can close.
     pub was_sent: bool,
+    /// Its first record's sequence number (-1 if it was never numbered).
+    pub base_sequence: i32,
     /// Its records' share of `buffer.memory`, released when this is dropped.
     pub reservation: Reservation,
 }
@@ -245,6 +247,9 @@ struct Queue<T> {
     sealed: VecDeque<Sealed<T>>,
     in_flight: usize,
     state: PartitionState,
+    /// The producer id and epoch this partition's batches are numbered under (idempotence):
+    /// each partition moves to a new epoch on its own (see [`Accumulator::restamp_partition`]).
+    stamp: Option<(i64, i16)>,
     next_sequence: i32,
     /// A retried batch waits at the head until every batch in flight has come back, so that
     /// retries go out in their original order.
@@ -258,13 +263,14 @@ struct Queue<T> {
 }
 
 impl<T> Queue<T> {
-    fn new(tp: TopicPartition) -> Self {
+    fn new(tp: TopicPartition, stamp: Option<(i64, i16)>) -> Self {
         Self {
             tp,
             open: None,
             sealed: VecDeque::new(),
             in_flight: 0,
             state: PartitionState::Ready,
+            stamp,
             next_sequence: 0,
             confirmed: false,
             retry_pending: false,
@@ -385,14 +391,65 @@ impl<T> Accumulator<T> {
     }
 
     /// Turns on idempotence: batches are stamped with this producer id and epoch and numbered
-    /// per partition from their first send on.
+    /// per partition from their first send on. Partitions seen from now on start with it;
+    /// partitions already seen keep their own stamp (see
+    /// [`restamp_partition`](Self::restamp_partition)), unless they had none.
     pub fn set_producer(&mut self, producer_id: i64, producer_epoch: i16) {
         self.producer = Some((producer_id, producer_epoch));
+        for q in &mut self.queues {
+            q.stamp.get_or_insert((producer_id, producer_epoch));
+        }
     }
 
-    /// The producer id and epoch batches are stamped with, if idempotent.
+    /// The producer id and epoch new partitions are stamped with, if idempotent.
     pub fn producer(&self) -> Option<(i64, i16)> {
         self.producer
+    }
+
+    /// The producer id and epoch `tp`'s batches are numbered under, if idempotent.
+    pub fn stamp(&self, tp: &TopicPartition) -> Option<(i64, i16)> {
+        self.existing(tp).map_or(self.producer, |q| q.stamp)
+    }
+
+    /// Batches of `tp` in flight.
+    pub fn in_flight_of(&self, tp: &TopicPartition) -> usize {
+        self.existing(tp).map_or(0, |q| q.in_flight)
+    }
+
+    /// Moves one partition to a new producer id or epoch: its sequence numbers start again from
+    /// 0, and its queued batches that were already numbered are numbered again, in order. Call
+    /// only with none of its batches in flight, and only when none of its queued batches may
+    /// have been written by the broker (a renumbered batch would be written twice).
+    pub fn restamp_partition(&mut self, tp: &TopicPartition, stamp: (i64, i16)) -> Result<(), RecordsError> {
+        let q = self.queue(tp);
+        q.stamp = Some(stamp);
+        Self::renumber(q)
+    }
+
+    fn renumber(q: &mut Queue<T>) -> Result<(), RecordsError> {
+        let Some((producer_id, producer_epoch)) = q.stamp else { return Ok(()) };
+        q.next_sequence = 0;
+        // The broker holds no sequence state for the new epoch yet: one batch at a time until
+        // it has acknowledged one.
+        q.confirmed = false;
+        for b in q.sealed.iter_mut() {
+            match &mut b.body {
+                Body::Open(_) => {}
+                Body::Drained(Payload::Encoded(bytes)) => {
+                    let mut owned = bytes.to_vec();
+                    b.base_sequence = q.next_sequence;
+                    restamp_producer(&mut owned, producer_id, producer_epoch, b.base_sequence)?;
+                    q.next_sequence = sequence_after(q.next_sequence, b.records.len());
+                    b.body = Body::Drained(Payload::Encoded(Bytes::from(owned)));
+                }
+                Body::Drained(Payload::Pending(pending)) => {
+                    b.base_sequence = q.next_sequence;
+                    pending.encoder.set_producer(producer_id, producer_epoch, b.base_sequence);
+                    q.next_sequence = sequence_after(q.next_sequence, b.records.len());
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The id of `tp`'s queue (created empty if the partition is new), for
@@ -402,7 +459,7 @@ impl<T> Accumulator<T> {
             return QueueId(i);
         }
         let i = self.queues.len();
-        self.queues.push(Queue::new(tp.clone()));
+        self.queues.push(Queue::new(tp.clone(), self.producer));
         self.index.insert(tp.clone(), i);
         QueueId(i)
     }
@@ -565,7 +622,6 @@ impl<T> Accumulator<T> {
         let max_in_flight = self.config.max_in_flight_per_partition;
         let idempotent = self.producer.is_some();
         let enc_compressed = self.config.compression != Compression::None;
-        let producer = self.producer;
         for k in 0..n {
             let q = &mut self.queues[(self.drain_from + k) % n];
             if !drainable(q, max_in_flight, idempotent) {
@@ -586,7 +642,7 @@ impl<T> Accumulator<T> {
             let payload = match std::mem::replace(&mut batch.body, Body::Drained(Payload::Encoded(Bytes::new()))) {
                 Body::Drained(payload) => payload,
                 Body::Open(enc) => {
-                    let enc = match producer {
+                    let enc = match q.stamp {
                         Some((pid, epoch)) => {
                             batch.base_sequence = q.next_sequence;
                             q.next_sequence = sequence_after(q.next_sequence, batch.records.len());
@@ -747,6 +803,7 @@ impl<T> Accumulator<T> {
                         tp: tp.clone(),
                         id: b.id,
                         was_sent: b.attempts > 0,
+                        base_sequence: b.base_sequence,
                         records: b.records,
                         reservation: b.reservation,
                     });
@@ -761,6 +818,7 @@ impl<T> Accumulator<T> {
                     tp: q.tp.clone(),
                     id: b.id,
                     was_sent: false,
+                    base_sequence: b.base_sequence,
                     records: b.records,
                     reservation: b.reservation,
                 });
@@ -782,6 +840,7 @@ impl<T> Accumulator<T> {
                     tp: q.tp.clone(),
                     id: b.id,
                     was_sent: b.attempts > 0,
+                    base_sequence: b.base_sequence,
                     records: b.records,
                     reservation: b.reservation,
                 });
@@ -793,34 +852,14 @@ impl<T> Accumulator<T> {
         out
     }
 
-    /// Starts every partition's sequence numbers again from 0 under a new epoch (after an epoch
-    /// bump) and restamps queued batches that were already numbered. Call only with nothing in
-    /// flight.
+    /// Starts every partition's sequence numbers again from 0 under a new producer id or epoch
+    /// and renumbers queued batches that were already numbered. Call only with nothing in
+    /// flight (see [`restamp_partition`](Self::restamp_partition) for one partition).
     pub fn reset_sequences(&mut self, producer_id: i64, producer_epoch: i16) -> Result<(), RecordsError> {
-        // A new epoch of the same producer id starts at sequence 0, which the broker enforces; a
-        // new producer id has no state on any partition yet.
-        let new_id = self.producer.is_none_or(|(id, _)| id != producer_id);
         self.producer = Some((producer_id, producer_epoch));
         for q in &mut self.queues {
-            q.next_sequence = 0;
-            q.confirmed &= !new_id;
-            for b in q.sealed.iter_mut() {
-                match &mut b.body {
-                    Body::Open(_) => {}
-                    Body::Drained(Payload::Encoded(bytes)) => {
-                        let mut owned = bytes.to_vec();
-                        b.base_sequence = q.next_sequence;
-                        restamp_producer(&mut owned, producer_id, producer_epoch, b.base_sequence)?;
-                        q.next_sequence = sequence_after(q.next_sequence, b.records.len());
-                        b.body = Body::Drained(Payload::Encoded(Bytes::from(owned)));
-                    }
-                    Body::Drained(Payload::Pending(pending)) => {
-                        b.base_sequence = q.next_sequence;
-                        pending.encoder.set_producer(producer_id, producer_epoch, b.base_sequence);
-                        q.next_sequence = sequence_after(q.next_sequence, b.records.len());
-                    }
-                }
-            }
+            q.stamp = Some((producer_id, producer_epoch));
+            Self::renumber(q)?;
         }
         Ok(())
     }
@@ -828,6 +867,11 @@ impl<T> Accumulator<T> {
     /// Partitions holding batches not sent yet (open or sealed), in any state.
     pub fn partitions_with_data(&self) -> impl Iterator<Item = &TopicPartition> + '_ {
         self.queues.iter().filter(|q| q.open.is_some() || !q.sealed.is_empty()).map(|q| &q.tp)
+    }
+
+    /// Whether `tp` holds nothing: no batch buffered and none in flight.
+    pub fn is_drained(&self, tp: &TopicPartition) -> bool {
+        self.existing(tp).is_none_or(|q| q.open.is_none() && q.sealed.is_empty() && q.in_flight == 0)
     }
 
     /// Records buffered (open or sealed; not in flight).

@@ -704,3 +704,40 @@ fn an_unconfirmed_idempotent_partition_has_one_batch_in_flight() {
     assert_eq!(drain(&mut acc, t0).len(), 1);
     assert!(drain(&mut acc, t0).is_empty(), "a new producer id has no state on the broker yet");
 }
+
+/// One partition moves to a new epoch on its own: its queued batches are numbered again from 0,
+/// while another partition's queued retry keeps its stamp and sequence; partitions seen first
+/// later start with the producer's stamp.
+#[test]
+fn restamp_partition_moves_one_partition_only() {
+    let t0 = Instant::now();
+    let mut recs = Records::new();
+    let mut acc = Accumulator::new(config(1 << 20, LONG));
+    acc.set_producer(9, 0);
+    for p in [0, 1] {
+        append(&mut acc, &mut recs, p, [p as u64 * 10 + 1], t0);
+    }
+    acc.seal_all();
+    let first = drain(&mut acc, t0);
+    assert_eq!(first.len(), 2);
+    for b in first {
+        assert_eq!(b.base_sequence, 0);
+        acc.requeue(b);
+    }
+    let (a, b) = (tp(0), tp(1));
+    assert_eq!(acc.in_flight_of(&a), 0);
+    // Partition 0's batch is known unwritten; partition 1's may have been written.
+    acc.restamp_partition(&a, (9, 1)).unwrap();
+    assert_eq!((acc.stamp(&a), acc.stamp(&b)), (Some((9, 1)), Some((9, 0))));
+    let again = drain(&mut acc, t0);
+    let mut stamps: Vec<(i32, i64, i16, i32)> = again
+        .iter()
+        .map(|x| {
+            let d = recs.check(x);
+            (x.tp.partition, d.producer_id, d.producer_epoch, x.base_sequence)
+        })
+        .collect();
+    stamps.sort();
+    assert_eq!(stamps, vec![(0, 9, 1, 0), (1, 9, 0, 0)]);
+    assert_eq!(acc.stamp(&TopicPartition::new("u", 0)), Some((9, 0)), "a new partition starts at the producer's stamp");
+}

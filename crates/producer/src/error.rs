@@ -39,6 +39,8 @@ struct Inner {
     kind: ErrorKind,
     message: String,
     source: Option<Box<dyn std::error::Error + Send + Sync>>,
+    /// Set when the source knows better than the kind (a cluster error decides for itself).
+    retriable: Option<bool>,
 }
 
 /// A producer error.
@@ -49,7 +51,7 @@ pub struct Error {
 
 impl Error {
     pub(crate) fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
-        Self { inner: Arc::new(Inner { kind, message: message.into(), source: None }) }
+        Self { inner: Arc::new(Inner { kind, message: message.into(), source: None, retriable: None }) }
     }
 
     pub(crate) fn with_source(
@@ -57,7 +59,9 @@ impl Error {
         message: impl Into<String>,
         source: impl std::error::Error + Send + Sync + 'static,
     ) -> Self {
-        Self { inner: Arc::new(Inner { kind, message: message.into(), source: Some(Box::new(source)) }) }
+        Self {
+            inner: Arc::new(Inner { kind, message: message.into(), source: Some(Box::new(source)), retriable: None }),
+        }
     }
 
     /// What kind of failure this is.
@@ -65,8 +69,19 @@ impl Error {
         self.inner.kind
     }
 
-    /// Whether sending the record again may succeed.
+    fn retriable(mut self, retriable: bool) -> Self {
+        if let Some(inner) = Arc::get_mut(&mut self.inner) {
+            inner.retriable = Some(retriable);
+        }
+        self
+    }
+
+    /// Whether sending the record again may succeed. An error from the cluster layer answers as
+    /// that error does: a version mismatch, a missing API or a bad setting is not retriable.
     pub fn is_retriable(&self) -> bool {
+        if let Some(r) = self.inner.retriable {
+            return r;
+        }
         match self.inner.kind {
             ErrorKind::Broker(code) => code.is_retriable(),
             ErrorKind::DeliveryTimeout | ErrorKind::BufferFull | ErrorKind::Cluster => true,
@@ -108,15 +123,22 @@ impl std::error::Error for Error {
 
 impl From<ClusterError> for Error {
     fn from(e: ClusterError) -> Self {
-        match e.error_code() {
+        let retriable = e.is_retriable();
+        let error = match e.error_code() {
             Some(code) => Error::with_source(ErrorKind::Broker(code), "the broker refused the request", e),
             None => Error::with_source(ErrorKind::Cluster, "cluster error", e),
-        }
+        };
+        error.retriable(retriable)
     }
 }
 
 impl From<ResolveError> for Error {
     fn from(e: ResolveError) -> Self {
-        Error::with_source(ErrorKind::Cluster, "metadata could not be resolved", e)
+        let retriable = match &e {
+            ResolveError::Cluster(c) => c.is_retriable(),
+            ResolveError::Shutdown => false,
+            _ => true,
+        };
+        Error::with_source(ErrorKind::Cluster, "metadata could not be resolved", e).retriable(retriable)
     }
 }

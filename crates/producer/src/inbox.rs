@@ -5,7 +5,7 @@
 //! takes every queued command at once (swapping vectors) and wakes at most once per batch. No
 //! lock is held across an await. Order is kept: a flush sees every record pushed before it.
 
-use crate::flush::{Command, Envelope};
+use crate::command::{Command, Envelope};
 use crate::record::{DeliveryFuture, Record, Slots};
 use krab_buffer::Reservation;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};

@@ -18,6 +18,7 @@
 //!   per-partition sequence numbers, so retries never duplicate.
 #![forbid(unsafe_code)]
 
+mod command;
 mod config;
 mod error;
 mod flush;
@@ -27,6 +28,7 @@ mod producer;
 mod record;
 mod sender;
 mod stats;
+mod time;
 
 pub use config::{Acks, ConfigError, DEFAULT_DELIVERY_TIMEOUT, ProducerConfig};
 pub use error::{Error, ErrorKind};

@@ -1,8 +1,9 @@
 //! The user's handle: `Clone + Send + Sync`, talks to the flush loop over channels only.
 
+use crate::command::Command;
 use crate::config::ProducerConfig;
 use crate::error::{Error, ErrorKind};
-use crate::flush::{Command, FlushLoop};
+use crate::flush::FlushLoop;
 use crate::inbox::{Handles, Inbox, Refused};
 use crate::partitioner::Partitioner;
 use crate::record::{DeliveryFuture, Record};
@@ -250,7 +251,7 @@ impl Producer {
     /// most `timeout`) for that close to finish. `Duration::MAX` waits as long as it takes.
     pub async fn close(&self, timeout: Duration) -> Result<(), Error> {
         let (tx, rx) = oneshot::channel();
-        let deadline = crate::flush::add(crate::flush::now(), timeout);
+        let deadline = crate::time::add(crate::time::now(), timeout);
         if self.inbox().push(Command::Close { deadline, done: tx }).await.is_err() {
             // Closing already (or stopped): wait for the flush loop to end.
             let mut stopped = self.stopped.clone();

@@ -86,14 +86,15 @@ pub(crate) fn offload_permits() -> Arc<Semaphore> {
     Arc::new(Semaphore::new(std::thread::available_parallelism().map_or(2, usize::from)))
 }
 
-/// Starts the sender task of broker `id`. It ends when the flush loop drops the job sender and
-/// its last request has completed.
+/// Starts the sender task of broker `id`; `report` hands each outcome to the flush loop (false:
+/// the loop is gone). The task ends when the flush loop drops the job sender and its last
+/// request has completed, or when `report` fails.
 pub(crate) fn spawn(
     id: i32,
     cluster: Cluster,
     settings: SendSettings,
     offload: Arc<Semaphore>,
-    outcomes: mpsc::UnboundedSender<crate::flush::Event>,
+    report: impl Fn(JobOutcome) -> bool + Send + 'static,
 ) -> mpsc::UnboundedSender<ProduceJob> {
     let (tx, mut rx) = mpsc::unbounded_channel::<ProduceJob>();
     tokio::spawn(async move {
@@ -108,7 +109,7 @@ pub(crate) fn spawn(
                 },
                 Some(job) = encoding.next() => pending.push(run(id, cluster.clone(), settings, job)),
                 Some(outcome) = pending.next() => {
-                    if outcomes.send(crate::flush::Event::Produced(outcome)).is_err() {
+                    if !report(outcome) {
                         return;
                     }
                 }
