@@ -14,6 +14,9 @@
 //! cluster (in the writer's process, serving until krab has read). Whatever a broker accepts is
 //! read back exactly (magic 0 has no timestamp and no headers: krab must give timestamp -1 and
 //! none), and the PASS line says which broker took or refused what, per codec for the mock.
+//! No reference writer here produces magic 1, so behind the uncompressed v0 records the test
+//! puts a MessageSet v1 it builds itself (CRC-32, CreateTime timestamps) into the mock with
+//! Produce v2, and krab reads both back in one pass.
 
 use super::consume_support::{ToWrite, consumed, decode_request, parse_deliveries, read_to_ends};
 use super::kafka_support::{KafkaCtx, kctl};
@@ -109,25 +112,30 @@ async fn librdkafka_write(
     Ok(String::from_utf8(out.stdout)?)
 }
 
-/// Reads what was delivered with krab's consumer and compares every record; returns how many
-/// were identical.
-/// `magic0`: the records went out as MessageSet v0 (no timestamps: -1 is read).
-async fn read_back(
-    bootstrap: &str,
-    topic: &str,
-    sent: &[ToWrite],
-    delivered: &[(i32, i64)],
-    magic0: bool,
-) -> Result<usize> {
-    let mut want: BTreeMap<(i32, i64), Consumed> = BTreeMap::new();
-    let mut ends: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+/// What a reader must see for `sent` acknowledged at `delivered`. `magic0`: the records went out
+/// as MessageSet v0, which has no timestamps (-1 is read).
+fn expectations(topic: &str, sent: &[ToWrite], delivered: &[(i32, i64)], magic0: bool) -> Result<Vec<Consumed>> {
+    ensure!(sent.len() == delivered.len(), "{topic}: {} records, {} acknowledged", sent.len(), delivered.len());
+    let mut out = Vec::new();
     for (r, &(p, o)) in sent.iter().zip(delivered) {
         ensure!(p == r.partition, "{topic}: a record for partition {} acknowledged on {p}", r.partition);
         let mut expected = r.expected(o);
         if magic0 {
             expected.timestamp = -1;
         }
-        ensure!(want.insert((p, o), expected).is_none(), "{topic}: offset {p}@{o} acknowledged twice");
+        out.push(expected);
+    }
+    Ok(out)
+}
+
+/// Reads `topic` with krab's consumer up to the last offset expected and compares every record;
+/// returns how many were identical.
+async fn read_back(bootstrap: &str, topic: &str, expected: Vec<Consumed>) -> Result<usize> {
+    let mut want: BTreeMap<(i32, i64), Consumed> = BTreeMap::new();
+    let mut ends: BTreeMap<i32, i64> = (0..PARTITIONS).map(|p| (p, 0)).collect();
+    for e in expected {
+        let (p, o) = (e.partition, e.offset);
+        ensure!(want.insert((p, o), e).is_none(), "{topic}: offset {p}@{o} acknowledged twice");
         let end = ends.entry(p).or_default();
         *end = (*end).max(o + 1);
     }
@@ -183,7 +191,7 @@ async fn every_codec(
             .enumerate()
             .map(|(i, d)| d.map_err(|e| anyhow::anyhow!("{topic}: record {i} not delivered: {e}")))
             .collect::<Result<_>>()?;
-        let n = read_back(bootstrap, &topic, &sent, &delivered, false).await?;
+        let n = read_back(bootstrap, &topic, expectations(&topic, &sent, &delivered, false)?).await?;
         println!("  {broker}, {} {codec}: {n} of {} records identical", writer.name(), sent.len());
         total += n;
     }
@@ -223,7 +231,7 @@ async fn legacy(ctx: &KafkaCtx<'_>, bootstrap: &str, broker: &str, topic: &str) 
         sent.len(),
         error_names(&deliveries)
     );
-    let n = read_back(bootstrap, topic, &sent, &delivered, true).await?;
+    let n = read_back(bootstrap, topic, expectations(topic, &sent, &delivered, true)?).await?;
     Ok(format!("{broker} accepted all {} and krab read {n} back identically", sent.len()))
 }
 
@@ -273,12 +281,99 @@ async fn legacy_mock(ctx: &KafkaCtx<'_>, codec: &str) -> Result<(usize, String)>
             sent.len(),
             error_names(&deliveries)
         );
-        let n = read_back(&serving, &topic, &sent, &delivered, true).await?;
-        (n, format!("{codec} {n}/{}", sent.len()))
+        let mut want = expectations(&topic, &sent, &delivered, true)?;
+        let mut what = format!("{codec} {}", sent.len());
+        if codec == "none" {
+            // Then MessageSet v1 behind them, built here (no reference writer here writes it).
+            let v1 = legacy_records("legacy-v1");
+            let at = produce_v1(&serving, &topic, &v1).await?;
+            want.extend(expectations(&topic, &v1, &at, false)?);
+            what = format!("{what} + {} hand-built magic 1", v1.len());
+        }
+        let n = read_back(&serving, &topic, want).await?;
+        (n, format!("{what}: {n} identical"))
     };
     drop(stdin);
     let _ = tokio::time::timeout(Duration::from_secs(10), child.wait()).await;
     Ok(outcome)
+}
+
+/// CRC-32 (IEEE), the checksum of legacy messages.
+fn crc32(data: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in data {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 != 0 { (c >> 1) ^ 0xEDB8_8320 } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+/// A MessageSet v1 (magic 1, uncompressed, CreateTime) holding `records` in order.
+fn message_set_v1(records: &[&ToWrite]) -> Vec<u8> {
+    let bytes = |out: &mut Vec<u8>, b: &Option<Vec<u8>>| match b {
+        None => out.extend_from_slice(&(-1i32).to_be_bytes()),
+        Some(b) => {
+            out.extend_from_slice(&(b.len() as i32).to_be_bytes());
+            out.extend_from_slice(b);
+        }
+    };
+    let mut set = Vec::new();
+    for (i, r) in records.iter().enumerate() {
+        let mut body = vec![1u8, 0];
+        body.extend_from_slice(&r.timestamp.to_be_bytes());
+        bytes(&mut body, &r.key);
+        bytes(&mut body, &r.value);
+        set.extend_from_slice(&(i as i64).to_be_bytes());
+        set.extend_from_slice(&(4 + body.len() as i32).to_be_bytes());
+        set.extend_from_slice(&crc32(&body).to_be_bytes());
+        set.extend_from_slice(&body);
+    }
+    set
+}
+
+/// Produces `records` as MessageSet v1 with Produce v2, one set per partition; returns where
+/// each went.
+async fn produce_v1(bootstrap: &str, topic: &str, records: &[ToWrite]) -> Result<Vec<(i32, i64)>> {
+    use krab_cluster::{Cluster, ClusterConfig, transport::parse_bootstrap};
+    use krab_protocol::messages::produce::{PartitionProduceData, TopicProduceData};
+    let mut config = ClusterConfig::new(parse_bootstrap(bootstrap)?);
+    config.connection.client_id = Some("krab-it-magic1".into());
+    let cluster = Cluster::connect(config).await?;
+    cluster.fetch_metadata(Some(&[topic.to_string()])).await?;
+    let mut out = vec![(0, 0); records.len()];
+    for p in 0..PARTITIONS {
+        let mine: Vec<(usize, &ToWrite)> = records.iter().enumerate().filter(|(_, r)| r.partition == p).collect();
+        let set = message_set_v1(&mine.iter().map(|(_, r)| *r).collect::<Vec<_>>());
+        let (broker, _) = cluster.leader(topic, p).await?;
+        let request = ProduceRequest {
+            acks: -1,
+            timeout_ms: 10_000,
+            topic_data: vec![TopicProduceData {
+                name: topic.to_string(),
+                partition_data: vec![PartitionProduceData {
+                    index: p,
+                    records: Some(set.into()),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        let response = broker.send(&request, 2).await?;
+        let r = response
+            .responses
+            .iter()
+            .flat_map(|t| &t.partition_responses)
+            .find(|r| r.index == p)
+            .with_context(|| format!("no Produce v2 answer for {topic}-{p}"))?;
+        ensure!(r.error_code == 0, "Produce v2 (magic 1) to {topic}-{p}: error {}", r.error_code);
+        for (n, (i, _)) in mine.iter().enumerate() {
+            out[*i] = (p, r.base_offset + n as i64);
+        }
+    }
+    Ok(out)
 }
 
 pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
@@ -343,10 +438,19 @@ pub(super) async fn run(ctx: &KafkaCtx<'_>) -> Result<String> {
         "Kafka: librdkafka {kafka_rdk} and Java {kafka_java} records identical over {} topics; tansu: librdkafka \
          {tansu_rdk} over {}; legacy MessageSet v0 from librdkafka (Produce (version, magic) at Kafka: \
          {produce_versions:?}): {kafka_legacy}; {tansu_legacy}; librdkafka's mock served it back, krab read \
-         {mock_read} identically ({}); MessageSet v1 (magic 1) not written: librdkafka sends ApiVersions for any \
-         fallback from 0.10.0 on, then writes v2",
+         {mock_read} legacy records identically ({}); MessageSet v1 from no reference writer (librdkafka sends \
+         ApiVersions for any fallback from 0.10.0 on, then writes v2), only the hand-built set",
         sent_by(kafka_rdk + kafka_java),
         sent_by(tansu_rdk),
         mock.join(", "),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn crc32_is_the_ieee_checksum() {
+        assert_eq!(super::crc32(b"123456789"), 0xCBF4_3926);
+        assert_eq!(super::crc32(b""), 0);
+    }
 }
