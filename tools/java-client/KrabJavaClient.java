@@ -23,6 +23,7 @@
  *
  *     consume BOOTSTRAP TOPIC PARTITIONS TIMEOUT_S [read_uncommitted|read_committed]   (Consume)
  *     key-partitions BOOTSTRAP TOPIC KEY...                                           (KeyPartitions)
+ *     produce BOOTSTRAP TOPIC CODEC        (records from stdin)                       (Produce)
  *     transactions BOOTSTRAP TOPIC PARTITIONS N                                       (Transactions)
  *     workload BOOTSTRAP TOPIC                                                        (Workload)
  */
@@ -37,6 +38,7 @@ public final class KrabJavaClient {
             "usage: KrabJavaClient SUBCOMMAND ARGS...",
             "  consume BOOTSTRAP TOPIC PARTITIONS TIMEOUT_S [read_uncommitted|read_committed]",
             "  key-partitions BOOTSTRAP TOPIC KEY...",
+            "  produce BOOTSTRAP TOPIC CODEC   (records on stdin)",
             "  transactions BOOTSTRAP TOPIC PARTITIONS N",
             "  workload BOOTSTRAP TOPIC");
 
@@ -77,6 +79,8 @@ public final class KrabJavaClient {
                 return Consume.run(rest);
             case "key-partitions":
                 return KeyPartitions.run(rest);
+            case "produce":
+                return Produce.run(rest);
             case "transactions":
                 return Transactions.run(rest);
             case "workload":

@@ -8,7 +8,13 @@
  * writes one non-transactional record "p-<t>" to partition t % PARTITIONS and waits for it, so
  * every plain record sits between records of an open transaction. Keys are null. Prints one line:
  *
- *   {"committed": records committed, "aborted": records aborted, "plain": plain records}
+ *   {"committed": records committed, "aborted": records aborted, "plain": plain records, "open": 0}
+ *
+ * With $KRAB_LEAVE_OPEN=1, transaction N follows (same shape, its plain record "p-<N>" too, values
+ * "o-<N>-<i>") and is left open: once its records are acknowledged the line above is printed (with
+ * "open": 2 * PARTITIONS), and the process waits for stdin to close, then halts without committing
+ * or aborting (a graceful close would abort). The transaction stays open until the coordinator
+ * times it out or a producer with the same transactional.id initializes (which aborts it).
  *
  * The topic must exist with at least PARTITIONS partitions.
  *
@@ -45,14 +51,18 @@ final class Transactions {
         Properties txnProps = producerProps(bootstrap, "krab-java-transactions");
         txnProps.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, id);
         Properties plainProps = producerProps(bootstrap, "krab-java-plain");
+        boolean leaveOpen = "1".equals(System.getenv("KRAB_LEAVE_OPEN"));
         long committed = 0;
         long aborted = 0;
         long plain = 0;
+        long open = 0;
         try (KafkaProducer<byte[], byte[]> txn = new KafkaProducer<>(txnProps);
                 KafkaProducer<byte[], byte[]> other = new KafkaProducer<>(plainProps)) {
             txn.initTransactions();
-            for (int t = 0; t < n; t++) {
+            for (int t = 0; t < n + (leaveOpen ? 1 : 0); t++) {
+                boolean hang = t == n;
                 boolean commit = t % 2 == 0;
+                String prefix = hang ? "o-" : commit ? "c-" : "a-";
                 txn.beginTransaction();
                 List<Future<RecordMetadata>> sent = new ArrayList<>();
                 for (int i = 0; i < 2 * partitions; i++) {
@@ -62,14 +72,23 @@ final class Transactions {
                         other.send(record(topic, t % partitions, "p-" + t)).get();
                         plain++;
                     }
-                    sent.add(txn.send(record(topic, i % partitions, (commit ? "c-" : "a-") + t + "-" + i)));
+                    sent.add(txn.send(record(topic, i % partitions, prefix + t + "-" + i)));
                 }
                 txn.flush();
                 // Every record, aborted ones too, must be in the log before the end marker.
                 for (Future<RecordMetadata> f : sent) {
                     f.get();
                 }
-                if (commit) {
+                if (hang) {
+                    open += 2L * partitions;
+                    System.out.println(Json.spaced(Json.obj("committed", committed, "aborted", aborted, "plain",
+                            plain, "open", open)));
+                    System.out.flush();
+                    while (System.in.read() >= 0) {
+                        // Wait for stdin to close.
+                    }
+                    Runtime.getRuntime().halt(0);
+                } else if (commit) {
                     txn.commitTransaction();
                     committed += 2L * partitions;
                 } else {
@@ -78,7 +97,8 @@ final class Transactions {
                 }
             }
         }
-        System.out.println(Json.spaced(Json.obj("committed", committed, "aborted", aborted, "plain", plain)));
+        System.out.println(Json.spaced(Json.obj("committed", committed, "aborted", aborted, "plain", plain, "open",
+                open)));
         return 0;
     }
 

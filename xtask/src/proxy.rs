@@ -11,7 +11,8 @@
 //! - [`Fault::Delay`]: holds every response frame for the given time before forwarding it;
 //! - [`FaultProxy::cut`]: closes every open connection at once (both sides).
 //!
-//! [`FaultProxy::record`] also keeps every frame in arrival order (the golden-traffic capture).
+//! [`FaultProxy::record`] also keeps every frame in arrival order (the golden-traffic capture, and
+//! scenarios that decode what a client sent).
 
 use anyhow::{Context, Result, bail};
 use std::collections::BTreeMap;
@@ -81,6 +82,7 @@ pub(crate) enum Dir {
 }
 
 /// One frame as the proxy saw it (recording on).
+#[derive(Clone)]
 pub(crate) struct Frame {
     /// The proxy's connection number (1, 2, ...).
     pub(crate) conn: u32,
@@ -158,6 +160,11 @@ impl FaultProxy {
     /// Starts keeping every frame (both directions) in arrival order.
     pub(crate) fn record(&self) {
         *lock(&self.state.record) = Some(Vec::new());
+    }
+
+    /// A copy of the frames kept since `record`; recording goes on.
+    pub(crate) fn recorded(&self) -> Vec<Frame> {
+        lock(&self.state.record).clone().unwrap_or_default()
     }
 
     /// The frames kept since `record`, and recording stops.

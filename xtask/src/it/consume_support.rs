@@ -1,10 +1,12 @@
-//! What the consumer incident scenarios share: a topic filled beforehand with known values
+//! What the consumer scenarios share: a topic filled beforehand with known values
 //! (`<partition>-<seq>`), a paced reader that logs every record krab's consumer yields and when,
-//! and the exactly-once, in-order check of that log against what was produced.
+//! the exactly-once, in-order check of that log against what was produced; reading assigned
+//! partitions up to given end offsets; records for reference writers (the Java client's
+//! `produce`, `scripts/produce_interop.py`) in their line format, and their delivery reports.
 
-use super::support::max_gap;
-use anyhow::{Context, Result, ensure};
-use krab_consumer::{Consumer, ConsumerConfig, Offset, TopicPartition};
+use super::support::{Consumed, max_gap, to_hex};
+use anyhow::{Context, Result, bail, ensure};
+use krab_consumer::{Consumer, ConsumerConfig, ConsumerRecord, Offset, TimestampType, TopicPartition};
 use krab_producer::{Producer, Record};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -255,4 +257,177 @@ pub(super) fn check(produced: &Produced, log: &[Seen]) -> (Vec<String>, String) 
         log.len()
     );
     (problems, summary)
+}
+
+/// Assigns `topic`'s partitions from the beginning and reads until every partition's position
+/// reaches its end offset in `ends` (partitions not named there are not assigned); returns the
+/// records in the order the consumer yielded them. Any error yielded fails the read.
+pub(super) async fn read_to_ends(
+    consumer: &mut Consumer,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+    timeout: Duration,
+) -> Result<Vec<ConsumerRecord>> {
+    consumer.assign(ends.keys().map(|&p| (TopicPartition::new(topic, p), Offset::Earliest)));
+    read_until(consumer, topic, ends, timeout).await
+}
+
+/// Reads on (the assignment as it is) until every partition in `ends` has its position at or
+/// past its end offset; returns the records in the order the consumer yielded them.
+pub(super) async fn read_until(
+    consumer: &mut Consumer,
+    topic: &str,
+    ends: &BTreeMap<i32, i64>,
+    timeout: Duration,
+) -> Result<Vec<ConsumerRecord>> {
+    let deadline = Instant::now() + timeout;
+    let mut out = Vec::new();
+    loop {
+        let behind: Vec<(i32, Option<i64>, i64)> = ends
+            .iter()
+            .map(|(&p, &end)| (p, consumer.position(&TopicPartition::new(topic, p)).ok().flatten(), end))
+            .filter(|(_, at, end)| at.is_none_or(|a| a < *end))
+            .collect();
+        if behind.is_empty() {
+            return Ok(out);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{topic}: read {} records; after {timeout:?} (partition, position, end) still behind: {behind:?}",
+                out.len()
+            );
+        }
+        match tokio::time::timeout(Duration::from_millis(100), consumer.poll_batch(500)).await {
+            Err(_) => {}
+            Ok(Err(e)) => bail!("{topic}: the consumer yielded an error after {} records: {e}", out.len()),
+            Ok(Ok(batch)) => out.extend(batch.into_iter().flat_map(|b| b.records)),
+        }
+    }
+}
+
+/// Keeps polling for `period` and returns whatever the consumer yields meanwhile (an error
+/// fails).
+pub(super) async fn read_for(consumer: &mut Consumer, period: Duration) -> Result<Vec<ConsumerRecord>> {
+    let deadline = Instant::now() + period;
+    let mut out = Vec::new();
+    while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+        match tokio::time::timeout(left, consumer.poll_batch(500)).await {
+            Err(_) => break,
+            Ok(Err(e)) => bail!("the consumer yielded an error: {e}"),
+            Ok(Ok(batch)) => out.extend(batch.into_iter().flat_map(|b| b.records)),
+        }
+    }
+    Ok(out)
+}
+
+/// A record krab's consumer yielded, in the reference readers' shape (timestamp type 1 create
+/// time, 2 log-append time).
+pub(super) fn consumed(r: &ConsumerRecord) -> Consumed {
+    Consumed {
+        partition: r.partition,
+        offset: r.offset,
+        timestamp: r.timestamp,
+        timestamp_type: match r.timestamp_type {
+            TimestampType::CreateTime => 1,
+            TimestampType::LogAppendTime => 2,
+        },
+        key: r.key.as_ref().map(|b| b.to_vec()),
+        value: r.value.as_ref().map(|b| b.to_vec()),
+        headers: r
+            .headers
+            .iter()
+            .map(|h| (String::from_utf8_lossy(&h.key).into_owned(), h.value.as_ref().map(|v| v.to_vec())))
+            .collect(),
+    }
+}
+
+/// A record for a reference writer: explicit partition and CreateTime timestamp.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct ToWrite {
+    pub(super) partition: i32,
+    pub(super) timestamp: i64,
+    pub(super) key: Option<Vec<u8>>,
+    pub(super) value: Option<Vec<u8>>,
+    pub(super) headers: Vec<(String, Option<Vec<u8>>)>,
+}
+
+impl ToWrite {
+    /// The writers' input line: `PARTITION TIMESTAMP KEY VALUE NHEADERS [NAME VALUE]...`, bytes
+    /// as `-` (null) or `x<hex>`.
+    pub(super) fn line(&self) -> String {
+        let b = |v: Option<&[u8]>| v.map_or_else(|| "-".to_string(), |v| format!("x{}", to_hex(v)));
+        let mut f = vec![
+            self.partition.to_string(),
+            self.timestamp.to_string(),
+            b(self.key.as_deref()),
+            b(self.value.as_deref()),
+            self.headers.len().to_string(),
+        ];
+        for (name, value) in &self.headers {
+            f.push(b(Some(name.as_bytes())));
+            f.push(b(value.as_deref()));
+        }
+        f.join(" ")
+    }
+
+    /// What a reader must see for this record written at `offset`.
+    pub(super) fn expected(&self, offset: i64) -> Consumed {
+        Consumed {
+            partition: self.partition,
+            offset,
+            timestamp: self.timestamp,
+            timestamp_type: 1,
+            key: self.key.clone(),
+            value: self.value.clone(),
+            headers: self.headers.clone(),
+        }
+    }
+}
+
+/// A writer's delivery report per input record, in input order: `(partition, offset)` or the
+/// error text.
+pub(super) fn parse_deliveries(text: &str, count: usize) -> Result<Vec<Result<(i32, i64), String>>> {
+    let mut out: Vec<Option<Result<(i32, i64), String>>> = vec![None; count];
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| format!("delivery line {line:?}"))?;
+        let i = v["i"].as_u64().with_context(|| format!("no index in {line:?}"))? as usize;
+        let slot = out.get_mut(i).with_context(|| format!("index {i} of {count} records"))?;
+        *slot = Some(match v["err"].as_str() {
+            Some(e) => Err(e.to_string()),
+            None => {
+                let p = v["p"].as_i64().context("p")? as i32;
+                Ok((p, v["o"].as_i64().context("o")?))
+            }
+        });
+    }
+    out.into_iter().enumerate().map(|(i, d)| d.with_context(|| format!("no delivery report for record {i}"))).collect()
+}
+
+/// A request frame the proxy recorded, decoded as `R`: its header and body. `None` for frames of
+/// other APIs.
+pub(super) fn decode_request<R: krab_protocol::Request>(
+    frame: &[u8],
+) -> Result<Option<(krab_protocol::messages::RequestHeader, R)>> {
+    use krab_protocol::Message;
+    use krab_protocol::messages::RequestHeader;
+    ensure!(frame.len() >= 4, "a {}-byte request frame", frame.len());
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    if key != R::KEY as i16 {
+        return Ok(None);
+    }
+    let frame = bytes::Bytes::copy_from_slice(frame);
+    let header_version = R::KEY.request_header_version(version);
+    let header = RequestHeader::decode(&frame, header_version).context("request header")?;
+    let body = frame.slice(header.encoded_len(header_version)..);
+    let request = R::decode(&body, version).with_context(|| format!("{:?} v{version} request", R::KEY))?;
+    Ok(Some((header, request)))
+}
+
+/// A response frame the proxy recorded, to a request of type `R` at `version`.
+pub(super) fn decode_response<R: krab_protocol::Request>(frame: &[u8], version: i16) -> Result<R::Response> {
+    let frame = bytes::Bytes::copy_from_slice(frame);
+    let (_, response) = krab_protocol::decode_response::<R>(&frame, version)
+        .with_context(|| format!("{:?} v{version} response", R::KEY))?;
+    Ok(response)
 }

@@ -9,6 +9,8 @@
 use crate::brokers::kafka::KafkaCluster;
 use anyhow::{Context, Result, bail, ensure};
 use krab_cluster::{Cluster, ClusterConfig, NewTopic, transport::parse_bootstrap};
+use krab_protocol::messages::ListOffsetsRequest;
+use krab_protocol::messages::list_offsets::{ListOffsetsPartition, ListOffsetsTopic};
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
@@ -74,6 +76,53 @@ impl KafkaCluster {
                     (p.partition, state)
                 })
                 .collect())
+        })
+    }
+
+    /// Each partition's end offset as its leader lists it (ListOffsets LATEST): the high
+    /// watermark, or under `read_committed` (`isolation` 1) the last stable offset.
+    pub(crate) fn end_offsets(&self, topic: &str, isolation: i8) -> Result<BTreeMap<i32, i64>> {
+        block(async {
+            let c = self.control_client().await?;
+            let snap = c.fetch_metadata(Some(&[topic.to_string()])).await?;
+            let t = snap.topic(topic).with_context(|| format!("{topic} not in metadata"))?;
+            let mut by_leader: BTreeMap<i32, Vec<i32>> = BTreeMap::new();
+            for p in &t.partitions {
+                let leader = p.leader.with_context(|| format!("{topic}-{} has no leader", p.partition))?;
+                by_leader.entry(leader).or_default().push(p.partition);
+            }
+            let mut out = BTreeMap::new();
+            for (leader, parts) in by_leader {
+                let broker = c.broker(leader).await?;
+                let version = broker.version_of::<ListOffsetsRequest>()?;
+                let request = ListOffsetsRequest {
+                    replica_id: -1,
+                    isolation_level: isolation,
+                    topics: vec![ListOffsetsTopic {
+                        name: topic.to_string(),
+                        partitions: parts
+                            .iter()
+                            .map(|&p| ListOffsetsPartition { partition_index: p, timestamp: -1, ..Default::default() })
+                            .collect(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                };
+                let response = broker.send(&request, version).await?;
+                for t in response.topics {
+                    for p in t.partitions {
+                        ensure!(p.error_code == 0, "ListOffsets {topic}-{}: error {}", p.partition_index, p.error_code);
+                        out.insert(p.partition_index, p.offset);
+                    }
+                }
+            }
+            ensure!(
+                out.len() == t.partitions.len(),
+                "ListOffsets answered {} of {} partitions",
+                out.len(),
+                t.partitions.len()
+            );
+            Ok(out)
         })
     }
 

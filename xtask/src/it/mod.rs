@@ -7,14 +7,17 @@
 
 mod cluster_basics;
 mod consume_support;
+mod consumer_interop_codecs;
 pub(crate) mod java_client;
 mod kafka_auto_create;
 mod kafka_consume_incidents;
 mod kafka_control;
 mod kafka_faults;
+mod kafka_fetch_sessions;
 mod kafka_idempotent_stall;
 mod kafka_incidents;
 mod kafka_interop_java;
+mod kafka_read_committed;
 mod kafka_rf1_restart;
 mod kafka_soak;
 mod kafka_support;
@@ -63,7 +66,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "--scenario" => scenario = Some(it.next().context("--scenario needs a name")?.clone()),
             "--seed" => seed = Some(it.next().context("--seed needs a number")?.parse().context("--seed")?),
             other => bail!(
-                "it: unknown option `{other}` (usage: it [--only tansu|mock|kafka] [--scenario NAME] [--soak] [--seed N])"
+                "it: unknown option `{other}` (usage: it [--only tansu|mock|kafka] [--scenario NAME[,NAME...]] [--soak] [--seed N])"
             ),
         }
     }
@@ -119,8 +122,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let mock = Arc::new(MockCluster::start(3)?);
         mock.start_tracking()?;
         println!("mock cluster at {}", mock.bootstrap());
-        // `--scenario NAME` runs only the mock scenario of that name.
-        let picked = |name: &str| scenario.as_deref().is_none_or(|s| s == name);
+        // `--scenario NAME[,NAME...]` runs only the mock scenarios of those names.
+        let picked = |name: &str| scenario.as_deref().is_none_or(|s| s.split(',').any(|n| n == name));
         macro_rules! record_if {
             ($name:expr, $t:expr, $r:expr $(,)?) => {{
                 if picked($name) {
@@ -176,7 +179,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let ctx = kafka_support::KafkaCtx { kafka: kafka.clone(), venv: &venv, java: &java, soak, seed };
         macro_rules! kafka_scenario {
             ($name:expr, $scenario:path) => {{
-                if scenario.as_deref().is_none_or(|s| s == $name) {
+                if scenario.as_deref().is_none_or(|s| s.split(',').any(|n| n == $name)) {
                     let t = Instant::now();
                     let r = rt.block_on($scenario(&ctx));
                     if r.is_err() {
@@ -199,6 +202,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         kafka_scenario!("kafka/idempotent-stall", kafka_idempotent_stall::run);
         kafka_scenario!("kafka/soak", kafka_soak::run);
         kafka_scenario!("kafka/consume-incidents", kafka_consume_incidents::run);
+        kafka_scenario!("kafka/read-committed", kafka_read_committed::run);
+        kafka_scenario!("kafka/fetch-sessions", kafka_fetch_sessions::run);
+        kafka_scenario!("consumer/interop-codecs", consumer_interop_codecs::run);
     }
     println!("\n{passed} passed, {} failed", failed.len());
     if !failed.is_empty() {
