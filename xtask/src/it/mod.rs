@@ -33,9 +33,46 @@ use crate::brokers::Venv;
 use crate::brokers::kafka::{KafkaCluster, KafkaOptions};
 use crate::brokers::mock::MockCluster;
 use crate::brokers::tansu::{Options, Tansu};
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use std::sync::Arc;
 use std::time::Instant;
+
+/// The scenarios each broker runs, by their printed names: `--scenario NAME[,NAME...]` starts
+/// only the brokers whose scenarios it names, and rejects names not listed here.
+const TANSU_SCENARIOS: &[&str] = &[
+    "tansu: bootstrap, versions, metadata, admin",
+    "producer/tansu: every codec, headers, null keys and values read back identically by confluent-kafka",
+    "producer/tansu: keys a..z land on Java's murmur2 partitions (12 and 6 partitions)",
+];
+const MOCK_SCENARIOS: &[&str] = &[
+    "mock: bootstrap, KIP-511 fallback, versions, metadata, topics",
+    "mock: 8 moved leaders resolve with exactly one Metadata request",
+    "mock: a down leader fails fast without blocking other brokers",
+    "producer/mock: 200k records through leader moves, a broker down and injected errors",
+    "producer/mock: send stays fast while the flush is slow (rtt 500 ms)",
+    "mock/consume-incidents",
+];
+const KAFKA_SCENARIOS: &[&str] = &[
+    "kafka/auto-create",
+    "kafka/interop-java",
+    "kafka/incidents",
+    "kafka/rf1-restart",
+    "kafka/idempotent-stall",
+    "kafka/soak",
+    "kafka/consume-incidents",
+    "kafka/read-committed",
+    "kafka/fetch-sessions",
+    "consumer/interop-codecs",
+];
+
+fn known_scenarios() -> String {
+    [TANSU_SCENARIOS, MOCK_SCENARIOS, KAFKA_SCENARIOS]
+        .concat()
+        .iter()
+        .map(|n| format!("`{n}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
 
 /// Which brokers' scenarios to run.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -70,7 +107,19 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             ),
         }
     }
-    let wants = |o: Only| only == Only::All || only == o;
+    if let Some(names) = &scenario {
+        for name in names.split(',') {
+            let known = [TANSU_SCENARIOS, MOCK_SCENARIOS, KAFKA_SCENARIOS].iter().any(|list| list.contains(&name));
+            ensure!(known, "it: no scenario named `{name}` (known: {})", known_scenarios());
+        }
+    }
+    // `--scenario NAME[,NAME...]` runs only the scenarios of those names, and starts only the
+    // brokers they need.
+    let picked = |name: &str| {
+        debug_assert!([TANSU_SCENARIOS, MOCK_SCENARIOS, KAFKA_SCENARIOS].iter().any(|l| l.contains(&name)), "{name}");
+        scenario.as_deref().is_none_or(|s| s.split(',').any(|n| n == name))
+    };
+    let wants = |o: Only, names: &[&str]| (only == Only::All || only == o) && names.iter().any(|n| picked(n));
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let mut failed = Vec::new();
     let mut passed = 0;
@@ -92,45 +141,43 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         }
     };
     let none = |r: Result<()>| r.map(|()| String::new());
+    macro_rules! record_if {
+        ($name:expr, $t:expr, $r:expr $(,)?) => {{
+            if picked($name) {
+                record($name, $t, $r);
+            }
+        }};
+    }
 
-    if wants(Only::Tansu) {
+    if wants(Only::Tansu, TANSU_SCENARIOS) {
         let venv = Venv::ensure()?;
         let tansu = Tansu::start(&venv, Options::new(crate::brokers::free_port()?))?;
         let bootstrap = tansu.bootstrap();
         println!("tansu at {bootstrap}");
         let t = Instant::now();
-        record(
+        record_if!(
             "tansu: bootstrap, versions, metadata, admin",
             t,
             none(rt.block_on(cluster_basics::tansu_basics(&bootstrap))),
         );
         let t = Instant::now();
-        record(
+        record_if!(
             "producer/tansu: every codec, headers, null keys and values read back identically by confluent-kafka",
             t,
             none(rt.block_on(tansu_codecs::codecs_interop(&venv, &tansu))),
         );
         let t = Instant::now();
-        record(
+        record_if!(
             "producer/tansu: keys a..z land on Java's murmur2 partitions (12 and 6 partitions)",
             t,
             none(rt.block_on(tansu_key_placement::key_placement(&venv, &tansu))),
         );
     }
-    if wants(Only::Mock) {
+    if wants(Only::Mock, MOCK_SCENARIOS) {
         let venv = Venv::ensure()?;
         let mock = Arc::new(MockCluster::start(3)?);
         mock.start_tracking()?;
         println!("mock cluster at {}", mock.bootstrap());
-        // `--scenario NAME[,NAME...]` runs only the mock scenarios of those names.
-        let picked = |name: &str| scenario.as_deref().is_none_or(|s| s.split(',').any(|n| n == name));
-        macro_rules! record_if {
-            ($name:expr, $t:expr, $r:expr $(,)?) => {{
-                if picked($name) {
-                    record($name, $t, $r);
-                }
-            }};
-        }
         let t = Instant::now();
         record_if!(
             "mock: bootstrap, KIP-511 fallback, versions, metadata, topics",
@@ -164,7 +211,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let t = Instant::now();
         record_if!("mock/consume-incidents", t, rt.block_on(mock_consume_incidents::run(&mock)));
     }
-    if wants(Only::Kafka) {
+    if wants(Only::Kafka, KAFKA_SCENARIOS) {
         let venv = Venv::ensure()?;
         let started = Instant::now();
         let kafka = Arc::new(KafkaCluster::start(&KafkaOptions::new(3))?);
@@ -179,7 +226,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         let ctx = kafka_support::KafkaCtx { kafka: kafka.clone(), venv: &venv, java: &java, soak, seed };
         macro_rules! kafka_scenario {
             ($name:expr, $scenario:path) => {{
-                if scenario.as_deref().is_none_or(|s| s.split(',').any(|n| n == $name)) {
+                if picked($name) {
                     let t = Instant::now();
                     let r = rt.block_on($scenario(&ctx));
                     if r.is_err() {
