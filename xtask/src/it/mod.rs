@@ -18,6 +18,7 @@ mod kafka_interop_java;
 mod kafka_rf1_restart;
 mod kafka_soak;
 mod kafka_support;
+mod kafka_tls;
 mod mock_consume_incidents;
 mod mock_incidents;
 mod mock_send_latency;
@@ -164,7 +165,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if wants(Only::Kafka) {
         let venv = Venv::ensure()?;
         let started = Instant::now();
-        let kafka = Arc::new(KafkaCluster::start(&KafkaOptions::new(3))?);
+        // The SSL and MTLS listeners only when kafka/tls runs; the other scenarios use the
+        // PLAINTEXT listeners behind the proxies either way.
+        let mut options = KafkaOptions::new(3);
+        options.tls = scenario.as_deref().is_none_or(|s| s == "kafka/tls");
+        let kafka = Arc::new(KafkaCluster::start(&options)?);
         println!(
             "{} at {} (proxies; direct {}), serving after {:.1} s",
             kafka.version(),
@@ -199,6 +204,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         kafka_scenario!("kafka/idempotent-stall", kafka_idempotent_stall::run);
         kafka_scenario!("kafka/soak", kafka_soak::run);
         kafka_scenario!("kafka/consume-incidents", kafka_consume_incidents::run);
+        kafka_scenario!("kafka/tls", kafka_tls::run);
     }
     println!("\n{passed} passed, {} failed", failed.len());
     if !failed.is_empty() {
