@@ -303,7 +303,9 @@ impl ClusterError {
     /// retriable broker codes.
     pub fn is_retriable(&self) -> bool {
         match self {
+            ClusterError::BrokerUnavailable { reason: DisconnectReason::Tls(_), .. } => false,
             ClusterError::Request { source, .. } => match source {
+                RequestError::ConnectionLost { reason: DisconnectReason::Tls(_), .. } => false,
                 RequestError::ConnectionLost { .. } | RequestError::TimedOut(_) => true,
                 RequestError::ResponseTooLarge { .. } | RequestError::Encode(_) | RequestError::Decode(_) => false,
             },

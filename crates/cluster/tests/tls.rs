@@ -223,6 +223,65 @@ async fn mutual_tls_needs_the_client_certificate() {
     assert_eq!(broker.accepted(), 3);
 }
 
+/// A TLS server that completes the handshake (asking for a client certificate, optional, when
+/// `ask` names a CA) and then closes the connection without a word: the way a broker refusing a
+/// missing client certificate may look when its alert is lost.
+async fn closing_server(cert: &str, key: &str, ask: Option<&str>) -> (u16, Arc<AtomicU64>) {
+    let chain: Vec<CertificateDer<'static>> =
+        CertificateDer::pem_slice_iter(cert.as_bytes()).collect::<Result<_, _>>().unwrap();
+    let key = PrivateKeyDer::from_pem_slice(key.as_bytes()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder =
+        rustls::ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions().unwrap();
+    let config = match ask {
+        None => builder.with_no_client_auth().with_single_cert(chain, key).unwrap(),
+        Some(ca) => {
+            let mut roots = rustls::RootCertStore::empty();
+            roots.add(CertificateDer::from_pem_slice(ca.as_bytes()).unwrap()).unwrap();
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .allow_unauthenticated()
+                .build()
+                .unwrap();
+            builder.with_client_cert_verifier(verifier).with_single_cert(chain, key).unwrap()
+        }
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let accepted = Arc::new(AtomicU64::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            count.fetch_add(1, Ordering::SeqCst);
+            // Handshake, then drop the stream: a TCP close with no alert and no close_notify.
+            let _ = acceptor.accept(tcp).await;
+        }
+    });
+    (port, accepted)
+}
+
+#[tokio::test]
+async fn a_broker_that_asked_for_a_client_certificate_and_closes_silently_is_a_tls_failure() {
+    let files = Files::new("silent-close");
+    let ca = ca("krab test CA");
+    let (cert, key) = leaf(&ca, &["localhost"]);
+    let ca_file = files.write("ca.pem", &ca.pem);
+    let (port, accepted) = closing_server(&cert, &key, Some(&ca.pem)).await;
+    let e =
+        Cluster::connect(config("localhost", port, TlsSettings::default().ca_location(&ca_file))).await.unwrap_err();
+    assert_eq!(tls_kind(&e), TlsFailureKind::ClientCertificateRejected, "{e}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+
+    // A broker that asked for nothing and closes is an ordinary lost connection: retried.
+    let (port, accepted) = closing_server(&cert, &key, None).await;
+    let mut c = config("localhost", port, TlsSettings::default().ca_location(&ca_file));
+    c.reconnect_backoff = Duration::from_millis(1);
+    c.reconnect_backoff_max = Duration::from_millis(5);
+    let e = Cluster::connect(c).await.unwrap_err();
+    assert!(e.tls_failure().is_none() && e.is_retriable(), "{e:?}");
+    assert_eq!(accepted.load(Ordering::SeqCst), 3, "three bootstrap rounds");
+}
+
 #[tokio::test]
 async fn a_key_that_does_not_match_its_certificate_is_a_config_error() {
     let files = Files::new("mismatch");
