@@ -40,10 +40,12 @@ impl Broker {
             Some(id) => format!("{id} ({addr})").into(),
             None => format!("bootstrap {addr}").into(),
         };
-        let connect_err = |reason: DisconnectReason| ClusterError::Connect {
-            broker: id.map_or_else(|| "bootstrap".to_string(), |i| i.to_string()),
-            addr: addr.to_string(),
-            reason,
+        let broker_name = || id.map_or_else(|| "bootstrap".to_string(), |i| i.to_string());
+        let connect_err = |reason: DisconnectReason| match reason {
+            DisconnectReason::Tls(failure) => {
+                ClusterError::Tls { broker: broker_name(), addr: addr.to_string(), failure }
+            }
+            reason => ClusterError::Connect { broker: broker_name(), addr: addr.to_string(), reason },
         };
         let mut transport = transport;
         let io = match transport.ready().await {
@@ -58,7 +60,15 @@ impl Broker {
                 tracing::debug!(broker = %broker_label, error = %e, "broker connection closed");
             }
         });
-        let versions = negotiate(&client, &label).await?;
+        // A broker that refuses the TLS handshake late (TLS 1.3: a client certificate it wants is
+        // missing) fails the first request: that is still a TLS failure of connecting.
+        let versions = negotiate(&client, &label).await.map_err(|e| match e {
+            ClusterError::Request {
+                source: crate::error::RequestError::ConnectionLost { reason: DisconnectReason::Tls(failure), .. },
+                ..
+            } => ClusterError::Tls { broker: broker_name(), addr: addr.to_string(), failure },
+            other => other,
+        })?;
         tracing::debug!(broker = %label, api_versions = versions.negotiated_with, "connected");
         Ok(Broker { id, addr, label, client, versions: Arc::new(versions) })
     }

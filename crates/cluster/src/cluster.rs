@@ -3,6 +3,7 @@
 use crate::broker::Broker;
 use crate::connection::ConnectionConfig;
 use crate::error::{ClusterError, DisconnectReason};
+use crate::security::{SecurityConfig, SecurityProtocol};
 use crate::snapshot::ClusterSnapshot;
 use crate::transport::{BrokerAddr, TcpTransport};
 use arc_swap::ArcSwap;
@@ -35,6 +36,8 @@ pub struct ClusterConfig {
     pub allow_auto_topic_creation: bool,
     /// How many rounds over the bootstrap list before giving up.
     pub bootstrap_rounds: u32,
+    /// `security.protocol` and `ssl.*`: the transport [`Cluster::connect`] makes.
+    pub security: SecurityConfig,
 }
 
 impl ClusterConfig {
@@ -49,6 +52,7 @@ impl ClusterConfig {
             idle_timeout: Duration::from_secs(540),
             allow_auto_topic_creation: false,
             bootstrap_rounds: 3,
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -70,7 +74,8 @@ enum Slot {
     },
 }
 
-type BoxTransport =
+/// A type-erased transport, as [`Cluster::transport`] makes it.
+pub type BoxTransport =
     tower::util::BoxCloneSyncService<BrokerAddr, Box<dyn crate::transport::Stream>, crate::transport::BoxError>;
 
 struct Inner {
@@ -105,10 +110,35 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Connects over TCP: bootstraps and fetches the broker list.
+    /// Connects over the transport `config.security` asks for (TCP, or TLS over TCP):
+    /// bootstraps and fetches the broker list.
     pub async fn connect(config: ClusterConfig) -> Result<Cluster, ClusterError> {
+        let transport = Self::transport(&config)?;
+        Self::connect_with(config, transport).await
+    }
+
+    /// The transport `config.security` asks for: TCP for `PLAINTEXT`, [`TlsTransport`] for `SSL`
+    /// (PEM files are read now: a bad one is a [`ClusterError::Config`] naming it). Connecting,
+    /// and the TLS handshake, are bounded by the request timeout.
+    ///
+    /// [`TlsTransport`]: crate::TlsTransport
+    pub fn transport(config: &ClusterConfig) -> Result<BoxTransport, ClusterError> {
         let timeout = config.connection.request_timeout;
-        Self::connect_with(config, TcpTransport::new(timeout)).await
+        let security = &config.security;
+        security.validate().map_err(|e| ClusterError::Config { key: e.key, message: e.reason })?;
+        match security.protocol {
+            SecurityProtocol::Plaintext => Ok(BoxTransport::new(crate::transport::boxed(TcpTransport::new(timeout)))),
+            #[cfg(feature = "tls")]
+            SecurityProtocol::Ssl => {
+                let tls = crate::tls::TlsTransport::new(&security.tls, timeout)?;
+                Ok(BoxTransport::new(crate::transport::boxed(tls)))
+            }
+            #[cfg(not(feature = "tls"))]
+            SecurityProtocol::Ssl => Err(ClusterError::Config {
+                key: "security.protocol",
+                message: "SSL needs krab-cluster's `tls` feature, which this build lacks".into(),
+            }),
+        }
     }
 
     /// Connects through a custom transport (TLS, SASL, in-memory test brokers, ...).
@@ -174,6 +204,9 @@ impl Cluster {
                         *lock(&self.inner.bootstrap) = Some((b.clone(), Instant::now()));
                         return Ok(b);
                     }
+                    // A TLS failure is no outage: trying again, or other servers of the same
+                    // cluster with the same settings, cannot help. It is returned at once.
+                    Err(e @ ClusterError::Tls { .. }) => return Err(e),
                     Err(e) => {
                         tracing::debug!(%addr, error = %e, "bootstrap server failed");
                         last = Some(e);
@@ -278,6 +311,7 @@ impl Cluster {
             Err(e) => {
                 let reason = match e {
                     ClusterError::Connect { reason, .. } => reason.clone(),
+                    ClusterError::Tls { failure, .. } => DisconnectReason::Tls(failure.clone()),
                     other => {
                         DisconnectReason::Io { kind: std::io::ErrorKind::Other, message: other.to_string().into() }
                     }

@@ -43,10 +43,72 @@ pub enum DisconnectReason {
     /// Closed on purpose (idle, or the cluster shut down).
     #[error("closed by the client")]
     ClosedByClient,
+    /// The TLS layer failed: a certificate was refused by either side, or the broker aborted the
+    /// handshake. No retry can fix it.
+    #[error("TLS failed: {0}")]
+    Tls(TlsFailure),
+}
+
+/// What a TLS failure was, to match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TlsFailureKind {
+    /// The broker's certificate chain does not lead to a trusted CA (`ssl.ca.location`, or the
+    /// system roots).
+    UnknownCa,
+    /// The broker's certificate is not valid for the host name (or IP) krab connected to.
+    HostNameMismatch,
+    /// The broker's certificate is otherwise unusable (expired, not yet valid, wrong usage, revoked,
+    /// malformed).
+    BadCertificate,
+    /// The broker asked for a client certificate and krab had none to give
+    /// (`ssl.certificate.location`), or the broker refused the one it got.
+    ClientCertificateRejected,
+    /// The handshake failed otherwise (no common protocol version or cipher suite, an alert from the
+    /// broker, a peer that does not speak TLS).
+    Handshake,
+}
+
+impl std::fmt::Display for TlsFailureKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TlsFailureKind::UnknownCa => "the broker's certificate is not signed by a trusted CA",
+            TlsFailureKind::HostNameMismatch => "the broker's certificate does not match its host name",
+            TlsFailureKind::BadCertificate => "the broker's certificate is invalid",
+            TlsFailureKind::ClientCertificateRejected => "the broker requires a client certificate and refused krab's",
+            TlsFailureKind::Handshake => "the TLS handshake failed",
+        })
+    }
+}
+
+/// A TLS failure: its kind and the TLS library's own words.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} ({detail})")]
+pub struct TlsFailure {
+    /// What went wrong.
+    pub kind: TlsFailureKind,
+    /// The details, for people.
+    pub detail: Arc<str>,
+}
+
+impl TlsFailure {
+    /// A failure of `kind`.
+    pub fn new(kind: TlsFailureKind, detail: impl Into<Arc<str>>) -> Self {
+        Self { kind, detail: detail.into() }
+    }
+
+    /// The TLS failure an I/O error carries, if it carries one (TLS streams report their failures
+    /// as I/O errors wrapping a [`TlsFailure`]).
+    pub fn from_io(e: &std::io::Error) -> Option<TlsFailure> {
+        e.get_ref().and_then(|inner| inner.downcast_ref::<TlsFailure>()).cloned()
+    }
 }
 
 impl From<std::io::Error> for DisconnectReason {
     fn from(e: std::io::Error) -> Self {
+        if let Some(tls) = TlsFailure::from_io(&e) {
+            return DisconnectReason::Tls(tls);
+        }
         if e.kind() == std::io::ErrorKind::UnexpectedEof {
             return DisconnectReason::Eof;
         }
@@ -120,6 +182,17 @@ pub enum ClusterError {
         addr: String,
         /// Why.
         reason: DisconnectReason,
+    },
+    /// TLS with a broker failed: a certificate refused by either side, or a handshake the broker
+    /// aborted. Not retriable: `connect` returns it after one attempt.
+    #[error("TLS with broker {broker} at {addr} failed: {failure}")]
+    Tls {
+        /// The broker (its id, or "bootstrap").
+        broker: String,
+        /// The address tried.
+        addr: String,
+        /// What failed.
+        failure: TlsFailure,
     },
     /// The broker is in reconnect backoff after a failure; try again later.
     #[error("broker {broker} is unavailable (retry in {retry_in:?}): {reason}")]
@@ -204,6 +277,15 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    /// The TLS failure, if this is one.
+    pub fn tls_failure(&self) -> Option<&TlsFailure> {
+        match self {
+            ClusterError::Tls { failure, .. } => Some(failure),
+            ClusterError::NoBootstrap { last, .. } => last.tls_failure(),
+            _ => None,
+        }
+    }
+
     /// The broker error code, if the broker answered with one.
     pub fn error_code(&self) -> Option<ErrorCode> {
         match self {
@@ -214,14 +296,16 @@ impl ClusterError {
 
     /// Whether trying again (later, or after new metadata) may succeed.
     ///
-    /// False for what no retry can fix: no common API version, an API the broker lacks, invalid
+    /// False for what no retry can fix: a TLS failure, no common API version, an API the broker lacks, invalid
     /// configuration, a shut-down cluster, a request krab cannot encode, a malformed or oversized
     /// response, and broker error codes Kafka marks non-retriable. True for lost connections,
     /// timeouts, brokers in backoff, missing leaders and partitions (metadata may lag), and
     /// retriable broker codes.
     pub fn is_retriable(&self) -> bool {
         match self {
+            ClusterError::BrokerUnavailable { reason: DisconnectReason::Tls(_), .. } => false,
             ClusterError::Request { source, .. } => match source {
+                RequestError::ConnectionLost { reason: DisconnectReason::Tls(_), .. } => false,
                 RequestError::ConnectionLost { .. } | RequestError::TimedOut(_) => true,
                 RequestError::ResponseTooLarge { .. } | RequestError::Encode(_) | RequestError::Decode(_) => false,
             },
@@ -233,6 +317,7 @@ impl ClusterError {
             ClusterError::NoBootstrap { last, .. } => last.is_retriable(),
             ClusterError::Broker { code, .. } => code.is_retriable(),
             ClusterError::NoCommonVersion { .. }
+            | ClusterError::Tls { .. }
             | ClusterError::UnsupportedApi { .. }
             | ClusterError::Config { .. }
             | ClusterError::Shutdown => false,
@@ -256,6 +341,11 @@ mod tests {
             ClusterError::UnsupportedApi { broker: "1".into(), api: ApiKey::InitProducerId },
             ClusterError::Config { key: "bootstrap.servers", message: "no servers given".into() },
             ClusterError::Shutdown,
+            ClusterError::Tls {
+                broker: "bootstrap".into(),
+                addr: "a:1".into(),
+                failure: TlsFailure::new(TlsFailureKind::UnknownCa, "UnknownIssuer"),
+            },
             ClusterError::Broker {
                 broker: "1".into(),
                 api: ApiKey::Produce,
@@ -292,5 +382,14 @@ mod tests {
         for e in &may {
             assert!(e.is_retriable(), "{e}");
         }
+    }
+
+    #[test]
+    fn an_io_error_wrapping_a_tls_failure_becomes_a_tls_disconnect() {
+        let failure = TlsFailure::new(TlsFailureKind::ClientCertificateRejected, "CertificateRequired");
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, failure.clone());
+        assert_eq!(DisconnectReason::from(io), DisconnectReason::Tls(failure));
+        let plain = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(matches!(DisconnectReason::from(plain), DisconnectReason::Io { .. }));
     }
 }

@@ -9,7 +9,8 @@
 //! - [`MetadataResolver`] is the topic resolver: a `tower::Service<ResolveRequest>` that
 //!   coalesces callers into single Metadata requests. Swap it for your own if you like.
 //! - [`rebalance`] decides which failures mean "re-resolve this partition".
-//! - The transport is a seam: any `tower::Service<BrokerAddr>` yielding a byte stream.
+//! - The transport is a seam: any `tower::Service<BrokerAddr>` yielding a byte stream. With the
+//!   `tls` feature (on by default), [`TlsTransport`] is TLS over TCP (`security.protocol=SSL`).
 #![forbid(unsafe_code)]
 
 mod admin;
@@ -19,17 +20,23 @@ mod connection;
 mod error;
 pub mod rebalance;
 mod resolver;
+mod security;
 mod snapshot;
+#[cfg(feature = "tls")]
+mod tls;
 pub mod transport;
 mod versions;
 
 pub use admin::NewTopic;
 pub use broker::Broker;
-pub use cluster::{Cluster, ClusterConfig};
+pub use cluster::{BoxTransport, Cluster, ClusterConfig};
 pub use connection::{BrokerClient, Connection, ConnectionConfig, handshake};
-pub use error::{ClusterError, DisconnectReason, RequestError};
+pub use error::{ClusterError, DisconnectReason, RequestError, TlsFailure, TlsFailureKind};
 pub use resolver::{MetadataResolver, ResolveError, ResolveRequest, ResolverConfig};
+pub use security::{InvalidSecurityProperty, SECURITY_PROPERTIES, SecurityConfig, SecurityProtocol, TlsSettings};
 pub use snapshot::{BrokerInfo, ClusterSnapshot, PartitionInfo, TopicInfo};
+#[cfg(feature = "tls")]
+pub use tls::{TlsStream, TlsTransport};
 pub use transport::{BrokerAddr, TcpTransport};
 pub use versions::{ApiVersions, negotiate};
 

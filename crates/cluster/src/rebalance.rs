@@ -48,6 +48,13 @@ pub fn classify_code(code: ErrorCode) -> Recovery {
 pub fn classify(error: &ClusterError) -> Recovery {
     match error {
         ClusterError::Broker { code, .. } => classify_code(*code),
+        // A certificate refused by either side is no leader move and no outage: no metadata or
+        // retry fixes it (a broker in backoff after a TLS failure, likewise).
+        ClusterError::Tls { .. }
+        | ClusterError::BrokerUnavailable { reason: DisconnectReason::Tls(_), .. }
+        | ClusterError::Request {
+            source: RequestError::ConnectionLost { reason: DisconnectReason::Tls(_), .. }, ..
+        } => Recovery::Fail,
         ClusterError::Connect { .. }
         | ClusterError::BrokerUnavailable { .. }
         | ClusterError::UnknownBroker(_)
@@ -133,5 +140,26 @@ mod tests {
         };
         assert_eq!(classify(&lost_with_it), Recovery::Retry);
         assert!(!is_rebalancing(&lost_with_it));
+    }
+
+    #[test]
+    fn tls_failures_fail_instead_of_re_resolving() {
+        use crate::error::{TlsFailure, TlsFailureKind};
+        let failure = TlsFailure::new(TlsFailureKind::UnknownCa, "UnknownIssuer");
+        let tls = ClusterError::Tls { broker: "2".into(), addr: "b:9093".into(), failure: failure.clone() };
+        let backoff = ClusterError::BrokerUnavailable {
+            broker: 2,
+            retry_in: Duration::from_millis(10),
+            reason: DisconnectReason::Tls(failure.clone()),
+        };
+        let lost = ClusterError::Request {
+            broker: "2".into(),
+            api: ApiKey::Produce,
+            source: RequestError::ConnectionLost { reason: DisconnectReason::Tls(failure), sent: false },
+        };
+        for e in [tls, backoff, lost] {
+            assert_eq!(classify(&e), Recovery::Fail, "{e}");
+            assert!(!e.is_retriable(), "{e}");
+        }
     }
 }

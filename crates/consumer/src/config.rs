@@ -6,6 +6,7 @@
 //! ```
 
 use crate::records::IsolationLevel;
+use krab_cluster::SecurityConfig;
 use krab_cluster::transport::{BrokerAddr, parse_bootstrap};
 use std::fmt;
 use std::str::FromStr;
@@ -121,6 +122,9 @@ pub struct ConsumerConfig {
     pub retry_backoff: Duration,
     /// `retry.backoff.max.ms`: the cap of the growing retry wait. Default 1 s.
     pub retry_backoff_max: Duration,
+    /// `security.protocol` and `ssl.*` (`ssl.ca.location`, `ssl.certificate.location`,
+    /// `ssl.key.location`, `ssl.endpoint.identification.algorithm`). Default `PLAINTEXT`.
+    pub security: SecurityConfig,
 }
 
 impl Default for ConsumerConfig {
@@ -141,6 +145,7 @@ impl Default for ConsumerConfig {
             metadata_max_age: Duration::from_secs(300),
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(1),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -198,6 +203,11 @@ impl ConsumerConfig {
     /// Sets one property by its Kafka name; the rules between settings are
     /// [`ConsumerConfig::validate`]'s.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match self.security.set(key, value) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(ConfigError::Invalid { key: e.key, value: e.value, reason: e.reason }),
+        }
         match key.trim() {
             "bootstrap.servers" => {
                 self.bootstrap_servers = parse_bootstrap(value).map_err(|e| {
@@ -233,12 +243,14 @@ impl ConsumerConfig {
     /// Checks the rules between settings:
     ///
     /// - `bootstrap.servers` is not empty;
+    /// - `ssl.certificate.location` and `ssl.key.location` come together;
     /// - `request.timeout.ms` exceeds `fetch.max.wait.ms` (else every idle fetch would time out);
     /// - `max.partition.fetch.bytes` is at most `fetch.max.bytes`.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.bootstrap_servers.is_empty() {
             return Err(ConfigError::Missing { key: "bootstrap.servers" });
         }
+        self.security.validate().map_err(|e| ConfigError::Invalid { key: e.key, value: e.value, reason: e.reason })?;
         if self.request_timeout <= self.fetch_max_wait {
             return Err(invalid(
                 "request.timeout.ms",
@@ -332,6 +344,14 @@ impl ConsumerConfig {
     #[must_use]
     pub fn isolation_level(mut self, level: IsolationLevel) -> Self {
         self.isolation_level = level;
+        self
+    }
+
+    /// Sets `security.protocol` and the `ssl.*` settings, e.g.
+    /// `SecurityConfig::tls(TlsSettings::default().ca_location("ca.pem"))`.
+    #[must_use]
+    pub fn security(mut self, security: SecurityConfig) -> Self {
+        self.security = security;
         self
     }
 
@@ -436,5 +456,29 @@ mod tests {
         ])
         .unwrap_err();
         assert!(matches!(e, ConfigError::Invalid { key: "max.partition.fetch.bytes", .. }), "{e}");
+    }
+
+    #[test]
+    fn security_properties_are_read_by_kafka_names() {
+        let c = ConsumerConfig::from_properties([
+            ("bootstrap.servers", "localhost:9093"),
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", "/etc/kafka/ca.pem"),
+            ("ssl.certificate.location", "/etc/kafka/client.pem"),
+            ("ssl.key.location", "/etc/kafka/client.key"),
+            ("ssl.endpoint.identification.algorithm", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.security.protocol, krab_cluster::SecurityProtocol::Ssl);
+        assert_eq!(c.security.tls.key_location.as_deref(), Some(std::path::Path::new("/etc/kafka/client.key")));
+        assert!(!c.security.tls.verify_host_name);
+        let sasl = ConsumerConfig::from_properties([("bootstrap.servers", "a:1"), ("security.protocol", "SASL_SSL")]);
+        assert!(
+            matches!(&sasl, Err(ConfigError::Invalid { key: "security.protocol", reason, .. }) if reason.contains("not supported yet")),
+            "{sasl:?}"
+        );
+        let half =
+            ConsumerConfig::from_properties([("bootstrap.servers", "a:1"), ("ssl.certificate.location", "/c.pem")]);
+        assert!(matches!(half, Err(ConfigError::Invalid { key: "ssl.key.location", .. })), "{half:?}");
     }
 }

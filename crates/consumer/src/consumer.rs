@@ -29,7 +29,8 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    /// Connects to the cluster (`bootstrap.servers`) with the default coalescing resolver.
+    /// Connects to the cluster (`bootstrap.servers`) with the default coalescing resolver, over
+    /// TCP or TLS as `security.protocol` says.
     pub async fn connect(config: ConsumerConfig) -> Result<Consumer, Error> {
         config.validate().map_err(|e| Error::with_source(ErrorKind::Config, "invalid consumer configuration", e))?;
         let mut c = ClusterConfig::new(config.bootstrap_servers.clone());
@@ -41,6 +42,7 @@ impl Consumer {
         c.metadata_max_age = config.metadata_max_age;
         c.reconnect_backoff = config.retry_backoff;
         c.reconnect_backoff_max = config.retry_backoff_max;
+        c.security = config.security.clone();
         let cluster = Cluster::connect(c).await?;
         let resolver = MetadataResolver::new(
             cluster.clone(),

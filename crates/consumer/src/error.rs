@@ -15,6 +15,9 @@ pub enum ErrorKind {
     Config,
     /// The cluster could not be reached or spoke something unexpected.
     Cluster,
+    /// TLS with a broker failed (a certificate refused by either side); not retriable. The
+    /// source is the [`krab_cluster::ClusterError::Tls`] naming the broker and the reason.
+    Tls(krab_cluster::TlsFailureKind),
     /// The broker answered with this error code for the partition.
     Broker(ErrorCode),
     /// The position is outside the partition's log and `auto.offset.reset` is `none`; the
@@ -126,6 +129,9 @@ impl std::error::Error for Error {
 
 impl From<ClusterError> for Error {
     fn from(e: ClusterError) -> Self {
+        if let Some(tls) = e.tls_failure() {
+            return Error::with_source(ErrorKind::Tls(tls.kind), "TLS failed", e);
+        }
         match e.error_code() {
             Some(code) => Error::with_source(ErrorKind::Broker(code), "the broker refused the request", e),
             None => Error::with_source(ErrorKind::Cluster, "cluster error", e),

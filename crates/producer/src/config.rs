@@ -16,6 +16,7 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use krab_cluster::SecurityConfig;
 use krab_cluster::transport::{BrokerAddr, parse_bootstrap};
 use krab_protocol::records::Compression;
 
@@ -166,6 +167,9 @@ pub struct ProducerConfig {
     pub reconnect_backoff: Duration,
     /// `reconnect.backoff.max.ms`: the cap of the growing reconnect wait. Default 1 s.
     pub reconnect_backoff_max: Duration,
+    /// `security.protocol` and `ssl.*` (`ssl.ca.location`, `ssl.certificate.location`,
+    /// `ssl.key.location`, `ssl.endpoint.identification.algorithm`). Default `PLAINTEXT`.
+    pub security: SecurityConfig,
 }
 
 impl Default for ProducerConfig {
@@ -194,6 +198,7 @@ impl Default for ProducerConfig {
             compression_level: None,
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(1),
+            security: SecurityConfig::default(),
         }
     }
 }
@@ -267,6 +272,11 @@ impl ProducerConfig {
     /// Sets one property by its Kafka name. Values are checked alone; the rules between
     /// settings are [`ProducerConfig::validate`]'s.
     pub fn set(&mut self, key: &str, value: &str) -> Result<(), ConfigError> {
+        match self.security.set(key, value) {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => return Err(ConfigError::Invalid { key: e.key, value: e.value, reason: e.reason }),
+        }
         match key.trim() {
             "bootstrap.servers" => {
                 self.bootstrap_servers = parse_bootstrap(value).map_err(|e| {
@@ -328,6 +338,7 @@ impl ProducerConfig {
     /// Checks the rules between settings, naming the property to change:
     ///
     /// - `bootstrap.servers` is not empty;
+    /// - `ssl.certificate.location` and `ssl.key.location` come together;
     /// - with `enable.idempotence` set to `true`: `acks` is `all` and
     ///   `max.in.flight.requests.per.connection` is at most 5 (Kafka's rules);
     /// - a set `delivery.timeout.ms` is at least `linger.ms + request.timeout.ms` (Kafka's rule);
@@ -338,6 +349,7 @@ impl ProducerConfig {
         if self.bootstrap_servers.is_empty() {
             return Err(ConfigError::Missing { key: "bootstrap.servers" });
         }
+        self.security.validate().map_err(|e| ConfigError::Invalid { key: e.key, value: e.value, reason: e.reason })?;
         if self.max_in_flight == 0 {
             return Err(invalid("max.in.flight.requests.per.connection", 0, "must be at least 1"));
         }
@@ -550,6 +562,14 @@ impl ProducerConfig {
     #[must_use]
     pub fn compression_level(mut self, level: i32) -> Self {
         self.compression_level = Some(level);
+        self
+    }
+
+    /// Sets `security.protocol` and the `ssl.*` settings, e.g.
+    /// `SecurityConfig::tls(TlsSettings::default().ca_location("ca.pem"))`.
+    #[must_use]
+    pub fn security(mut self, security: SecurityConfig) -> Self {
+        self.security = security;
         self
     }
 
@@ -819,5 +839,29 @@ mod tests {
         assert_eq!(c.acks, Acks::All);
         let owned: Vec<(String, String)> = vec![("bootstrap.servers".into(), "h:1".into())];
         ProducerConfig::from_properties(owned).unwrap();
+    }
+
+    #[test]
+    fn security_properties_are_read_by_kafka_names() {
+        let c = ProducerConfig::from_properties([
+            ("bootstrap.servers", "localhost:9093"),
+            ("security.protocol", "SSL"),
+            ("ssl.ca.location", "/etc/kafka/ca.pem"),
+            ("ssl.certificate.location", "/etc/kafka/client.pem"),
+            ("ssl.key.location", "/etc/kafka/client.key"),
+            ("ssl.endpoint.identification.algorithm", ""),
+        ])
+        .unwrap();
+        assert_eq!(c.security.protocol, krab_cluster::SecurityProtocol::Ssl);
+        assert_eq!(c.security.tls.key_location.as_deref(), Some(std::path::Path::new("/etc/kafka/client.key")));
+        assert!(!c.security.tls.verify_host_name);
+        let sasl = ProducerConfig::from_properties([("bootstrap.servers", "a:1"), ("security.protocol", "SASL_SSL")]);
+        assert!(
+            matches!(&sasl, Err(ConfigError::Invalid { key: "security.protocol", reason, .. }) if reason.contains("not supported yet")),
+            "{sasl:?}"
+        );
+        let half =
+            ProducerConfig::from_properties([("bootstrap.servers", "a:1"), ("ssl.certificate.location", "/c.pem")]);
+        assert!(matches!(half, Err(ConfigError::Invalid { key: "ssl.key.location", .. })), "{half:?}");
     }
 }

@@ -14,6 +14,9 @@ pub enum ErrorKind {
     Config,
     /// The cluster could not be reached or spoke something unexpected.
     Cluster,
+    /// TLS with a broker failed (a certificate refused by either side); not retriable. The
+    /// source is the [`krab_cluster::ClusterError::Tls`] naming the broker and the reason.
+    Tls(krab_cluster::TlsFailureKind),
     /// The broker refused the records with this error code.
     Broker(ErrorCode),
     /// The record was not acknowledged within `delivery.timeout.ms`.
@@ -124,6 +127,9 @@ impl std::error::Error for Error {
 impl From<ClusterError> for Error {
     fn from(e: ClusterError) -> Self {
         let retriable = e.is_retriable();
+        if let Some(tls) = e.tls_failure() {
+            return Error::with_source(ErrorKind::Tls(tls.kind), "TLS failed", e).retriable(false);
+        }
         let error = match e.error_code() {
             Some(code) => Error::with_source(ErrorKind::Broker(code), "the broker refused the request", e),
             None => Error::with_source(ErrorKind::Cluster, "cluster error", e),

@@ -77,8 +77,11 @@ impl std::error::Error for TrySendError {}
 impl Producer {
     /// Connects to the cluster and starts the flush loop, with the default coalescing resolver
     /// and the partitioner the configuration names.
+    ///
+    /// The transport follows `security.protocol`: TCP, or TLS over TCP with the `ssl.*` settings.
     pub async fn connect(config: ProducerConfig) -> Result<Producer, Error> {
-        let transport = krab_cluster::TcpTransport::new(config.request_timeout);
+        config.validate().map_err(|e| Error::with_source(ErrorKind::Config, "invalid producer configuration", e))?;
+        let transport = Cluster::transport(&cluster_config(&config)?)?;
         Self::connect_with(config, transport).await
     }
 
@@ -298,5 +301,6 @@ fn cluster_config(config: &ProducerConfig) -> Result<ClusterConfig, Error> {
     c.reconnect_backoff = config.reconnect_backoff;
     c.reconnect_backoff_max = config.reconnect_backoff_max;
     c.allow_auto_topic_creation = config.allow_auto_create_topics;
+    c.security = config.security.clone();
     Ok(c)
 }

@@ -8,12 +8,16 @@
 //!   node serves. Each node has three listeners: `INTERNAL` (inter-broker, and the control path
 //!   the tests use: it never crosses a proxy), `EXTERNAL` (clients; advertised as the address of
 //!   the node's proxy, so every client connection to node N crosses proxy N) and `CONTROLLER`.
+//!   With [`KafkaOptions::tls`], two more: `SSL` (TLS) and `MTLS` (TLS with client certificates
+//!   required), advertised as `localhost:<port>` (the broker certificate names `localhost`
+//!   only) and reached directly: the proxies parse Kafka frames, which TLS hides from them.
 //! - The JVMs are always reaped: on drop (test failure, panic unwinding) they are killed, and a
 //!   watchdog shell kills them if this process dies without unwinding (Ctrl-C, SIGKILL).
 //!
 //! The control API the scenarios share (create topics, leader/ISR map, leader moves, kill -9,
 //! restart, SIGSTOP/SIGCONT, ISR healing) lives in `crate::it::kafka_control`.
 
+use super::kafka_tls::TlsFiles;
 use crate::proxy::FaultProxy;
 use anyhow::{Context, Result, bail, ensure};
 use std::fs;
@@ -147,13 +151,18 @@ pub(crate) struct KafkaOptions {
     pub(crate) overrides: Vec<(String, String)>,
     /// Heap per JVM.
     pub(crate) heap_mb: u32,
+    /// Also open the `SSL` and `MTLS` listeners, with TLS material made at start.
+    pub(crate) tls: bool,
 }
 
 impl KafkaOptions {
     pub(crate) fn new(nodes: usize) -> Self {
-        Self { nodes, overrides: Vec::new(), heap_mb: 448 }
+        Self { nodes, overrides: Vec::new(), heap_mb: 448, tls: false }
     }
 }
+
+/// The listener name of the TLS listener that requires client certificates.
+const MTLS: &str = "MTLS";
 
 /// One node's ports and process.
 struct Node {
@@ -161,6 +170,9 @@ struct Node {
     internal: u16,
     external: u16,
     controller: u16,
+    /// The `SSL` and `MTLS` listeners' ports (0: no TLS).
+    ssl: u16,
+    mtls: u16,
     dir: PathBuf,
     child: Mutex<Option<Child>>,
     /// SIGSTOPped and not yet continued.
@@ -178,6 +190,8 @@ pub(crate) struct KafkaCluster {
     _proxy_rt: tokio::runtime::Runtime,
     version: String,
     heap_mb: u32,
+    /// Boxed: most clusters have none.
+    tls: Option<Box<TlsFiles>>,
 }
 
 impl KafkaCluster {
@@ -192,6 +206,7 @@ impl KafkaCluster {
             fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         fs::create_dir_all(&dir)?;
+        let tls = if options.tls { Some(Box::new(TlsFiles::create(&dir.join("tls"))?)) } else { None };
         let proxy_rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("kafka-proxy")
@@ -205,6 +220,7 @@ impl KafkaCluster {
             let upstream = SocketAddr::from((Ipv4Addr::LOCALHOST, external));
             let proxy = proxy_rt.block_on(FaultProxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), upstream))?;
             proxies.push(proxy);
+            let (ssl, mtls) = if tls.is_some() { (super::free_port()?, super::free_port()?) } else { (0, 0) };
             let node_dir = dir.join(format!("node{id}"));
             fs::create_dir_all(node_dir.join("data"))?;
             nodes.push(Node {
@@ -212,6 +228,8 @@ impl KafkaCluster {
                 internal,
                 external,
                 controller,
+                ssl,
+                mtls,
                 dir: node_dir,
                 child: Mutex::new(None),
                 frozen: Default::default(),
@@ -219,7 +237,7 @@ impl KafkaCluster {
         }
         let voters: Vec<String> = nodes.iter().map(|n| format!("{}@127.0.0.1:{}", n.id, n.controller)).collect();
         for (node, proxy) in nodes.iter().zip(&proxies) {
-            let props = server_properties(node, proxy.addr().port(), &voters.join(","), options);
+            let props = server_properties(node, proxy.addr().port(), &voters.join(","), options, tls.as_deref());
             fs::write(node.dir.join("server.properties"), props)?;
         }
         let version = dist.version()?;
@@ -232,6 +250,7 @@ impl KafkaCluster {
             _proxy_rt: proxy_rt,
             version,
             heap_mb: options.heap_mb,
+            tls,
         };
         cluster.format()?;
         cluster.start_watchdog()?;
@@ -368,6 +387,30 @@ impl KafkaCluster {
         self.nodes.iter().map(|n| format!("127.0.0.1:{}", n.internal)).collect::<Vec<_>>().join(",")
     }
 
+    /// The `SSL` listeners' bootstrap (`localhost:<port>`, straight to the brokers), when the
+    /// cluster was started with TLS.
+    pub(crate) fn tls_bootstrap(&self) -> Option<String> {
+        self.tls.as_ref()?;
+        Some(self.nodes.iter().map(|n| format!("localhost:{}", n.ssl)).collect::<Vec<_>>().join(","))
+    }
+
+    /// The `MTLS` listeners' bootstrap (client certificates required), with TLS.
+    pub(crate) fn mtls_bootstrap(&self) -> Option<String> {
+        self.tls.as_ref()?;
+        Some(self.nodes.iter().map(|n| format!("localhost:{}", n.mtls)).collect::<Vec<_>>().join(","))
+    }
+
+    /// Node 1's `SSL` and `MTLS` ports, with TLS.
+    pub(crate) fn tls_ports(&self) -> Option<(u16, u16)> {
+        self.tls.as_ref()?;
+        self.nodes.first().map(|n| (n.ssl, n.mtls))
+    }
+
+    /// The CA, client certificate and wrong CA files, with TLS.
+    pub(crate) fn tls_files(&self) -> Option<&TlsFiles> {
+        self.tls.as_deref()
+    }
+
     /// "Apache Kafka 4.x.y".
     pub(crate) fn version(&self) -> &str {
         &self.version
@@ -495,13 +538,22 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     while let Some(arg) = it.next() {
         match arg.as_str() {
             "--nodes" => options.nodes = it.next().context("--nodes needs a value")?.parse().context("--nodes")?,
-            other => bail!("unknown option `{other}` (usage: broker kafka [--nodes N])"),
+            "--tls" => options.tls = true,
+            other => bail!("unknown option `{other}` (usage: broker kafka [--nodes N] [--tls])"),
         }
     }
     let started = Instant::now();
     let cluster = KafkaCluster::start(&options)?;
     println!("BOOTSTRAP {}", cluster.bootstrap());
     println!("DIRECT {}", cluster.direct_bootstrap());
+    if let (Some(ssl), Some(mtls), Some(files)) =
+        (cluster.tls_bootstrap(), cluster.mtls_bootstrap(), cluster.tls_files())
+    {
+        println!("SSL {ssl}");
+        println!("MTLS {mtls}");
+        println!("CA {}", files.ca.display());
+        println!("CLIENT_CERT {} {}", files.client_cert.display(), files.client_key.display());
+    }
     println!("VERSION {}", cluster.version());
     eprintln!(
         "{} with {} nodes serving after {:.1} s (logs: {}); close stdin or press Ctrl-C to stop",
@@ -517,7 +569,13 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     Ok(())
 }
 
-fn server_properties(node: &Node, proxy_port: u16, voters: &str, options: &KafkaOptions) -> String {
+fn server_properties(
+    node: &Node,
+    proxy_port: u16,
+    voters: &str,
+    options: &KafkaOptions,
+    tls: Option<&TlsFiles>,
+) -> String {
     let rf = options.nodes.min(3);
     let min_isr = if rf >= 3 { 2 } else { 1 };
     let mut props = vec![
@@ -571,6 +629,18 @@ fn server_properties(node: &Node, proxy_port: u16, voters: &str, options: &Kafka
         ("group.coordinator.threads".into(), "1".into()),
         ("share.coordinator.threads".into(), "1".into()),
     ];
+    if let Some(files) = tls {
+        for (key, add) in [
+            ("listeners", format!(",SSL://127.0.0.1:{},{MTLS}://127.0.0.1:{}", node.ssl, node.mtls)),
+            ("advertised.listeners", format!(",SSL://localhost:{},{MTLS}://localhost:{}", node.ssl, node.mtls)),
+            ("listener.security.protocol.map", format!(",SSL:SSL,{MTLS}:SSL")),
+        ] {
+            if let Some(slot) = props.iter_mut().find(|(k, _)| k == key) {
+                slot.1.push_str(&add);
+            }
+        }
+        props.extend(files.server_properties(MTLS));
+    }
     for (k, v) in &options.overrides {
         match props.iter_mut().find(|(key, _)| key == k) {
             Some(slot) => slot.1 = v.clone(),

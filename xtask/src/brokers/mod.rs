@@ -12,6 +12,7 @@
 //! forwards stdin lines to it as commands.
 
 pub(crate) mod kafka;
+pub(crate) mod kafka_tls;
 pub(crate) mod mock;
 pub(crate) mod tansu;
 

@@ -21,6 +21,7 @@ mod kafka_read_committed;
 mod kafka_rf1_restart;
 mod kafka_soak;
 mod kafka_support;
+mod kafka_tls;
 mod mock_consume_incidents;
 mod mock_incidents;
 mod mock_send_latency;
@@ -63,6 +64,7 @@ const KAFKA_SCENARIOS: &[&str] = &[
     "kafka/read-committed",
     "kafka/fetch-sessions",
     "consumer/interop-codecs",
+    "kafka/tls",
 ];
 
 fn known_scenarios() -> String {
@@ -214,7 +216,11 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     if wants(Only::Kafka, KAFKA_SCENARIOS) {
         let venv = Venv::ensure()?;
         let started = Instant::now();
-        let kafka = Arc::new(KafkaCluster::start(&KafkaOptions::new(3))?);
+        // The SSL and MTLS listeners only when kafka/tls runs; the other scenarios use the
+        // PLAINTEXT listeners behind the proxies either way.
+        let mut options = KafkaOptions::new(3);
+        options.tls = picked("kafka/tls");
+        let kafka = Arc::new(KafkaCluster::start(&options)?);
         println!(
             "{} at {} (proxies; direct {}), serving after {:.1} s",
             kafka.version(),
@@ -252,6 +258,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         kafka_scenario!("kafka/read-committed", kafka_read_committed::run);
         kafka_scenario!("kafka/fetch-sessions", kafka_fetch_sessions::run);
         kafka_scenario!("consumer/interop-codecs", consumer_interop_codecs::run);
+        kafka_scenario!("kafka/tls", kafka_tls::run);
     }
     println!("\n{passed} passed, {} failed", failed.len());
     if !failed.is_empty() {
