@@ -144,9 +144,12 @@ impl Stream for Consumer {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        this.poll_batch_ready(cx, 1).map(|r| {
-            Some(r.map(|mut batch| batch.pop().and_then(|mut p| p.records.pop()).expect("take returns a record")))
-        })
+        let (taken, wake) = this.shared.lock().take_one(Some(cx.waker()));
+        this.shared.wake(wake);
+        match taken {
+            Some(r) => Poll::Ready(Some(r)),
+            None => Poll::Pending,
+        }
     }
 }
 
