@@ -182,7 +182,7 @@ fn krab(a: &ConsumeArgs) -> Result<(Tally, String, Extra)> {
         let mut peak_buffered = 0usize;
         let read = async {
             while tally.records < a.records {
-                if a.client == ConsumeClient::KrabBatch || tally.records % 1024 == 0 {
+                if a.client == ConsumeClient::KrabBatch || tally.records.is_multiple_of(1024) {
                     peak_buffered = peak_buffered.max(consumer.buffered_bytes());
                 }
                 if a.client == ConsumeClient::KrabStream {
