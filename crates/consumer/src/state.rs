@@ -787,6 +787,7 @@ impl State {
     /// and headers are taken, not cloned) and advances its position. A drained chunk leaves
     /// the partition; its bytes are freed here and returned, and the partition's broker is
     /// woken if that brings it under its budget.
+    #[inline(always)]
     fn pop_record(
         tp: &TopicPartition,
         part: &mut Part,
@@ -894,6 +895,7 @@ impl State {
 
     /// [`State::take`] of one record, without the batch around it: the same record, error and
     /// round-robin order as `take(1, waker)`, with one partition lookup and no allocation.
+    #[inline(always)]
     pub(crate) fn take_one(&mut self, waker: Option<&Waker>) -> (Option<Result<ConsumerRecord, Error>>, Wake) {
         let mut wake = Wake::default();
         let over_before = self.bytes >= self.budgets.total;
