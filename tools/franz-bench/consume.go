@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kversion"
 )
 
 // ConsumeArgs is what one consume process does.
@@ -21,6 +22,9 @@ type ConsumeArgs struct {
 	Records    uint64
 	Partitions int
 	Timeout    time.Duration
+	// MaxVersion caps the request versions at a Kafka release ("3.6.0"; empty: franz-go's
+	// newest), for brokers that close the connection on versions they do not know (tansu).
+	MaxVersion string
 }
 
 // Consume runs the consume workload and returns its report line.
@@ -33,11 +37,19 @@ func Consume(a ConsumeArgs) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	cl, err := kgo.NewClient(
+	opts := []kgo.Opt{
 		kgo.SeedBrokers(seeds(a.Bootstrap)...),
 		kgo.ClientID("franz-bench"),
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{a.Topic: offsets}),
-	)
+	}
+	if a.MaxVersion != "" {
+		v := kversion.FromString(a.MaxVersion)
+		if v == nil {
+			return "", fmt.Errorf("-max-version %q is not a Kafka release franz-go knows", a.MaxVersion)
+		}
+		opts = append(opts, kgo.MaxVersions(v))
+	}
+	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return "", fmt.Errorf("creating the client: %w", err)
 	}
@@ -67,9 +79,9 @@ func Consume(a ConsumeArgs) (string, error) {
 	}
 	note := fmt.Sprintf(
 		"franz-go v1.22.3: ConsumePartitions of partitions 0..%d from the start (no group), PollFetches until "+
-			"%d records; clock from client creation; other settings franz-go's defaults; record_bytes is the "+
+			"%d records; clock from client creation; versions capped at %q (empty: none); other settings franz-go's defaults; record_bytes is the "+
 			"mean value size; %d value bytes in all",
-		a.Partitions-1, a.Records, valueBytes)
+		a.Partitions-1, a.Records, a.MaxVersion, valueBytes)
 	r, err := NewReport("consume", a.Records, int(valueBytes/a.Records), "as stored", window, note)
 	if err != nil {
 		return "", err

@@ -26,7 +26,7 @@ const usage = `usage:
   franz-bench produce -bootstrap B -topic T [-records N] [-size S] [-partitions P]
       [-compression none|lz4] [-acks 1|all] [-linger-ms L] [-batch-bytes B] [-buffer-bytes B]
       [-timeout-s S]
-  franz-bench consume -bootstrap B -topic T [-records N] [-partitions P] [-timeout-s S]`
+  franz-bench consume -bootstrap B -topic T [-records N] [-partitions P] [-timeout-s S] [-max-version 3.6.0]`
 
 func main() {
 	line, err := run(os.Args[1:])
@@ -74,11 +74,13 @@ func run(args []string) (string, error) {
 		a.Timeout = seconds(*timeout)
 		return Produce(a)
 	case "consume":
+		maxVersion := fs.String("max-version", "", "cap request versions at this Kafka release, e.g. 3.6.0 (tansu)")
 		if err := parse(fs, args[1:], bootstrap, topic, records, partitions, timeout); err != nil {
 			return "", err
 		}
 		return Consume(ConsumeArgs{
 			Bootstrap: *bootstrap, Topic: *topic, Records: *records, Partitions: *partitions, Timeout: seconds(*timeout),
+			MaxVersion: *maxVersion,
 		})
 	default:
 		return "", fmt.Errorf("unknown subcommand %q\n%s", args[0], usage)

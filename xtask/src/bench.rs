@@ -14,8 +14,12 @@
 //!   one fresh broker per process (tansu, and the librdkafka mock cluster for 1 KiB records).
 //!   `--broker kafka` (`bench/kafka.rs`): krab, rdkafka, Kafka's Java producer, franz-go and
 //!   rskafka against one 3-node Apache Kafka cluster, acks=1 and acks=all.
+//! - `bench consume` (`bench/consume.rs`): krab's consumer (Stream and poll_batch) against
+//!   rdkafka (BaseConsumer, StreamConsumer), rskafka, franz-go and Kafka's ConsumerPerformance,
+//!   each reading one topic filled once per broker (tansu, or `--broker kafka`: 3-node Apache Kafka).
 //! - `bench send-latency`: the latency of krab's `send().await` with a 500 ms broker round trip.
 
+mod consume;
 mod kafka;
 
 use crate::brokers::mock::{self, MockCluster};
@@ -39,6 +43,9 @@ const USAGE: &str = "usage: cargo xtask bench cluster [--seconds S] [--concurren
                                  [--batch-size B] [--linger-ms L]
        cargo xtask bench produce --broker kafka [--runs N] [--scale F] [--size 100|1024]
                                  [--compression none|lz4] [--acks 1|all] [--clients krab,rdkafka-base,java,franz,rskafka]
+       cargo xtask bench consume [--broker tansu|kafka] [--runs N] [--size 100|1024] [--compression none|lz4]
+                                 [--scale F] [--max-poll N]
+                                 [--clients krab-stream,krab-batch,rdkafka-base,rdkafka-stream,rskafka,franz,java]
        cargo xtask bench send-latency [--records N] [--rate R] [--rtt-ms MS] [--runs N]";
 
 /// The placeholder in a case's arguments that [`run_cases`] replaces with the run's bootstrap.
@@ -50,8 +57,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     match which.as_str() {
         "cluster" => cluster(rest),
         "produce" => produce(rest),
+        "consume" => consume::consume(rest),
         "send-latency" => send_latency(rest),
-        other => bail!("unknown bench `{other}` (known: cluster, produce, send-latency)\n{USAGE}"),
+        other => bail!("unknown bench `{other}` (known: cluster, produce, consume, send-latency)\n{USAGE}"),
     }
 }
 
@@ -165,6 +173,9 @@ pub(crate) enum Output {
     /// Kafka's `ProducerPerformance` summary line, `records` records of `size` bytes; CPU and
     /// peak RSS are read from the process's `/proc` entry.
     ProducerPerformance { records: u64, total: u64, size: usize },
+    /// Kafka's `ConsumerPerformance` CSV line, `records` records of `size` bytes; CPU and peak
+    /// RSS are read from the process's `/proc` entry.
+    ConsumerPerformance { records: u64, size: usize },
 }
 
 impl Case {
@@ -334,6 +345,9 @@ fn run_one(exe: &Path, args: &[String], output: Output, timeout: Duration, broke
         Output::JsonLine => {
             let line = stdout.lines().rev().find(|l| l.starts_with('{')).context("no JSON line on stdout")?;
             serde_json::from_str(line).with_context(|| format!("parsing `{line}`"))?
+        }
+        Output::ConsumerPerformance { records, size } => {
+            consume::java_sample(&stdout, records, size, child_cpu, peak_kb)?
         }
         Output::ProducerPerformance { records, total, size } => {
             let (sent, per_s) = parse_producer_performance(&stdout)?;

@@ -32,6 +32,9 @@ tasks:
                                     Metadata req/s over one connection to tansu, krab vs librdkafka (rdkafka)
   bench produce [--runs N] [--scale F] [--only tansu|mock] [--size B] [--compression C] [--clients a,b]
                                     producer records/s, MB/s, CPU, RSS: krab vs rdkafka (Base/FutureProducer), rskafka
+  bench consume [--broker tansu|kafka] [--runs N] [--size 100|1024] [--compression none|lz4]
+                                    consumer records/s, MB/s, CPU, RSS: krab (Stream, poll_batch) vs rdkafka, rskafka,
+                                    franz-go, Kafka's ConsumerPerformance, reading one pre-filled topic
   bench send-latency [--records N] [--rate R] [--rtt-ms MS]
                                     krab send().await latency percentiles with a 500 ms broker round trip (mock)
 ";

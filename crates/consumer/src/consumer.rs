@@ -9,7 +9,7 @@ use krab_buffer::TopicPartition;
 use krab_cluster::{BoxResolver, Cluster, ClusterConfig, MetadataResolver, ResolverConfig};
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 /// A consumer of manually assigned partitions.
 ///
@@ -126,11 +126,19 @@ impl Consumer {
 
     /// Polls for up to `max` records, grouped by partition (at least one record when ready), or
     /// the next error.
+    ///
+    /// Like tokio's own channels, each call that hands something out spends one unit of the
+    /// task's cooperative budget, so a task draining a full buffer yields now and then and the
+    /// fetch tasks sharing its thread keep the next responses coming.
     pub fn poll_batch_ready(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Vec<PartitionRecords>, Error>> {
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
         let (taken, wake) = self.shared.lock().take(max, Some(cx.waker()));
         self.shared.wake(wake);
         match taken {
-            Some(r) => Poll::Ready(r),
+            Some(r) => {
+                coop.made_progress();
+                Poll::Ready(r)
+            }
             None => Poll::Pending,
         }
     }
@@ -146,9 +154,17 @@ impl Stream for Consumer {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
-        this.poll_batch_ready(cx, 1).map(|r| {
-            Some(r.map(|mut batch| batch.pop().and_then(|mut p| p.records.pop()).expect("take returns a record")))
-        })
+        // One unit of the task's cooperative budget per item, as in `poll_batch_ready`.
+        let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        let (taken, wake) = this.shared.lock().take_one(Some(cx.waker()));
+        this.shared.wake(wake);
+        match taken {
+            Some(r) => {
+                coop.made_progress();
+                Poll::Ready(Some(r))
+            }
+            None => Poll::Pending,
+        }
     }
 }
 

@@ -783,6 +783,51 @@ impl State {
         }
     }
 
+    /// Moves `part`'s next record out of its front chunk (the chunk keeps no copy: key, value
+    /// and headers are taken, not cloned) and advances its position. A drained chunk leaves
+    /// the partition; its bytes are freed here and returned, and the partition's broker is
+    /// woken if that brings it under its budget.
+    #[inline(always)]
+    fn pop_record(
+        tp: &TopicPartition,
+        part: &mut Part,
+        partition_budget: usize,
+        wake: &mut Wake,
+    ) -> Option<(ConsumerRecord, usize)> {
+        let chunk = part.chunks.front_mut()?;
+        let r = &mut chunk.records[part.cursor];
+        let record = ConsumerRecord {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+            offset: r.offset,
+            leader_epoch: chunk.leader_epoch,
+            timestamp: r.timestamp,
+            timestamp_type: chunk.timestamp_type,
+            key: r.key.take(),
+            value: r.value.take(),
+            headers: std::mem::take(&mut r.headers),
+        };
+        part.position = Some(record.offset + 1);
+        part.cursor += 1;
+        let mut freed = 0;
+        if part.cursor == chunk.records.len() {
+            let done = part.chunks.pop_front().expect("front exists");
+            part.cursor = 0;
+            part.bytes -= done.bytes;
+            freed = done.bytes;
+            part.position = Some(done.next_offset);
+            if part.bytes < partition_budget {
+                wake.brokers.extend(part.leader);
+            }
+        }
+        if part.chunks.is_empty() {
+            if let Some(p) = part.fetch_position() {
+                part.position = Some(p);
+            }
+        }
+        Some((record, freed))
+    }
+
     /// Hands out up to `max` records (at least one per call when any is buffered), grouped by
     /// partition and taken round robin, or the next error if no record comes before it.
     /// Registers `waker` when there is nothing. Positions move past what is returned, and only
@@ -799,6 +844,7 @@ impl State {
         let over_before = self.bytes >= self.budgets.total;
         let mut error = None;
         let mut rounds = self.ready.len();
+        let budget = self.budgets.partition;
         while taken < max && rounds > 0 {
             rounds -= 1;
             let Some(tp) = self.ready.pop_front() else { break };
@@ -809,37 +855,10 @@ impl State {
             }
             let mut records = Vec::new();
             while taken < max {
-                let Some(chunk) = part.chunks.front() else { break };
-                let r = &chunk.records[part.cursor];
-                records.push(ConsumerRecord {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    offset: r.offset,
-                    leader_epoch: chunk.leader_epoch,
-                    timestamp: r.timestamp,
-                    timestamp_type: chunk.timestamp_type,
-                    key: r.key.clone(),
-                    value: r.value.clone(),
-                    headers: r.headers.clone(),
-                });
+                let Some((record, freed)) = Self::pop_record(&tp, part, budget, &mut wake) else { break };
+                records.push(record);
                 taken += 1;
-                part.position = Some(r.offset + 1);
-                part.cursor += 1;
-                if part.cursor == chunk.records.len() {
-                    let done = part.chunks.pop_front().expect("front exists");
-                    part.cursor = 0;
-                    part.bytes -= done.bytes;
-                    self.bytes -= done.bytes;
-                    part.position = Some(done.next_offset);
-                    if part.bytes < self.budgets.partition {
-                        wake.brokers.extend(part.leader);
-                    }
-                }
-            }
-            if part.chunks.is_empty() {
-                if let Some(p) = part.fetch_position() {
-                    part.position = Some(p);
-                }
+                self.bytes -= freed;
             }
             if !records.is_empty() {
                 out.push(PartitionRecords { partition: tp.clone(), records });
@@ -869,6 +888,42 @@ impl State {
         }
         if let Some(e) = error {
             return (Some(Err(e)), wake);
+        }
+        self.waker = waker.cloned();
+        (None, wake)
+    }
+
+    /// [`State::take`] of one record, without the batch around it: the same record, error and
+    /// round-robin order as `take(1, waker)`, with one partition lookup and no allocation.
+    #[inline(always)]
+    pub(crate) fn take_one(&mut self, waker: Option<&Waker>) -> (Option<Result<ConsumerRecord, Error>>, Wake) {
+        let mut wake = Wake::default();
+        let over_before = self.bytes >= self.budgets.total;
+        let budget = self.budgets.partition;
+        let mut rounds = self.ready.len();
+        while rounds > 0 {
+            rounds -= 1;
+            let Some(tp) = self.ready.pop_front() else { break };
+            let Some(part) = self.parts.get_mut(&tp) else { continue };
+            part.queued = false;
+            if part.paused {
+                continue;
+            }
+            if let Some((record, freed)) = Self::pop_record(&tp, part, budget, &mut wake) {
+                if !part.chunks.is_empty() || part.error.is_some() {
+                    // Back of the queue, as `mark_ready` would put it.
+                    part.queued = true;
+                    self.ready.push_back(tp);
+                }
+                self.bytes -= freed;
+                if over_before && self.bytes < self.budgets.total {
+                    wake.all_brokers = true;
+                }
+                return (Some(Ok(record)), wake);
+            }
+            if let Some(e) = part.error.take() {
+                return (Some(Err(e)), wake);
+            }
         }
         self.waker = waker.cloned();
         (None, wake)
@@ -1000,6 +1055,77 @@ mod tests {
         // Nothing left: take registers the waker and moves nothing.
         assert!(s.take(10, None).0.is_none());
         assert_eq!(s.position(&tp(0)).unwrap(), Some(6));
+    }
+
+    /// Two partitions with records (one with a stepped-over control offset and an error after
+    /// its records), a third with only an error, partition 1 paused for a while.
+    fn mixed_state() -> State {
+        let mut s = State::new(Budgets { partition: 25, total: 60 }, AutoOffsetReset::Latest);
+        let _ = s.assign(vec![(tp(0), Offset::At(0)), (tp(1), Offset::At(0)), (tp(2), Offset::At(0))]);
+        let _ = s.apply_snapshot(&snapshot(&[1, 2, 1], 1));
+        let work = s.take_fetch_work(1);
+        let bad = Decoded {
+            chunks: vec![chunk(0, 2, 20, 3), chunk(3, 2, 20, 5)],
+            next_offset: 5,
+            last_epoch: None,
+            error: Some(RecordsError::CrcMismatch { expected: 1, actual: 2, offset: 0 }),
+            partial: false,
+        };
+        let _ = s.apply_fetch(&work[0], FetchResult::Records(bad));
+        let _ = s.apply_fetch(&work[1], FetchResult::Stop(Error::new(ErrorKind::CorruptRecords, "x")));
+        let work = s.take_fetch_work(2);
+        let _ = s.apply_fetch(&work[0], records(vec![chunk(0, 3, 30, 3)], 3));
+        s
+    }
+
+    /// What one hand-out returned and asked to wake, comparable across `take` and `take_one`.
+    type Step = (Option<Result<(i32, i64, Option<Bytes>), (ErrorKind, i32)>>, Vec<i32>, bool);
+
+    fn step_of(r: Option<Result<ConsumerRecord, Error>>, wake: Wake) -> Step {
+        let r = r.map(|r| {
+            r.map(|r| (r.partition, r.offset, r.value))
+                .map_err(|e| (e.kind(), e.partition().map_or(-1, |tp| tp.partition)))
+        });
+        (r, wake.brokers.into_iter().collect(), wake.all_brokers)
+    }
+
+    #[test]
+    fn take_one_hands_out_what_take_of_one_does() {
+        let run = |one: bool| {
+            let mut s = mixed_state();
+            let mut steps = Vec::new();
+            for i in 0..14 {
+                if i == 2 {
+                    let _ = s.set_paused(&tp(1), true).unwrap();
+                }
+                if i == 6 {
+                    let _ = s.set_paused(&tp(1), false).unwrap();
+                }
+                let step = if one {
+                    let (r, wake) = s.take_one(None);
+                    step_of(r, wake)
+                } else {
+                    let (r, wake) = s.take(1, None);
+                    let r = r.map(|r| r.map(|mut b| b.pop().unwrap().records.pop().unwrap()));
+                    step_of(r, wake)
+                };
+                steps.push((step, s.position(&tp(0)).unwrap(), s.position(&tp(1)).unwrap(), s.buffered()));
+            }
+            steps
+        };
+        let (batch, one) = (run(false), run(true));
+        assert_eq!(one, batch);
+        // The sequence itself: every record once, in offset order per partition, the errors after
+        // their partition's records, and the budgets freed as chunks drain.
+        let offsets: Vec<(i32, i64)> = one.iter().filter_map(|s| s.0.0.clone()?.ok()).map(|(p, o, _)| (p, o)).collect();
+        let mut per: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+        offsets.iter().for_each(|(p, o)| per.entry(*p).or_default().push(*o));
+        assert_eq!(per, BTreeMap::from([(0, vec![0, 1, 3, 4]), (1, vec![0, 1, 2])]));
+        let errors: Vec<(ErrorKind, i32)> = one.iter().filter_map(|s| s.0.0.clone()?.err()).collect();
+        assert_eq!(errors, vec![(ErrorKind::CorruptRecords, 2), (ErrorKind::CorruptRecords, 0)]);
+        assert_eq!(one.last().map(|s| (s.1, s.2, s.3)), Some((Some(5), Some(3), 0)));
+        assert!(one.iter().any(|s| s.0.1 == vec![1]) && one.iter().any(|s| s.0.1 == vec![2]), "drained chunks wake");
+        assert!(one.iter().any(|s| s.0.2), "freeing the global budget wakes every broker");
     }
 
     #[test]

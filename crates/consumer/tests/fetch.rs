@@ -527,6 +527,43 @@ async fn a_dropped_pending_next_loses_no_record() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn draining_a_full_buffer_lets_the_tasks_on_its_thread_run() {
+    let fake = Arc::new(Fake::new(1, 1));
+    for _ in 0..20 {
+        fake.append(0, 100);
+    }
+    let mut consumer = fake.consumer(fake.config()).await;
+    consumer.assign([(tp(0), Offset::At(0))]);
+    let mut records = read(&mut consumer, 1).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(consumer.buffered_bytes() > 0);
+    // A neighbour on the same (current-thread) runtime: it runs only when the test task yields.
+    let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = ticks.clone();
+    let neighbour = tokio::spawn(async move {
+        loop {
+            counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            tokio::task::yield_now().await;
+        }
+    });
+    // Every record is buffered, so each next() is ready at once; without the cooperative
+    // budget the loop would never yield and the neighbour (or a fetch task) would wait for it.
+    while records.len() < 1000 {
+        records.push(consumer.next().await.expect("stream continues").expect("no error"));
+    }
+    let during_stream = ticks.load(std::sync::atomic::Ordering::Relaxed);
+    let mut taken = records.len();
+    while taken < 2000 {
+        taken += consumer.poll_batch(10).await.unwrap().iter().map(|p| p.records.len()).sum::<usize>();
+    }
+    let during_batches = ticks.load(std::sync::atomic::Ordering::Relaxed) - during_stream;
+    neighbour.abort();
+    assert!(during_stream >= 3, "the neighbour ran {during_stream} times while the Stream drained 999 records");
+    assert!(during_batches >= 1, "the neighbour ran {during_batches} times during 100 poll_batch calls");
+    assert_eq!(values(&records, 0), expected(0, 0..1000));
+}
+
+#[tokio::test(start_paused = true)]
 async fn buffered_records_stay_within_the_budget_until_drained() {
     let fake = Arc::new(Fake::new(1, 1));
     for _ in 0..50 {

@@ -12,10 +12,13 @@
 //!                     [--warmup S] [--threads N]
 //! krab-bench produce --client krab|rdkafka-base|rdkafka-future|rskafka --bootstrap ADDR --topic T
 //!                    [--records N] [--size B] [--compression none|lz4] [--partitions P] ...
+//! krab-bench consume --client krab-stream|krab-batch|rdkafka-base|rdkafka-stream|rskafka
+//!                    --bootstrap ADDR --topic T [--records N] [--partitions P] ...
 //! krab-bench payload [--size B] [--records N]
 //! krab-bench send-latency --bootstrap ADDR --topic T [--records N] [--rate R] ...
 //! ```
 
+mod consume;
 mod latency;
 mod metadata;
 mod procfs;
@@ -42,6 +45,12 @@ workloads:
      --concurrency C (rskafka: produce calls in flight; default 6) --rskafka-batch N (1000)
      --keep-futures true|false (krab: await every DeliveryFuture after flush; default false)
      --acks 1|all (1: idempotence off; all: each client's default idempotence; default 1)
+  consume --topic T      reads N records of a pre-filled topic (partitions 0..P-1) from the beginning;
+                         checks offsets per partition; prints records/s, MB/s, CPU, peak RSS
+     --client krab-stream|krab-batch|rdkafka-base|rdkafka-stream|rskafka
+     --records N (1000000) --partitions P (6) --max-poll N (krab-batch: records per poll_batch; 500)
+     --size B (100: the value size the topic holds, for krab's memory bound)
+     --threads N (krab, rskafka: tokio workers, 1 = current-thread; default 1) --timeout-s S (300)
   payload                prints --records N (1000) lines of the produce workload's values of --size B
                          (100) bytes, one per line (a payload file for other tools' benchmarks)
   send-latency --topic T krab only: time each send().await at a steady rate
@@ -212,6 +221,23 @@ fn run() -> Result<()> {
             };
             opts.finish()?;
             println!("{}", produce::run(&args)?);
+            return Ok(());
+        }
+        "consume" => {
+            let mut opts = Options::parse(rest)?;
+            let args = consume::ConsumeArgs {
+                client: consume::ConsumeClient::parse(&opts.required("client")?)?,
+                bootstrap: opts.required("bootstrap")?,
+                topic: opts.required("topic")?,
+                records: opts.parsed("records", 1_000_000u64)?,
+                partitions: opts.parsed("partitions", 6i32)?,
+                max_poll: opts.parsed("max-poll", 500usize)?,
+                size: opts.parsed("size", 100usize)?,
+                threads: opts.parsed("threads", 1usize)?,
+                timeout: Duration::from_secs_f64(opts.parsed("timeout-s", 300.0f64)?.max(0.001)),
+            };
+            opts.finish()?;
+            println!("{}", consume::run(&args)?);
             return Ok(());
         }
         "payload" => {

@@ -37,6 +37,11 @@ pub(crate) fn peak_rss_mb() -> Result<f64> {
     Ok(status_field("VmHWM")? as f64 / 1024.0)
 }
 
+/// Resident set size right now (`VmRSS`), in MiB.
+pub(crate) fn rss_mb() -> Result<f64> {
+    Ok(status_field("VmRSS")? as f64 / 1024.0)
+}
+
 /// Threads of this process right now.
 pub(crate) fn threads() -> Result<u64> {
     status_field("Threads")

@@ -194,7 +194,7 @@ fn case(
 }
 
 /// Builds `tools/franz-bench` with the local Go toolchain into `target/bench/franz-bench`.
-fn build_franz() -> Result<PathBuf> {
+pub(super) fn build_franz() -> Result<PathBuf> {
     let out = crate::project_root().join("target").join("bench").join("franz-bench");
     let dir = crate::project_root().join("tools").join("franz-bench");
     eprintln!("building tools/franz-bench (go build)");
