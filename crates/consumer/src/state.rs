@@ -613,6 +613,15 @@ impl State {
         out
     }
 
+    /// Whether broker `broker` would fetch a partition now but for the bytes it holds: one the
+    /// application is draining, that rejoins the requests once under its budget.
+    pub(crate) fn holds_back(&self, broker: i32) -> bool {
+        let budget = self.budgets.partition;
+        self.parts
+            .values()
+            .any(|p| self.fetchable(p, broker) && !p.paused && p.bytes >= budget && matches!(p.fetch, Fetch::At(_)))
+    }
+
     /// Releases work taken but not answered (the response did not mention the partition, or
     /// the request was never sent).
     pub(crate) fn release(&mut self, tp: &TopicPartition) {

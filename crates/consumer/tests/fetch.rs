@@ -590,6 +590,29 @@ async fn buffered_records_stay_within_the_budget_until_drained() {
     assert_eq!(values(&records, 0), expected(0, 0..1000));
 }
 
+/// A partition held back by its budget rejoins the next request as soon as it is drained, not
+/// after a long poll of its idle neighbours on the same broker: the request that leaves it out
+/// waits briefly at the broker (a skewed topic's hot partition would otherwise get at most one
+/// partition budget per fetch.max.wait.ms).
+#[tokio::test(start_paused = true)]
+async fn a_partition_held_back_by_its_budget_is_not_stalled_by_a_long_poll_of_idle_neighbours() {
+    let fake = Arc::new(Fake::new(1, 2));
+    for _ in 0..50 {
+        fake.append(0, 20);
+    }
+    // Partition 1 stays empty: a request with only it waits at the broker.
+    let config = fake.config().max_partition_fetch_bytes(4096).fetch_max_wait(Duration::from_millis(500));
+    let mut consumer = fake.consumer(config).await;
+    consumer.assign([(tp(0), Offset::At(0)), (tp(1), Offset::At(0))]);
+    let started = tokio::time::Instant::now();
+    let records = read(&mut consumer, 1000).await;
+    let took = started.elapsed();
+    assert_eq!(values(&records, 0), expected(0, 0..1000));
+    let fetches = fake.seen.lock().unwrap().len();
+    // Before: every time partition 0 was drained, it waited out a 500 ms long poll (2 s in all here).
+    assert!(took < Duration::from_millis(500), "1000 records took {took:?} of broker time ({fetches} fetches)");
+}
+
 #[tokio::test(start_paused = true)]
 async fn topics_go_by_id_when_metadata_has_ids() {
     let mut fake = Fake::new(2, 2);
