@@ -3,12 +3,13 @@
 use crate::config::ConsumerConfig;
 use crate::error::{Error, ErrorKind};
 use crate::shared::Shared;
-use crate::state::{Budgets, ConsumerRecord, Offset, PartitionRecords, State};
+use crate::state::{Budgets, ConsumerRecord, Offset, PartitionRecords, Run, State};
 use futures_util::Stream;
 use krab_buffer::TopicPartition;
 use krab_cluster::{BoxResolver, Cluster, ClusterConfig, MetadataResolver, ResolverConfig};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
 
 /// A consumer of manually assigned partitions.
@@ -26,6 +27,12 @@ use std::task::{Context, Poll, ready};
 pub struct Consumer {
     shared: Arc<Shared>,
     cluster: Cluster,
+    /// The `Stream`'s current run: one partition's chunk lent by the partition table, handed
+    /// out record by record without the lock (see [`Run`]).
+    run: Option<Run>,
+    /// The table's change counter, and its value when `run` was last known good.
+    changes: Arc<AtomicU64>,
+    seen: u64,
 }
 
 impl Consumer {
@@ -56,9 +63,11 @@ impl Consumer {
     pub fn with_parts(config: ConsumerConfig, cluster: Cluster, resolver: BoxResolver) -> Result<Consumer, Error> {
         config.validate().map_err(|e| Error::with_source(ErrorKind::Config, "invalid consumer configuration", e))?;
         let budgets = Budgets { partition: config.partition_budget(), total: config.buffer_budget() };
-        let shared = Arc::new(Shared::new(State::new(budgets, config.auto_offset_reset)));
+        let state = State::new(budgets, config.auto_offset_reset);
+        let changes = state.changes();
+        let shared = Arc::new(Shared::new(state));
         tokio::spawn(crate::leaders::run(shared.clone(), cluster.clone(), resolver, Arc::new(config)));
-        Ok(Consumer { shared, cluster })
+        Ok(Consumer { shared, cluster, run: None, changes, seen: 0 })
     }
 
     /// Replaces the assignment: each partition starts at its [`Offset`]. Partitions no longer
@@ -111,7 +120,53 @@ impl Consumer {
     /// The offset of the next record this consumer will return for `partition`; `None` while
     /// its start offset is being looked up.
     pub fn position(&self, partition: &TopicPartition) -> Result<Option<i64>, Error> {
-        self.shared.lock().position(partition)
+        let state = self.shared.lock();
+        let position = state.position(partition)?;
+        match &self.run {
+            // Records lent to the Stream but not yet returned still count as not consumed.
+            Some(run) if run.partition() == partition && state.holds(run) => Ok(Some(run.next_offset())),
+            _ => Ok(position),
+        }
+    }
+
+    /// Checks the lent run against seeks, reassignments and pauses since it was last checked:
+    /// one atomic load when nothing changed; otherwise the run goes back to the partition table
+    /// (dropped if its partition was sought or reassigned, kept there if it was paused).
+    #[inline(always)]
+    fn check_run(&mut self) {
+        if self.run.is_none() {
+            return;
+        }
+        let now = self.changes.load(Ordering::Acquire);
+        if now == self.seen {
+            return;
+        }
+        let mut state = self.shared.lock();
+        self.seen = self.changes.load(Ordering::Acquire);
+        if let Some(run) = self.run.take() {
+            if state.holds(&run) && !state.is_paused(run.partition()) {
+                self.run = Some(run);
+                return;
+            }
+            let wake = state.give_back(run);
+            drop(state);
+            self.shared.wake(wake);
+        }
+    }
+
+    /// Hands out the run's next record; a drained run goes back at once (freeing its bytes and
+    /// moving the position past its batch).
+    #[inline(always)]
+    fn pop_run(&mut self) -> Option<ConsumerRecord> {
+        let run = self.run.as_mut()?;
+        let record = run.pop();
+        if run.is_drained() {
+            if let Some(run) = self.run.take() {
+                let wake = self.shared.lock().finish_run(run);
+                self.shared.wake(wake);
+            }
+        }
+        record
     }
 
     /// Bytes of fetched records waiting to be returned.
@@ -132,6 +187,15 @@ impl Consumer {
     /// fetch tasks sharing its thread keep the next responses coming.
     pub fn poll_batch_ready(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Vec<PartitionRecords>, Error>> {
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        self.check_run();
+        if let Some(run) = &self.run {
+            // What the Stream left of its run comes first, as a batch of its own.
+            let partition = run.partition().clone();
+            let n = run.remaining().min(max.max(1));
+            let records: Vec<ConsumerRecord> = std::iter::from_fn(|| self.pop_run()).take(n).collect();
+            coop.made_progress();
+            return Poll::Ready(Ok(vec![PartitionRecords { partition, records }]));
+        }
         let (taken, wake) = self.shared.lock().take(max, Some(cx.waker()));
         self.shared.wake(wake);
         match taken {
@@ -156,14 +220,28 @@ impl Stream for Consumer {
         let this = self.get_mut();
         // One unit of the task's cooperative budget per item, as in `poll_batch_ready`.
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
-        let (taken, wake) = this.shared.lock().take_one(Some(cx.waker()));
-        this.shared.wake(wake);
-        match taken {
-            Some(r) => {
-                coop.made_progress();
-                Poll::Ready(Some(r))
+        this.check_run();
+        loop {
+            if this.run.is_none() {
+                // One lock for a whole chunk: its records are then handed out from the run.
+                let mut state = this.shared.lock();
+                match state.take_run(Some(cx.waker())) {
+                    Some(Ok(run)) => {
+                        this.seen = this.changes.load(Ordering::Acquire);
+                        this.run = Some(run);
+                    }
+                    Some(Err(e)) => {
+                        coop.made_progress();
+                        return Poll::Ready(Some(Err(e)));
+                    }
+                    None => return Poll::Pending,
+                }
             }
-            None => Poll::Pending,
+            // Chunks are never empty; were one, it would go back drained and the next be taken.
+            if let Some(record) = this.pop_run() {
+                coop.made_progress();
+                return Poll::Ready(Some(Ok(record)));
+            }
         }
     }
 }

@@ -20,10 +20,17 @@ use krab_protocol::messages::{FetchRequest, FetchResponse, ListOffsetsRequest, O
 use krab_protocol::records::{DEFAULT_MAX_DECOMPRESSED_SIZE, DecodeOptions};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Responses with at least this many record bytes are decoded on the blocking pool.
 const OFFLOAD_BYTES: usize = 1 << 20;
+/// The longest a request that leaves out a partition held back by its budget waits at the
+/// broker. Its partitions may all be idle, and a long poll of theirs would keep the drained
+/// partition out for fetch.max.wait.ms (a hot partition beside idle ones would get one budget
+/// per long poll); the cost is at most one such request per broker per this interval while the
+/// application does not drain.
+const HELD_BACK_MAX_WAIT: Duration = Duration::from_millis(10);
 
 /// The highest Fetch version that names topics (13+ use topic ids).
 const LAST_NAMED_FETCH_VERSION: i16 = 12;
@@ -83,12 +90,21 @@ impl Fetcher {
                 }
                 continue;
             }
-            let work = self.shared.lock().take_fetch_work(self.id);
+            let (work, held_back) = {
+                let mut state = self.shared.lock();
+                let work = state.take_fetch_work(self.id);
+                let held_back = !work.is_empty() && state.holds_back(self.id);
+                (work, held_back)
+            };
             if work.is_empty() {
                 self.notify.notified().await;
                 continue;
             }
-            match self.fetch(&broker, &mut session, work).await {
+            // A request leaving out a partition the application is draining must not park at the
+            // broker for fetch.max.wait.ms: that partition rejoins the next request once drained.
+            let max_wait =
+                if held_back { self.config.fetch_max_wait.min(HELD_BACK_MAX_WAIT) } else { self.config.fetch_max_wait };
+            match self.fetch(&broker, &mut session, work, max_wait).await {
                 Ok(()) => failures = 0,
                 Err(()) => {
                     failures += 1;
@@ -293,7 +309,13 @@ impl Fetcher {
     }
 
     /// One Fetch round. `Err` asks the caller to back off.
-    async fn fetch(&self, broker: &Broker, session: &mut Option<FetchSession>, work: Vec<FetchItem>) -> Result<(), ()> {
+    async fn fetch(
+        &self,
+        broker: &Broker,
+        session: &mut Option<FetchSession>,
+        work: Vec<FetchItem>,
+        max_wait: Duration,
+    ) -> Result<(), ()> {
         let snapshot = self.cluster.snapshot();
         let mut version = match broker.version_of::<FetchRequest>() {
             Ok(v) => v,
@@ -363,7 +385,7 @@ impl Fetcher {
             }
         }
         let request = FetchRequest {
-            max_wait_ms: i32::try_from(self.config.fetch_max_wait.as_millis()).unwrap_or(i32::MAX),
+            max_wait_ms: i32::try_from(max_wait.as_millis()).unwrap_or(i32::MAX),
             min_bytes: self.config.fetch_min_bytes,
             max_bytes: if version >= 3 { self.config.fetch_max_bytes } else { FetchRequest::default().max_bytes },
             isolation_level: if version >= 4 { self.config.isolation_level.as_i8() } else { 0 },

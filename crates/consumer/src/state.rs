@@ -22,6 +22,7 @@ use krab_cluster::ClusterSnapshot;
 use krab_protocol::records::{RecordHeader, TimestampType};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Waker;
 
 /// Where to start reading a partition.
@@ -210,6 +211,64 @@ pub(crate) enum FetchResult {
     Stop(Error),
 }
 
+/// One partition's front chunk lent to the application handle by [`State::take_run`], so that
+/// the `Stream` hands its records out one by one without the lock. The partition table still
+/// counts the chunk's bytes and keeps the partition's position at the run's start until the run
+/// comes back ([`State::finish_run`] once drained, [`State::give_back`] otherwise); meanwhile the
+/// handle answers `position` from the run ([`State::holds`]). A run outlives no seek or
+/// reassignment of its partition (its version no longer matches and it is dropped), and every
+/// such change and every pause bumps [`State::changes`], which the handle checks before each
+/// record. While a run is out, the handle takes nothing else.
+#[derive(Debug)]
+pub(crate) struct Run {
+    tp: TopicPartition,
+    version: u64,
+    chunk: Chunk,
+    /// The next record to hand out; always within the chunk while the run is out.
+    cursor: usize,
+}
+
+impl Run {
+    /// The offset of the next record of the run.
+    pub(crate) fn next_offset(&self) -> i64 {
+        self.chunk.records[self.cursor].offset
+    }
+
+    /// The run's partition.
+    pub(crate) fn partition(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// Whether every record was handed out (the run must then go back by `finish_run`).
+    pub(crate) fn is_drained(&self) -> bool {
+        self.cursor >= self.chunk.records.len()
+    }
+
+    /// Records left to hand out.
+    pub(crate) fn remaining(&self) -> usize {
+        self.chunk.records.len().saturating_sub(self.cursor)
+    }
+
+    /// Moves the next record out (key, value and headers are taken, not cloned). `None` once
+    /// drained.
+    #[inline(always)]
+    pub(crate) fn pop(&mut self) -> Option<ConsumerRecord> {
+        let r = self.chunk.records.get_mut(self.cursor)?;
+        self.cursor += 1;
+        Some(ConsumerRecord {
+            topic: self.tp.topic.clone(),
+            partition: self.tp.partition,
+            offset: r.offset,
+            leader_epoch: self.chunk.leader_epoch,
+            timestamp: r.timestamp,
+            timestamp_type: self.chunk.timestamp_type,
+            key: r.key.take(),
+            value: r.value.take(),
+            headers: std::mem::take(&mut r.headers),
+        })
+    }
+}
+
 /// Byte budgets for buffered records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Budgets {
@@ -256,16 +315,34 @@ pub(crate) struct State {
     /// Partitions with records or an error to hand out, in round-robin order.
     ready: VecDeque<TopicPartition>,
     waker: Option<Waker>,
+    /// Bumped by every version change and every pause: what may invalidate a lent [`Run`].
+    changes: Arc<AtomicU64>,
 }
 
 impl State {
     pub(crate) fn new(budgets: Budgets, reset: AutoOffsetReset) -> Self {
-        State { parts: BTreeMap::new(), budgets, reset, bytes: 0, next_version: 1, ready: VecDeque::new(), waker: None }
+        State {
+            parts: BTreeMap::new(),
+            budgets,
+            reset,
+            bytes: 0,
+            next_version: 1,
+            ready: VecDeque::new(),
+            waker: None,
+            changes: Arc::new(AtomicU64::new(0)),
+        }
     }
 
     fn version(&mut self) -> u64 {
+        self.changes.fetch_add(1, Ordering::Release);
         self.next_version += 1;
         self.next_version
+    }
+
+    /// The counter of changes that may invalidate a lent [`Run`] (seeks, reassignments, pauses),
+    /// readable without the lock.
+    pub(crate) fn changes(&self) -> Arc<AtomicU64> {
+        self.changes.clone()
     }
 
     /// Replaces the assignment. Partitions no longer assigned drop their buffers; partitions
@@ -338,6 +415,10 @@ impl State {
     /// Pauses or resumes fetching a partition. A paused partition keeps what it buffered, and
     /// [`State::take`] returns nothing of it until it is resumed.
     pub(crate) fn set_paused(&mut self, tp: &TopicPartition, paused: bool) -> Result<Wake, Error> {
+        if paused {
+            // Before the lookup, for the borrow; a bump for an unknown partition is harmless.
+            self.changes.fetch_add(1, Ordering::Release);
+        }
         let part = self.part_mut(tp)?;
         part.paused = paused;
         let mut wake = Wake::default();
@@ -356,6 +437,11 @@ impl State {
             .get(tp)
             .ok_or_else(|| Error::new(ErrorKind::NotAssigned, "the partition is not assigned").for_partition(tp))?;
         Ok(part.position)
+    }
+
+    /// Whether `tp` is paused (`false` if it is not assigned).
+    pub(crate) fn is_paused(&self, tp: &TopicPartition) -> bool {
+        self.parts.get(tp).is_some_and(|p| p.paused)
     }
 
     /// Bytes buffered in total.
@@ -525,6 +611,15 @@ impl State {
             });
         }
         out
+    }
+
+    /// Whether broker `broker` would fetch a partition now but for the bytes it holds: one the
+    /// application is draining, that rejoins the requests once under its budget.
+    pub(crate) fn holds_back(&self, broker: i32) -> bool {
+        let budget = self.budgets.partition;
+        self.parts
+            .values()
+            .any(|p| self.fetchable(p, broker) && !p.paused && p.bytes >= budget && matches!(p.fetch, Fetch::At(_)))
     }
 
     /// Releases work taken but not answered (the response did not mention the partition, or
@@ -893,13 +988,11 @@ impl State {
         (None, wake)
     }
 
-    /// [`State::take`] of one record, without the batch around it: the same record, error and
-    /// round-robin order as `take(1, waker)`, with one partition lookup and no allocation.
-    #[inline(always)]
-    pub(crate) fn take_one(&mut self, waker: Option<&Waker>) -> (Option<Result<ConsumerRecord, Error>>, Wake) {
-        let mut wake = Wake::default();
-        let over_before = self.bytes >= self.budgets.total;
-        let budget = self.budgets.partition;
+    /// Lends the next ready partition's front chunk as a [`Run`] (round robin, as `take`), or
+    /// hands out its error when it has no records left. Registers `waker` when there is nothing.
+    /// Nothing moves: the position stays at the run's start and the bytes stay counted until
+    /// the run comes back.
+    pub(crate) fn take_run(&mut self, waker: Option<&Waker>) -> Option<Result<Run, Error>> {
         let mut rounds = self.ready.len();
         while rounds > 0 {
             rounds -= 1;
@@ -909,24 +1002,77 @@ impl State {
             if part.paused {
                 continue;
             }
-            if let Some((record, freed)) = Self::pop_record(&tp, part, budget, &mut wake) {
+            if let Some(chunk) = part.chunks.pop_front() {
+                let cursor = std::mem::take(&mut part.cursor);
+                let version = part.version;
                 if !part.chunks.is_empty() || part.error.is_some() {
                     // Back of the queue, as `mark_ready` would put it.
                     part.queued = true;
-                    self.ready.push_back(tp);
+                    self.ready.push_back(tp.clone());
                 }
-                self.bytes -= freed;
-                if over_before && self.bytes < self.budgets.total {
-                    wake.all_brokers = true;
-                }
-                return (Some(Ok(record)), wake);
+                return Some(Ok(Run { tp, version, chunk, cursor }));
             }
             if let Some(e) = part.error.take() {
-                return (Some(Err(e)), wake);
+                return Some(Err(e));
             }
         }
         self.waker = waker.cloned();
-        (None, wake)
+        None
+    }
+
+    /// Whether `run` still belongs to its partition (no seek or reassignment since it was lent),
+    /// so that its next record is the partition's position.
+    pub(crate) fn holds(&self, run: &Run) -> bool {
+        self.parts.get(&run.tp).is_some_and(|p| p.version == run.version)
+    }
+
+    /// A drained run comes back: its bytes are freed, the position moves past its batch, and the
+    /// broker is woken if that brings the partition under its budget (every broker if the whole
+    /// buffer comes under its own). A run of a sought or reassigned partition was freed then.
+    pub(crate) fn finish_run(&mut self, run: Run) -> Wake {
+        let mut wake = Wake::default();
+        let over_before = self.bytes >= self.budgets.total;
+        let budget = self.budgets.partition;
+        let Some(part) = self.parts.get_mut(&run.tp) else { return wake };
+        if part.version != run.version {
+            return wake;
+        }
+        part.bytes -= run.chunk.bytes;
+        self.bytes -= run.chunk.bytes;
+        part.position = Some(run.chunk.next_offset);
+        if part.chunks.is_empty() {
+            if let Some(p) = part.fetch_position() {
+                part.position = Some(p);
+            }
+        }
+        if part.bytes < budget {
+            wake.brokers.extend(part.leader);
+        }
+        if over_before && self.bytes < self.budgets.total {
+            wake.all_brokers = true;
+        }
+        wake
+    }
+
+    /// A run not drained comes back: what it did not hand out becomes the partition's front
+    /// chunk again and the position its next record, or it is dropped if its partition was
+    /// sought or reassigned since (those freed its bytes already).
+    pub(crate) fn give_back(&mut self, run: Run) -> Wake {
+        let mut wake = Wake::default();
+        if run.is_drained() {
+            return self.finish_run(run);
+        }
+        let Some(part) = self.parts.get_mut(&run.tp) else { return wake };
+        if part.version != run.version {
+            return wake;
+        }
+        part.position = Some(run.next_offset());
+        // The chunk behind it was not touched while the run was out.
+        debug_assert_eq!(part.cursor, 0);
+        part.cursor = run.cursor;
+        part.chunks.push_front(run.chunk);
+        self.ready(&run.tp, &mut wake);
+        wake
     }
 }
 
@@ -1078,54 +1224,105 @@ mod tests {
         s
     }
 
-    /// What one hand-out returned and asked to wake, comparable across `take` and `take_one`.
-    type Step = (Option<Result<(i32, i64, Option<Bytes>), (ErrorKind, i32)>>, Vec<i32>, bool);
+    /// What the `Stream` does with the table: lend a run, hand its records out one by one, give
+    /// it back drained. `pause_at` pauses partition 1 while its run is out after that many
+    /// records (the run goes back undrained, as `Consumer::check_run` does), and resumes it two
+    /// steps later. Each step: the record or error, the brokers woken, the global wake.
+    type Step = (Result<(i32, i64), (ErrorKind, i32)>, Vec<i32>, bool);
 
-    fn step_of(r: Option<Result<ConsumerRecord, Error>>, wake: Wake) -> Step {
-        let r = r.map(|r| {
-            r.map(|r| (r.partition, r.offset, r.value))
-                .map_err(|e| (e.kind(), e.partition().map_or(-1, |tp| tp.partition)))
-        });
-        (r, wake.brokers.into_iter().collect(), wake.all_brokers)
+    fn stream(s: &mut State, pause_at: Option<usize>) -> (Vec<Step>, bool) {
+        let mut steps = Vec::new();
+        let mut paused = false;
+        let mut resume_at = None;
+        loop {
+            if resume_at.is_some_and(|r| steps.len() >= r) {
+                let _ = s.set_paused(&tp(1), false).unwrap();
+                resume_at = None;
+            }
+            match s.take_run(None) {
+                Some(Ok(run)) => {
+                    let mut run = Some(run);
+                    while let Some(r) = run.as_mut() {
+                        if !paused && pause_at == Some(steps.len()) && r.partition() == &tp(1) {
+                            paused = true;
+                            let r = run.take().unwrap();
+                            let next = r.next_offset();
+                            let _ = s.set_paused(&tp(1), true).unwrap();
+                            let _ = s.give_back(r);
+                            assert_eq!(s.position(&tp(1)).unwrap(), Some(next), "lent records are not consumed");
+                            resume_at = Some(steps.len() + 2);
+                            break;
+                        }
+                        let record = r.pop().expect("a lent run is never empty");
+                        let (brokers, all) = if r.is_drained() {
+                            let wake = s.finish_run(run.take().unwrap());
+                            (wake.brokers.into_iter().collect(), wake.all_brokers)
+                        } else {
+                            (Vec::new(), false)
+                        };
+                        steps.push((Ok((record.partition, record.offset)), brokers, all));
+                    }
+                }
+                Some(Err(e)) => {
+                    steps.push((Err((e.kind(), e.partition().map_or(-1, |tp| tp.partition))), Vec::new(), false))
+                }
+                // Nothing else to hand out while partition 1 is paused: resume it now.
+                None if resume_at.is_some() => resume_at = Some(0),
+                None => return (steps, paused),
+            }
+        }
     }
 
     #[test]
-    fn take_one_hands_out_what_take_of_one_does() {
-        let run = |one: bool| {
+    fn the_stream_hands_out_every_record_once_through_runs() {
+        let mut pauses = 0;
+        for pause_at in [None, Some(0), Some(1), Some(2), Some(3), Some(4)] {
             let mut s = mixed_state();
-            let mut steps = Vec::new();
-            for i in 0..14 {
-                if i == 2 {
-                    let _ = s.set_paused(&tp(1), true).unwrap();
-                }
-                if i == 6 {
-                    let _ = s.set_paused(&tp(1), false).unwrap();
-                }
-                let step = if one {
-                    let (r, wake) = s.take_one(None);
-                    step_of(r, wake)
-                } else {
-                    let (r, wake) = s.take(1, None);
-                    let r = r.map(|r| r.map(|mut b| b.pop().unwrap().records.pop().unwrap()));
-                    step_of(r, wake)
-                };
-                steps.push((step, s.position(&tp(0)).unwrap(), s.position(&tp(1)).unwrap(), s.buffered()));
-            }
-            steps
-        };
-        let (batch, one) = (run(false), run(true));
-        assert_eq!(one, batch);
-        // The sequence itself: every record once, in offset order per partition, the errors after
-        // their partition's records, and the budgets freed as chunks drain.
-        let offsets: Vec<(i32, i64)> = one.iter().filter_map(|s| s.0.0.clone()?.ok()).map(|(p, o, _)| (p, o)).collect();
-        let mut per: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
-        offsets.iter().for_each(|(p, o)| per.entry(*p).or_default().push(*o));
-        assert_eq!(per, BTreeMap::from([(0, vec![0, 1, 3, 4]), (1, vec![0, 1, 2])]));
-        let errors: Vec<(ErrorKind, i32)> = one.iter().filter_map(|s| s.0.0.clone()?.err()).collect();
-        assert_eq!(errors, vec![(ErrorKind::CorruptRecords, 2), (ErrorKind::CorruptRecords, 0)]);
-        assert_eq!(one.last().map(|s| (s.1, s.2, s.3)), Some((Some(5), Some(3), 0)));
-        assert!(one.iter().any(|s| s.0.1 == vec![1]) && one.iter().any(|s| s.0.1 == vec![2]), "drained chunks wake");
-        assert!(one.iter().any(|s| s.0.2), "freeing the global budget wakes every broker");
+            let (steps, paused) = stream(&mut s, pause_at);
+            pauses += usize::from(paused);
+            // Every record once, in offset order per partition, the errors after their
+            // partition's records, and the budgets freed as runs drain.
+            let mut per: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+            steps.iter().filter_map(|s| s.0.ok()).for_each(|(p, o)| per.entry(p).or_default().push(o));
+            assert_eq!(per, BTreeMap::from([(0, vec![0, 1, 3, 4]), (1, vec![0, 1, 2])]), "pause at {pause_at:?}");
+            let errors: Vec<(ErrorKind, i32)> = steps.iter().filter_map(|s| s.0.err()).collect();
+            assert_eq!(errors, vec![(ErrorKind::CorruptRecords, 2), (ErrorKind::CorruptRecords, 0)]);
+            let last_record_of_0 = steps.iter().rposition(|s| s.0 == Ok((0, 4))).unwrap();
+            let error_of_0 = steps.iter().position(|s| s.0 == Err((ErrorKind::CorruptRecords, 0))).unwrap();
+            assert!(error_of_0 > last_record_of_0, "an error comes after its partition's records");
+            assert_eq!((s.position(&tp(0)).unwrap(), s.position(&tp(1)).unwrap(), s.buffered()), (Some(5), Some(3), 0));
+            assert!(steps.iter().any(|s| s.1 == vec![1]) && steps.iter().any(|s| s.1 == vec![2]), "drained runs wake");
+            assert!(steps.iter().any(|s| s.2), "freeing the global budget wakes every broker");
+        }
+        assert!(pauses >= 2, "the pause hit a lent run of partition 1");
+    }
+
+    #[test]
+    fn a_run_lent_before_a_seek_or_reassignment_is_dropped() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::Latest);
+        let work = s.take_fetch_work(1);
+        let _ = s.apply_fetch(&work[0], records(vec![chunk(0, 3, 10, 3)], 3));
+        let _ = s.apply_fetch(&work[1], records(vec![chunk(0, 3, 10, 3)], 3));
+        let changes = s.changes();
+        let seen = changes.load(Ordering::Acquire);
+        let mut run = s.take_run(None).unwrap().unwrap();
+        assert_eq!(run.pop().map(|r| r.offset), Some(0));
+        let tp0 = run.partition().clone();
+        let _ = s.seek(&tp0, Offset::At(40)).unwrap();
+        assert_ne!(changes.load(Ordering::Acquire), seen, "a seek tells the handle");
+        assert!(!s.holds(&run));
+        let _ = s.give_back(run);
+        assert_eq!(s.position(&tp0).unwrap(), Some(40));
+        assert_eq!(s.buffered(), 10, "the seek freed the lent run's bytes; the other partition's stay");
+        // The other partition's run is reassigned away while out: dropped, nothing freed twice.
+        let mut run = s.take_run(None).unwrap().unwrap();
+        assert_ne!(run.partition(), &tp0);
+        let _ = run.pop();
+        let _ = s.assign(vec![(tp0.clone(), Offset::At(40))]);
+        assert!(!s.holds(&run));
+        let _ = s.finish_run(run);
+        assert_eq!(s.buffered(), 0);
+        assert!(s.take_run(None).is_none());
     }
 
     #[test]

@@ -590,6 +590,29 @@ async fn buffered_records_stay_within_the_budget_until_drained() {
     assert_eq!(values(&records, 0), expected(0, 0..1000));
 }
 
+/// A partition held back by its budget rejoins the next request as soon as it is drained, not
+/// after a long poll of its idle neighbours on the same broker: the request that leaves it out
+/// waits briefly at the broker (a skewed topic's hot partition would otherwise get at most one
+/// partition budget per fetch.max.wait.ms).
+#[tokio::test(start_paused = true)]
+async fn a_partition_held_back_by_its_budget_is_not_stalled_by_a_long_poll_of_idle_neighbours() {
+    let fake = Arc::new(Fake::new(1, 2));
+    for _ in 0..50 {
+        fake.append(0, 20);
+    }
+    // Partition 1 stays empty: a request with only it waits at the broker.
+    let config = fake.config().max_partition_fetch_bytes(4096).fetch_max_wait(Duration::from_millis(500));
+    let mut consumer = fake.consumer(config).await;
+    consumer.assign([(tp(0), Offset::At(0)), (tp(1), Offset::At(0))]);
+    let started = tokio::time::Instant::now();
+    let records = read(&mut consumer, 1000).await;
+    let took = started.elapsed();
+    assert_eq!(values(&records, 0), expected(0, 0..1000));
+    let fetches = fake.seen.lock().unwrap().len();
+    // Before: every time partition 0 was drained, it waited out a 500 ms long poll (2 s in all here).
+    assert!(took < Duration::from_millis(500), "1000 records took {took:?} of broker time ({fetches} fetches)");
+}
+
 #[tokio::test(start_paused = true)]
 async fn topics_go_by_id_when_metadata_has_ids() {
     let mut fake = Fake::new(2, 2);
@@ -757,4 +780,40 @@ async fn a_dead_leader_still_in_metadata_is_re_resolved_at_the_backoff_pace() {
     records.extend(read(&mut consumer, 2).await);
     assert_eq!(values(&records, 0), expected(0, 0..3 + appended));
     assert_eq!(values(&records, 1), expected(1, 0..5));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_stream_mid_batch_holds_through_position_batch_calls_pauses_and_seeks() {
+    let fake = Arc::new(Fake::new(1, 2));
+    fake.append(0, 6);
+    fake.append(1, 6);
+    let mut consumer = fake.consumer(fake.config()).await;
+    consumer.assign([(tp(0), Offset::At(0)), (tp(1), Offset::At(0))]);
+    // Two records of one batch: the Stream is in the middle of it.
+    let first = read(&mut consumer, 2).await;
+    let (p, q) = (first[0].partition, 1 - first[0].partition);
+    assert_eq!(values(&first, p), expected(p, 0..2));
+    assert_eq!(consumer.position(&tp(p)).unwrap(), Some(2), "what the Stream returned, and only that");
+    // The batch call continues exactly there.
+    let batch = tokio::time::timeout(Duration::from_secs(60), consumer.poll_batch(100)).await.unwrap().unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(values(&batch[0].records, p), expected(p, 2..6));
+    // A pause mid-batch stops the partition at once; resuming continues without loss.
+    let some = read(&mut consumer, 1).await;
+    assert_eq!(values(&some, q), expected(q, 0..1));
+    consumer.pause([&tp(q)]).unwrap();
+    assert!(tokio::time::timeout(Duration::from_millis(700), consumer.next()).await.is_err(), "paused");
+    assert_eq!(consumer.position(&tp(q)).unwrap(), Some(1));
+    consumer.resume([&tp(q)]).unwrap();
+    let rest = read(&mut consumer, 5).await;
+    assert_eq!(values(&rest, q), expected(q, 1..6));
+    // A seek mid-batch: the rest of the batch is dropped and reading starts at the target.
+    fake.append(p, 4);
+    let one = read(&mut consumer, 1).await;
+    assert_eq!(values(&one, p), expected(p, 6..7));
+    consumer.seek(&tp(p), Offset::At(3)).unwrap();
+    assert_eq!(consumer.position(&tp(p)).unwrap(), Some(3));
+    let again = read(&mut consumer, 7).await;
+    assert_eq!(values(&again, p), expected(p, 3..10));
+    assert_eq!(consumer.buffered_bytes(), 0);
 }

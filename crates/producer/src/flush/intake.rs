@@ -20,7 +20,8 @@ impl FlushLoop {
             return;
         }
         let timestamp = env.timestamp.unwrap_or(clock.wall_ms);
-        let record = Accepted { env, timestamp, enqueued_at: clock.now, arrival: self.arrivals, stale: None };
+        let seen = self.snapshot.generation;
+        let record = Accepted { env, timestamp, enqueued_at: clock.now, arrival: self.arrivals, seen, stale: None };
         self.arrivals += 1;
         // A topic with records still waiting for metadata queues behind them, whatever the
         // snapshot says now: records of one partition must reach the buffer in send order.
@@ -98,10 +99,14 @@ impl FlushLoop {
     pub(super) fn append(&mut self, mut record: Accepted, now: Instant) {
         let count = self.topic_cache.as_ref().map_or(0, |c| c.count);
         if let Some(p) = record.env.partition.filter(|p| !(0..count).contains(p)) {
-            let refreshed = record.stale.is_some_and(|g| self.refreshed.is_some_and(|r| r >= g));
+            // A record that waited behind others may have arrived before a refresh that has
+            // answered since: its partition was then looked for in newer metadata already.
+            let lacked_in = record.stale.unwrap_or(record.seen);
+            let refreshed = self.refreshed.is_some_and(|r| r >= lacked_in);
             if p < 0 || refreshed {
                 let after = if refreshed { " (after a metadata refresh)" } else { "" };
                 let topic = &record.env.topic;
+                self.stats.failed(&TopicPartition { topic: topic.clone(), partition: p }, 1);
                 record.env.reply.send(Err(Error::new(
                     ErrorKind::InvalidPartition,
                     format!("topic {topic} has {count} partitions; partition {p} does not exist{after}"),

@@ -49,6 +49,9 @@ pub(crate) struct Accepted {
     enqueued_at: Instant,
     /// Its place among the records the loop took in: a flush covers those before its own.
     arrival: u64,
+    /// The generation of the snapshot when it arrived. A record queued behind others is judged
+    /// against a later snapshot, and any snapshot newer than this one is news to the record.
+    seen: u64,
     /// For a record sent to a partition beyond the topic's known count: the generation of the
     /// snapshot that lacked it. It waits for metadata newer than that (the topic may have grown).
     stale: Option<u64>,
