@@ -2,6 +2,7 @@
 
 use crate::connection::{BrokerClient, ConnectionConfig, handshake};
 use crate::error::{ClusterError, DisconnectReason};
+use crate::sasl::{Reauth, authenticate};
 use crate::transport::{BoxError, BrokerAddr, Stream};
 use crate::versions::{ApiVersions, negotiate};
 use krab_protocol::Request;
@@ -19,11 +20,17 @@ pub struct Broker {
     label: Arc<str>,
     client: BrokerClient,
     versions: Arc<ApiVersions>,
+    /// With SASL: the session's re-authentication.
+    sasl: Option<Arc<Reauth>>,
 }
 
 impl Broker {
     /// Connects to `addr` through `transport`, spawns the connection driver on the current tokio
     /// runtime, and negotiates API versions. `id` is the broker id when known (not for bootstrap).
+    ///
+    /// With `config.sasl`, it then authenticates (SaslHandshake, SaslAuthenticate): a refusal is
+    /// [`ClusterError::Authentication`]. When the broker gives the session a lifetime (KIP-368),
+    /// the first request sent after 85-95% of it re-authenticates on the same connection first.
     pub async fn connect<T>(
         transport: T,
         addr: BrokerAddr,
@@ -53,6 +60,7 @@ impl Broker {
             Err(e) => Err(e),
         }
         .map_err(|e| connect_err(io_reason(e.into())))?;
+        let sasl_config = config.sasl.clone();
         let (client, connection) = handshake(io, config);
         let broker_label = label.clone();
         tokio::spawn(async move {
@@ -69,8 +77,47 @@ impl Broker {
             } => ClusterError::Tls { broker: broker_name(), addr: addr.to_string(), failure },
             other => other,
         })?;
+        let sasl = match sasl_config {
+            None => None,
+            Some(sasl) => {
+                let lifetime = match authenticate(&client, &versions, &sasl, &broker_name(), &addr.to_string()).await {
+                    Ok(lifetime) => lifetime,
+                    Err(e) => {
+                        client.close();
+                        return Err(e);
+                    }
+                };
+                tracing::debug!(broker = %label, mechanism = %sasl.mechanism, ?lifetime, "authenticated");
+                Some(Arc::new(Reauth::new(sasl, lifetime)))
+            }
+        };
         tracing::debug!(broker = %label, api_versions = versions.negotiated_with, "connected");
-        Ok(Broker { id, addr, label, client, versions: Arc::new(versions) })
+        Ok(Broker { id, addr, label, client, versions: Arc::new(versions), sasl })
+    }
+
+    /// Re-authenticates first if the SASL session is due, then holds the session's gate shared
+    /// while `f` runs.
+    async fn gated<T>(
+        &self,
+        f: impl Future<Output = Result<T, crate::error::RequestError>>,
+        api: krab_protocol::ApiKey,
+    ) -> Result<T, ClusterError> {
+        let to_cluster = |source| ClusterError::Request { broker: self.label.to_string(), api, source };
+        match &self.sasl {
+            None => f.await.map_err(to_cluster),
+            Some(reauth) => {
+                let broker = self.id.map_or_else(|| "bootstrap".to_string(), |i| i.to_string());
+                reauth.run_if_due(&self.client, &self.versions, &broker, &self.addr.to_string()).await?;
+                let _shared = reauth.gate.read().await;
+                f.await.map_err(to_cluster)
+            }
+        }
+    }
+
+    /// How many times this connection re-authenticated its SASL session (KIP-368); 0 without
+    /// SASL or while the first session lasts.
+    pub fn reauthentications(&self) -> u64 {
+        self.sasl.as_ref().map_or(0, |r| r.done.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// The broker id, if known.
@@ -105,11 +152,12 @@ impl Broker {
 
     /// Sends `request` at `version`.
     pub async fn send<R: Request>(&self, request: &R, version: i16) -> Result<R::Response, ClusterError> {
-        self.client.send(request, version).await.map_err(|source| ClusterError::Request {
-            broker: self.label.to_string(),
-            api: R::KEY,
-            source,
-        })
+        self.gated(self.client.send(request, version), R::KEY).await
+    }
+
+    /// Sends a request that gets no response (a produce with acks=0); resolves once written.
+    pub async fn send_no_response<R: Request>(&self, request: &R, version: i16) -> Result<(), ClusterError> {
+        self.gated(self.client.send_no_response(request, version), R::KEY).await
     }
 
     /// Builds the request for the negotiated version and sends it.

@@ -3,7 +3,7 @@
 use crate::broker::Broker;
 use crate::connection::ConnectionConfig;
 use crate::error::{ClusterError, DisconnectReason};
-use crate::security::{SecurityConfig, SecurityProtocol};
+use crate::security::SecurityConfig;
 use crate::snapshot::ClusterSnapshot;
 use crate::transport::{BrokerAddr, TcpTransport};
 use arc_swap::ArcSwap;
@@ -110,14 +110,15 @@ impl std::fmt::Debug for Cluster {
 }
 
 impl Cluster {
-    /// Connects over the transport `config.security` asks for (TCP, or TLS over TCP):
-    /// bootstraps and fetches the broker list.
+    /// Connects over the transport `config.security` asks for (TCP, or TLS over TCP; SASL on top
+    /// for `SASL_*`): bootstraps and fetches the broker list.
     pub async fn connect(config: ClusterConfig) -> Result<Cluster, ClusterError> {
         let transport = Self::transport(&config)?;
         Self::connect_with(config, transport).await
     }
 
-    /// The transport `config.security` asks for: TCP for `PLAINTEXT`, [`TlsTransport`] for `SSL`
+    /// The transport `config.security` asks for: TCP for `PLAINTEXT` and `SASL_PLAINTEXT`,
+    /// [`TlsTransport`] for `SSL` and `SASL_SSL`
     /// (PEM files are read now: a bad one is a [`ClusterError::Config`] naming it). Connecting,
     /// and the TLS handshake, are bounded by the request timeout.
     ///
@@ -127,14 +128,14 @@ impl Cluster {
         let security = &config.security;
         security.validate().map_err(|e| ClusterError::Config { key: e.key, message: e.reason })?;
         match security.protocol {
-            SecurityProtocol::Plaintext => Ok(BoxTransport::new(crate::transport::boxed(TcpTransport::new(timeout)))),
+            p if !p.is_tls() => Ok(BoxTransport::new(crate::transport::boxed(TcpTransport::new(timeout)))),
             #[cfg(feature = "tls")]
-            SecurityProtocol::Ssl => {
+            _ => {
                 let tls = crate::tls::TlsTransport::new(&security.tls, timeout)?;
                 Ok(BoxTransport::new(crate::transport::boxed(tls)))
             }
             #[cfg(not(feature = "tls"))]
-            SecurityProtocol::Ssl => Err(ClusterError::Config {
+            _ => Err(ClusterError::Config {
                 key: "security.protocol",
                 message: "SSL needs krab-cluster's `tls` feature, which this build lacks".into(),
             }),
@@ -151,6 +152,11 @@ impl Cluster {
     {
         if config.bootstrap.is_empty() {
             return Err(ClusterError::Config { key: "bootstrap.servers", message: "no servers given".into() });
+        }
+        let mut config = config;
+        if config.connection.sasl.is_none() {
+            config.connection.sasl =
+                config.security.sasl_config().map_err(|e| ClusterError::Config { key: e.key, message: e.reason })?;
         }
         let transport = BoxTransport::new(crate::transport::boxed(transport));
         let (changed, _) = watch::channel(0);
@@ -204,9 +210,10 @@ impl Cluster {
                         *lock(&self.inner.bootstrap) = Some((b.clone(), Instant::now()));
                         return Ok(b);
                     }
-                    // A TLS failure is no outage: trying again, or other servers of the same
-                    // cluster with the same settings, cannot help. It is returned at once.
-                    Err(e @ ClusterError::Tls { .. }) => return Err(e),
+                    // A TLS or authentication failure is no outage: trying again, or other
+                    // servers of the same cluster with the same settings, cannot help. It is
+                    // returned at once.
+                    Err(e @ (ClusterError::Tls { .. } | ClusterError::Authentication { .. })) => return Err(e),
                     Err(e) => {
                         tracing::debug!(%addr, error = %e, "bootstrap server failed");
                         last = Some(e);
@@ -312,6 +319,7 @@ impl Cluster {
                 let reason = match e {
                     ClusterError::Connect { reason, .. } => reason.clone(),
                     ClusterError::Tls { failure, .. } => DisconnectReason::Tls(failure.clone()),
+                    ClusterError::Authentication { failure, .. } => DisconnectReason::Authentication(failure.clone()),
                     other => {
                         DisconnectReason::Io { kind: std::io::ErrorKind::Other, message: other.to_string().into() }
                     }

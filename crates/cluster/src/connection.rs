@@ -38,6 +38,9 @@ pub struct ConnectionConfig {
     pub request_timeout: Duration,
     /// The largest response accepted, in bytes (refused from the size prefix, before buffering).
     pub max_response_size: usize,
+    /// SASL authentication right after ApiVersions, and again before the broker's session ends
+    /// (see [`Broker::connect`](crate::Broker::connect)); `None`: none.
+    pub sasl: Option<crate::sasl::SaslConfig>,
 }
 
 impl Default for ConnectionConfig {
@@ -47,6 +50,7 @@ impl Default for ConnectionConfig {
             max_in_flight: 32,
             request_timeout: Duration::from_secs(30),
             max_response_size: krab_protocol::frame::DEFAULT_MAX_FRAME_SIZE,
+            sasl: None,
         }
     }
 }

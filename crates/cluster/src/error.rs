@@ -1,6 +1,7 @@
 //! Errors of the cluster layer. Every variant carries the context a caller needs to act: which
 //! broker, which API, and whether a failed request may have reached the broker.
 
+use crate::sasl::AuthFailure;
 use krab_protocol::error_code::ErrorCode;
 use krab_protocol::{ApiKey, DecodeError, EncodeError, VersionRange};
 use std::sync::Arc;
@@ -47,6 +48,10 @@ pub enum DisconnectReason {
     /// handshake. No retry can fix it.
     #[error("TLS failed: {0}")]
     Tls(TlsFailure),
+    /// SASL authentication was refused (wrong credentials, a mechanism the broker does not
+    /// enable). No retry can fix it.
+    #[error("{0}")]
+    Authentication(AuthFailure),
 }
 
 /// What a TLS failure was, to match on.
@@ -194,6 +199,17 @@ pub enum ClusterError {
         /// What failed.
         failure: TlsFailure,
     },
+    /// SASL authentication with a broker was refused: wrong credentials, a mechanism it does not
+    /// enable, an expired token. Not retriable: `connect` returns it after one round trip.
+    #[error("broker {broker} at {addr} refused authentication: {failure}")]
+    Authentication {
+        /// The broker (its id, or "bootstrap").
+        broker: String,
+        /// The address tried.
+        addr: String,
+        /// What was refused, and the mechanism.
+        failure: AuthFailure,
+    },
     /// The broker is in reconnect backoff after a failure; try again later.
     #[error("broker {broker} is unavailable (retry in {retry_in:?}): {reason}")]
     BrokerUnavailable {
@@ -286,6 +302,20 @@ impl ClusterError {
         }
     }
 
+    /// The SASL authentication failure, if this is one (also for a broker in backoff after one).
+    pub fn auth_failure(&self) -> Option<&AuthFailure> {
+        match self {
+            ClusterError::Authentication { failure, .. } => Some(failure),
+            ClusterError::BrokerUnavailable { reason: DisconnectReason::Authentication(failure), .. } => Some(failure),
+            ClusterError::Request {
+                source: RequestError::ConnectionLost { reason: DisconnectReason::Authentication(failure), .. },
+                ..
+            } => Some(failure),
+            ClusterError::NoBootstrap { last, .. } => last.auth_failure(),
+            _ => None,
+        }
+    }
+
     /// The broker error code, if the broker answered with one.
     pub fn error_code(&self) -> Option<ErrorCode> {
         match self {
@@ -303,9 +333,15 @@ impl ClusterError {
     /// retriable broker codes.
     pub fn is_retriable(&self) -> bool {
         match self {
-            ClusterError::BrokerUnavailable { reason: DisconnectReason::Tls(_), .. } => false,
+            ClusterError::BrokerUnavailable {
+                reason: DisconnectReason::Tls(_) | DisconnectReason::Authentication(_),
+                ..
+            } => false,
             ClusterError::Request { source, .. } => match source {
-                RequestError::ConnectionLost { reason: DisconnectReason::Tls(_), .. } => false,
+                RequestError::ConnectionLost {
+                    reason: DisconnectReason::Tls(_) | DisconnectReason::Authentication(_),
+                    ..
+                } => false,
                 RequestError::ConnectionLost { .. } | RequestError::TimedOut(_) => true,
                 RequestError::ResponseTooLarge { .. } | RequestError::Encode(_) | RequestError::Decode(_) => false,
             },
@@ -318,6 +354,7 @@ impl ClusterError {
             ClusterError::Broker { code, .. } => code.is_retriable(),
             ClusterError::NoCommonVersion { .. }
             | ClusterError::Tls { .. }
+            | ClusterError::Authentication { .. }
             | ClusterError::UnsupportedApi { .. }
             | ClusterError::Config { .. }
             | ClusterError::Shutdown => false,

@@ -11,6 +11,8 @@
 //! - [`rebalance`] decides which failures mean "re-resolve this partition".
 //! - The transport is a seam: any `tower::Service<BrokerAddr>` yielding a byte stream. With the
 //!   `tls` feature (on by default), [`TlsTransport`] is TLS over TCP (`security.protocol=SSL`).
+//! - [`sasl`]: PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER on any transport
+//!   (`SASL_PLAINTEXT`, `SASL_SSL`), with re-authentication before the session ends (KIP-368).
 #![forbid(unsafe_code)]
 
 mod admin;
@@ -20,6 +22,7 @@ mod connection;
 mod error;
 pub mod rebalance;
 mod resolver;
+pub mod sasl;
 mod security;
 mod snapshot;
 #[cfg(feature = "tls")]
@@ -33,7 +36,11 @@ pub use cluster::{BoxTransport, Cluster, ClusterConfig};
 pub use connection::{BrokerClient, Connection, ConnectionConfig, handshake};
 pub use error::{ClusterError, DisconnectReason, RequestError, TlsFailure, TlsFailureKind};
 pub use resolver::{MetadataResolver, ResolveError, ResolveRequest, ResolverConfig};
-pub use security::{InvalidSecurityProperty, SECURITY_PROPERTIES, SecurityConfig, SecurityProtocol, TlsSettings};
+pub use sasl::{AuthFailure, SaslConfig, SaslMechanism, Secret};
+pub use security::{
+    InvalidSecurityProperty, SECURITY_PROPERTIES, SaslSettings, SecurityConfig, SecurityProtocol, TlsSettings,
+    TokenProviderRef,
+};
 pub use snapshot::{BrokerInfo, ClusterSnapshot, PartitionInfo, TopicInfo};
 #[cfg(feature = "tls")]
 pub use tls::{TlsStream, TlsTransport};

@@ -50,10 +50,19 @@ pub fn classify(error: &ClusterError) -> Recovery {
         ClusterError::Broker { code, .. } => classify_code(*code),
         // A certificate refused by either side is no leader move and no outage: no metadata or
         // retry fixes it (a broker in backoff after a TLS failure, likewise).
+        // Authentication refused likewise.
         ClusterError::Tls { .. }
-        | ClusterError::BrokerUnavailable { reason: DisconnectReason::Tls(_), .. }
+        | ClusterError::Authentication { .. }
+        | ClusterError::BrokerUnavailable {
+            reason: DisconnectReason::Tls(_) | DisconnectReason::Authentication(_),
+            ..
+        }
         | ClusterError::Request {
-            source: RequestError::ConnectionLost { reason: DisconnectReason::Tls(_), .. }, ..
+            source:
+                RequestError::ConnectionLost {
+                    reason: DisconnectReason::Tls(_) | DisconnectReason::Authentication(_), ..
+                },
+            ..
         } => Recovery::Fail,
         ClusterError::Connect { .. }
         | ClusterError::BrokerUnavailable { .. }

@@ -18,6 +18,11 @@ pub enum ErrorKind {
     /// TLS with a broker failed (a certificate refused by either side); not retriable. The
     /// source is the [`krab_cluster::ClusterError::Tls`] naming the broker and the reason.
     Tls(krab_cluster::TlsFailureKind),
+    /// SASL authentication with a broker was refused (wrong credentials, a mechanism the broker
+    /// does not enable); not retriable. The source is the
+    /// [`krab_cluster::ClusterError::Authentication`] naming the broker, the mechanism and the
+    /// broker's reason.
+    Authentication(krab_cluster::SaslMechanism),
     /// The broker answered with this error code for the partition.
     Broker(ErrorCode),
     /// The position is outside the partition's log and `auto.offset.reset` is `none`; the
@@ -132,6 +137,9 @@ impl From<ClusterError> for Error {
         if let Some(tls) = e.tls_failure() {
             return Error::with_source(ErrorKind::Tls(tls.kind), "TLS failed", e);
         }
+        if let Some(auth) = e.auth_failure() {
+            return Error::with_source(ErrorKind::Authentication(auth.mechanism), "authentication failed", e);
+        }
         match e.error_code() {
             Some(code) => Error::with_source(ErrorKind::Broker(code), "the broker refused the request", e),
             None => Error::with_source(ErrorKind::Cluster, "cluster error", e),
@@ -141,6 +149,12 @@ impl From<ClusterError> for Error {
 
 impl From<ResolveError> for Error {
     fn from(e: ResolveError) -> Self {
+        if let ResolveError::Cluster(c) = e {
+            if c.tls_failure().is_some() || c.auth_failure().is_some() {
+                return Error::from(c);
+            }
+            return Error::with_source(ErrorKind::Cluster, "metadata could not be resolved", ResolveError::Cluster(c));
+        }
         Error::with_source(ErrorKind::Cluster, "metadata could not be resolved", e)
     }
 }

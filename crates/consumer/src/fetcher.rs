@@ -63,6 +63,16 @@ impl Fetcher {
                     last = Some(b.clone());
                     b
                 }
+                Err(e) if classify(&e) == Recovery::Fail => {
+                    // A certificate or credentials refused: no metadata or redial fixes that.
+                    tracing::debug!(broker = self.id, error = %e, "fetch leader refused the connection");
+                    let wake = self.shared.lock().broker_refused(self.id, &Error::from(e));
+                    self.shared.wake(wake);
+                    session = None;
+                    failures += 1;
+                    self.backoff(failures).await;
+                    continue;
+                }
                 Err(e) => {
                     tracing::debug!(broker = self.id, error = %e, "fetch leader unreachable");
                     let generation = self.cluster.snapshot().generation;

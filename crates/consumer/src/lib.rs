@@ -24,7 +24,9 @@ pub use config::{AutoOffsetReset, ConfigError, ConsumerConfig};
 pub use consumer::Consumer;
 pub use error::{Error, ErrorKind};
 pub use krab_buffer::TopicPartition;
-pub use krab_cluster::{SecurityConfig, SecurityProtocol, TlsFailure, TlsFailureKind, TlsSettings};
+pub use krab_cluster::{
+    SaslConfig, SaslMechanism, SecurityConfig, SecurityProtocol, TlsFailure, TlsFailureKind, TlsSettings,
+};
 pub use krab_protocol::records::{RecordHeader, TimestampType};
 pub use records::IsolationLevel;
 pub use state::{ConsumerRecord, Offset, PartitionRecords};

@@ -762,6 +762,28 @@ impl State {
         wake
     }
 
+    /// Broker `broker` refused the connection for good (TLS, authentication): every partition it
+    /// serves gets `error`, for the application to see, and a positioned one stops there until
+    /// a seek, as for any fatal fetch error. New metadata would not help, so none is asked for.
+    pub(crate) fn broker_refused(&mut self, broker: i32, error: &Error) -> Wake {
+        let mut wake = Wake::default();
+        let tps: Vec<TopicPartition> = self
+            .parts
+            .iter()
+            .filter(|(_, p)| p.replica.or(p.leader) == Some(broker) && p.error.is_none() && !p.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect();
+        for tp in tps {
+            let part = self.parts.get_mut(&tp).expect("listed above");
+            if let Fetch::At(offset) = part.fetch {
+                part.fetch = Fetch::Stopped(offset);
+            }
+            wake.merge(Self::set_error(part, &tp, error.clone()));
+            self.ready(&tp, &mut wake);
+        }
+        wake
+    }
+
     /// Marks every partition broker `broker` leads as needing metadata newer than `generation`
     /// (its connection failed).
     pub(crate) fn broker_failed(&mut self, broker: i32, generation: u64) -> Wake {

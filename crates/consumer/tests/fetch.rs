@@ -11,6 +11,7 @@ use krab_protocol::messages::list_offsets::{ListOffsetsPartitionResponse, ListOf
 use krab_protocol::messages::offset_for_leader_epoch::{EpochEndOffset, OffsetForLeaderTopicResult};
 use krab_protocol::messages::{
     AnyRequest, AnyResponse, FetchRequest, FetchResponse, ListOffsetsResponse, OffsetForLeaderEpochResponse,
+    SaslAuthenticateResponse, SaslHandshakeResponse,
 };
 use krab_protocol::records::{Compression, RecordBatchEncoder};
 use krab_testkit::{FakeCluster, Reply};
@@ -107,6 +108,8 @@ struct Fake {
     validations: std::sync::atomic::AtomicU64,
     logs: Arc<Mutex<Logs>>,
     seen: Arc<Mutex<Vec<(i32, SeenFetch)>>>,
+    /// The broker that refuses SASL credentials (0: none); the others accept any.
+    refusing: std::sync::atomic::AtomicI32,
 }
 
 fn fetch_reply(
@@ -266,6 +269,7 @@ impl Fake {
             list_offsets: Default::default(),
             logs: Arc::default(),
             seen: Arc::default(),
+            refusing: Default::default(),
         }
     }
 
@@ -278,6 +282,20 @@ impl Fake {
             self.cluster.broker(id).set_handler(move |header, request| {
                 let Some(fake) = fake.upgrade() else { return Reply::Close };
                 match request {
+                    AnyRequest::SaslHandshake(_) => {
+                        Reply::Respond(AnyResponse::SaslHandshake(Box::new(SaslHandshakeResponse {
+                            error_code: 0,
+                            mechanisms: vec!["PLAIN".into()],
+                        })))
+                    }
+                    AnyRequest::SaslAuthenticate(_) => {
+                        let refuse = fake.refusing.load(std::sync::atomic::Ordering::SeqCst) == id;
+                        Reply::Respond(AnyResponse::SaslAuthenticate(Box::new(SaslAuthenticateResponse {
+                            error_code: if refuse { 58 } else { 0 },
+                            error_message: refuse.then(|| "Authentication failed".into()),
+                            ..Default::default()
+                        })))
+                    }
                     AnyRequest::Metadata(req) if fake.topic_ids => {
                         let mut response = fake.cluster.state().metadata_response(&req, header.request_api_version);
                         for t in &mut response.topics {
@@ -816,4 +834,43 @@ async fn the_stream_mid_batch_holds_through_position_batch_calls_pauses_and_seek
     let again = read(&mut consumer, 7).await;
     assert_eq!(values(&again, p), expected(p, 3..10));
     assert_eq!(consumer.buffered_bytes(), 0);
+}
+
+/// A leader that refuses the consumer's SASL credentials: its partitions yield the typed
+/// authentication error through the stream (once, not a retry storm of redials), while the
+/// partitions of a broker that accepts keep yielding.
+#[tokio::test(start_paused = true)]
+async fn a_leader_refusing_the_credentials_surfaces_the_typed_error_through_the_stream() {
+    let fake = Arc::new(Fake::new(2, 2));
+    fake.cluster.set_partition("t", 0, 1, 0);
+    fake.cluster.set_partition("t", 1, 2, 0);
+    fake.append(0, 5);
+    fake.append(1, 5);
+    fake.refusing.store(2, std::sync::atomic::Ordering::SeqCst);
+    fake.serve();
+    let sasl = krab_consumer::SecurityConfig::sasl(krab_consumer::SaslConfig::plain("alice", "secret"), None);
+    let mut cluster_config = fake.cluster.config();
+    cluster_config.security = sasl.clone();
+    let cluster: Cluster = fake.cluster.connect(cluster_config).await.expect("broker 1 accepts");
+    let resolver = MetadataResolver::new(cluster.clone(), ResolverConfig::default());
+    let config = fake.config().security(sasl);
+    let mut consumer = Consumer::with_parts(config, cluster, BoxResolver::new(resolver)).unwrap();
+    consumer.assign([(tp(0), Offset::At(0)), (tp(1), Offset::At(0))]);
+    let mut records = Vec::new();
+    let mut errors = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while records.len() < 5 || errors.is_empty() {
+        match tokio::time::timeout_at(deadline, consumer.next()).await.expect("records and the error in time") {
+            Some(Ok(r)) => records.push(r),
+            Some(Err(e)) => errors.push(e),
+            None => panic!("the stream ended"),
+        }
+    }
+    assert_eq!(values(&records, 0), expected(0, 0..5));
+    let e = &errors[0];
+    assert_eq!(e.kind(), ErrorKind::Authentication(krab_consumer::SaslMechanism::Plain), "{e:#}");
+    assert!(!e.is_retriable());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let attempts = fake.cluster.broker(2).requests(krab_protocol::ApiKey::SaslAuthenticate);
+    assert!(attempts <= 8, "{attempts} authentication attempts at the refusing broker in 15 s: paced by backoff");
 }

@@ -17,6 +17,11 @@ pub enum ErrorKind {
     /// TLS with a broker failed (a certificate refused by either side); not retriable. The
     /// source is the [`krab_cluster::ClusterError::Tls`] naming the broker and the reason.
     Tls(krab_cluster::TlsFailureKind),
+    /// SASL authentication with a broker was refused (wrong credentials, a mechanism the broker
+    /// does not enable); not retriable. The source is the
+    /// [`krab_cluster::ClusterError::Authentication`] naming the broker, the mechanism and the
+    /// broker's reason.
+    Authentication(krab_cluster::SaslMechanism),
     /// The broker refused the records with this error code.
     Broker(ErrorCode),
     /// The record was not acknowledged within `delivery.timeout.ms`.
@@ -130,6 +135,10 @@ impl From<ClusterError> for Error {
         if let Some(tls) = e.tls_failure() {
             return Error::with_source(ErrorKind::Tls(tls.kind), "TLS failed", e).retriable(false);
         }
+        if let Some(auth) = e.auth_failure() {
+            let kind = ErrorKind::Authentication(auth.mechanism);
+            return Error::with_source(kind, "authentication failed", e).retriable(false);
+        }
         let error = match e.error_code() {
             Some(code) => Error::with_source(ErrorKind::Broker(code), "the broker refused the request", e),
             None => Error::with_source(ErrorKind::Cluster, "cluster error", e),
@@ -145,6 +154,13 @@ impl From<ResolveError> for Error {
             ResolveError::Shutdown => false,
             _ => true,
         };
+        if let ResolveError::Cluster(c) = e {
+            if c.tls_failure().is_some() || c.auth_failure().is_some() {
+                return Error::from(c);
+            }
+            return Error::with_source(ErrorKind::Cluster, "metadata could not be resolved", ResolveError::Cluster(c))
+                .retriable(retriable);
+        }
         Error::with_source(ErrorKind::Cluster, "metadata could not be resolved", e).retriable(retriable)
     }
 }

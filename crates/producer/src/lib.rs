@@ -33,7 +33,9 @@ mod time;
 pub use config::{Acks, ConfigError, DEFAULT_DELIVERY_TIMEOUT, ProducerConfig};
 pub use error::{Error, ErrorKind};
 pub use krab_buffer::TopicPartition;
-pub use krab_cluster::{SecurityConfig, SecurityProtocol, TlsFailure, TlsFailureKind, TlsSettings};
+pub use krab_cluster::{
+    SaslConfig, SaslMechanism, SecurityConfig, SecurityProtocol, TlsFailure, TlsFailureKind, TlsSettings,
+};
 pub use krab_protocol::records::Compression;
 pub use partitioner::{
     DefaultPartitioner, PartitionInfo, Partitioner, PartitionerKind, RoundRobinPartitioner, UnknownPartitioner,

@@ -210,11 +210,7 @@ async fn run(broker_id: i32, cluster: Cluster, settings: SendSettings, job: Enco
         let broker = cluster.broker(broker_id).await?;
         let version = broker.version_of::<ProduceRequest>()?;
         if settings.acks == 0 {
-            broker.client().send_no_response(&request, version).await.map_err(|source| ClusterError::Request {
-                broker: broker.label().to_string(),
-                api: krab_protocol::ApiKey::Produce,
-                source,
-            })?;
+            broker.send_no_response(&request, version).await?;
             Ok(None)
         } else {
             broker.send(&request, version).await.map(Some)

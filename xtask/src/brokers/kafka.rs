@@ -153,13 +153,24 @@ pub(crate) struct KafkaOptions {
     pub(crate) heap_mb: u32,
     /// Also open the `SSL` and `MTLS` listeners, with TLS material made at start.
     pub(crate) tls: bool,
+    /// Also open a `SASL_SSL` listener (implies `tls`): PLAIN, SCRAM-SHA-256, SCRAM-SHA-512 and
+    /// OAUTHBEARER (unsecured JWTs), user [`SASL_USER`] with [`SASL_PASSWORD`], sessions
+    /// re-authenticated after [`SASL_REAUTH_MS`].
+    pub(crate) sasl: bool,
 }
 
 impl KafkaOptions {
     pub(crate) fn new(nodes: usize) -> Self {
-        Self { nodes, overrides: Vec::new(), heap_mb: 448, tls: false }
+        Self { nodes, overrides: Vec::new(), heap_mb: 448, tls: false, sasl: false }
     }
 }
+
+/// The SASL user the `SASL_SSL` listener knows (PLAIN, and SCRAM credentials added at format).
+pub(crate) const SASL_USER: &str = "alice";
+/// Its password.
+pub(crate) const SASL_PASSWORD: &str = "alice-secret";
+/// `connections.max.reauth.ms` on the `SASL_SSL` listener.
+pub(crate) const SASL_REAUTH_MS: u64 = 5000;
 
 /// The listener name of the TLS listener that requires client certificates.
 const MTLS: &str = "MTLS";
@@ -173,6 +184,8 @@ struct Node {
     /// The `SSL` and `MTLS` listeners' ports (0: no TLS).
     ssl: u16,
     mtls: u16,
+    /// The `SASL_SSL` listener's port (0: none).
+    sasl_ssl: u16,
     dir: PathBuf,
     child: Mutex<Option<Child>>,
     /// SIGSTOPped and not yet continued.
@@ -206,7 +219,7 @@ impl KafkaCluster {
             fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
         }
         fs::create_dir_all(&dir)?;
-        let tls = if options.tls { Some(Box::new(TlsFiles::create(&dir.join("tls"))?)) } else { None };
+        let tls = if options.tls || options.sasl { Some(Box::new(TlsFiles::create(&dir.join("tls"))?)) } else { None };
         let proxy_rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("kafka-proxy")
@@ -221,6 +234,7 @@ impl KafkaCluster {
             let proxy = proxy_rt.block_on(FaultProxy::start(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)), upstream))?;
             proxies.push(proxy);
             let (ssl, mtls) = if tls.is_some() { (super::free_port()?, super::free_port()?) } else { (0, 0) };
+            let sasl_ssl = if options.sasl { super::free_port()? } else { 0 };
             let node_dir = dir.join(format!("node{id}"));
             fs::create_dir_all(node_dir.join("data"))?;
             nodes.push(Node {
@@ -230,6 +244,7 @@ impl KafkaCluster {
                 controller,
                 ssl,
                 mtls,
+                sasl_ssl,
                 dir: node_dir,
                 child: Mutex::new(None),
                 frozen: Default::default(),
@@ -252,7 +267,7 @@ impl KafkaCluster {
             heap_mb: options.heap_mb,
             tls,
         };
-        cluster.format()?;
+        cluster.format(options.sasl)?;
         cluster.start_watchdog()?;
         for node in &cluster.nodes {
             cluster.spawn(node, options.heap_mb)?;
@@ -265,14 +280,25 @@ impl KafkaCluster {
     }
 
     /// Formats every node's storage, in parallel.
-    fn format(&self) -> Result<()> {
+    fn format(&self, sasl: bool) -> Result<()> {
         let mut children = Vec::new();
+        // SCRAM credentials live in the metadata log: added at format, like Kafka's docs do.
+        let scram: Vec<String> = if sasl {
+            ["SCRAM-SHA-256", "SCRAM-SHA-512"]
+                .iter()
+                .flat_map(|m| ["--add-scram".to_string(), format!("{m}=[name={SASL_USER},password={SASL_PASSWORD}]")])
+                .collect()
+        } else {
+            Vec::new()
+        };
         for node in &self.nodes {
             let props = node.dir.join("server.properties");
             let child = self
                 .dist
                 .tool("kafka.tools.StorageTool")
-                .args(["format", "--cluster-id", CLUSTER_ID, "--config"])
+                .args(["format", "--cluster-id", CLUSTER_ID])
+                .args(&scram)
+                .arg("--config")
                 .arg(&props)
                 .stdout(Stdio::null())
                 .stderr(Stdio::piped())
@@ -398,6 +424,17 @@ impl KafkaCluster {
     pub(crate) fn mtls_bootstrap(&self) -> Option<String> {
         self.tls.as_ref()?;
         Some(self.nodes.iter().map(|n| format!("localhost:{}", n.mtls)).collect::<Vec<_>>().join(","))
+    }
+
+    /// The `SASL_SSL` listeners' bootstrap (`localhost:<port>`), when started with SASL.
+    pub(crate) fn sasl_ssl_bootstrap(&self) -> Option<String> {
+        self.nodes.first().filter(|n| n.sasl_ssl != 0)?;
+        Some(self.nodes.iter().map(|n| format!("localhost:{}", n.sasl_ssl)).collect::<Vec<_>>().join(","))
+    }
+
+    /// Node 1's `SASL_SSL` port, when started with SASL.
+    pub(crate) fn sasl_ssl_port(&self) -> Option<u16> {
+        self.nodes.first().map(|n| n.sasl_ssl).filter(|&p| p != 0)
     }
 
     /// Node 1's `SSL` and `MTLS` ports, with TLS.
@@ -539,7 +576,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         match arg.as_str() {
             "--nodes" => options.nodes = it.next().context("--nodes needs a value")?.parse().context("--nodes")?,
             "--tls" => options.tls = true,
-            other => bail!("unknown option `{other}` (usage: broker kafka [--nodes N] [--tls])"),
+            "--sasl" => options.sasl = true,
+            other => bail!("unknown option `{other}` (usage: broker kafka [--nodes N] [--tls] [--sasl])"),
         }
     }
     let started = Instant::now();
@@ -554,6 +592,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         println!("CA {}", files.ca.display());
         println!("CLIENT_CERT {} {}", files.client_cert.display(), files.client_key.display());
     }
+    if let Some(sasl) = cluster.sasl_ssl_bootstrap() {
+        println!("SASL_SSL {sasl} user {SASL_USER} password {SASL_PASSWORD}");
+    }
     println!("VERSION {}", cluster.version());
     eprintln!(
         "{} with {} nodes serving after {:.1} s (logs: {}); close stdin or press Ctrl-C to stop",
@@ -567,6 +608,44 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
     while std::io::Read::read(&mut stdin, &mut sink).map(|n| n > 0).unwrap_or(false) {}
     drop(cluster);
     Ok(())
+}
+
+/// The `SASL_SSL` listener's mechanisms and their JAAS settings (Kafka's docs,
+/// `authentication-using-sasl`); inter-broker traffic stays on PLAINTEXT.
+fn sasl_properties() -> Vec<(String, String)> {
+    let mechanisms = "PLAIN,SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER";
+    let l = "listener.name.sasl_ssl";
+    vec![
+        ("sasl.enabled.mechanisms".into(), mechanisms.into()),
+        (format!("{l}.sasl.enabled.mechanisms"), mechanisms.into()),
+        (
+            format!("{l}.plain.sasl.jaas.config"),
+            format!(
+                "org.apache.kafka.common.security.plain.PlainLoginModule required username=\"admin\" \
+                 password=\"admin-secret\" user_admin=\"admin-secret\" user_{SASL_USER}=\"{SASL_PASSWORD}\";"
+            ),
+        ),
+        (
+            format!("{l}.scram-sha-256.sasl.jaas.config"),
+            "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" \
+             password=\"admin-secret\";"
+                .into(),
+        ),
+        (
+            format!("{l}.scram-sha-512.sasl.jaas.config"),
+            "org.apache.kafka.common.security.scram.ScramLoginModule required username=\"admin\" \
+             password=\"admin-secret\";"
+                .into(),
+        ),
+        (
+            format!("{l}.oauthbearer.sasl.jaas.config"),
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required \
+             unsecuredLoginStringClaim_sub=\"admin\";"
+                .into(),
+        ),
+        // KIP-368: sessions end after this; clients re-authenticate on the same connection.
+        ("connections.max.reauth.ms".into(), SASL_REAUTH_MS.to_string()),
+    ]
 }
 
 fn server_properties(
@@ -640,6 +719,18 @@ fn server_properties(
             }
         }
         props.extend(files.server_properties(MTLS));
+    }
+    if node.sasl_ssl != 0 {
+        for (key, add) in [
+            ("listeners", format!(",SASL_SSL://127.0.0.1:{}", node.sasl_ssl)),
+            ("advertised.listeners", format!(",SASL_SSL://localhost:{}", node.sasl_ssl)),
+            ("listener.security.protocol.map", ",SASL_SSL:SASL_SSL".to_string()),
+        ] {
+            if let Some(slot) = props.iter_mut().find(|(k, _)| k == key) {
+                slot.1.push_str(&add);
+            }
+        }
+        props.extend(sasl_properties());
     }
     for (k, v) in &options.overrides {
         match props.iter_mut().find(|(key, _)| key == k) {

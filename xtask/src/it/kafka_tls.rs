@@ -23,14 +23,15 @@ const PARTITIONS: i32 = 3;
 const RECORDS: usize = 3000;
 
 /// Forwards TCP connections from a loopback port to `127.0.0.1:upstream`, counting them.
-struct Counting {
-    port: u16,
+pub(super) struct Counting {
+    /// The port to connect to.
+    pub(super) port: u16,
     accepted: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Counting {
-    async fn start(upstream: u16) -> Result<Self> {
+    pub(super) async fn start(upstream: u16) -> Result<Self> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
         let accepted = Arc::new(AtomicU64::new(0));
@@ -48,7 +49,8 @@ impl Counting {
         Ok(Self { port, accepted, task })
     }
 
-    fn take(&self) -> u64 {
+    /// Connections accepted since the last call.
+    pub(super) fn take(&self) -> u64 {
         self.accepted.swap(0, Ordering::SeqCst)
     }
 }
@@ -60,7 +62,12 @@ impl Drop for Counting {
 }
 
 fn producer_config(bootstrap: &str, tls: TlsSettings) -> Result<ProducerConfig> {
-    let mut c = ProducerConfig::new(bootstrap)?.security(SecurityConfig::tls(tls));
+    secured_producer_config(bootstrap, SecurityConfig::tls(tls))
+}
+
+/// A producer config for a secured listener.
+pub(super) fn secured_producer_config(bootstrap: &str, security: SecurityConfig) -> Result<ProducerConfig> {
+    let mut c = ProducerConfig::new(bootstrap)?.security(security);
     c.client_id = "krab-it-tls".into();
     c.request_timeout = Duration::from_secs(10);
     Ok(c)
@@ -69,10 +76,21 @@ fn producer_config(bootstrap: &str, tls: TlsSettings) -> Result<ProducerConfig> 
 /// Produces `RECORDS` keyed records and reads them back with krab's consumer, over the same
 /// settings; checks that every acknowledged offset holds exactly its record.
 async fn round_trip(ctx: &KafkaCtx<'_>, bootstrap: &str, tls: TlsSettings, topic: &str) -> Result<String> {
+    secured_round_trip(ctx, bootstrap, SecurityConfig::tls(tls), topic).await
+}
+
+/// [`round_trip`] with any security settings.
+pub(super) async fn secured_round_trip(
+    ctx: &KafkaCtx<'_>,
+    bootstrap: &str,
+    security: SecurityConfig,
+    topic: &str,
+) -> Result<String> {
     let name = topic.to_string();
     kctl(&ctx.kafka, move |k| k.create_topic(&name, PARTITIONS, 3, &[]).map(|_| ())).await?;
     let started = Instant::now();
-    let producer = Producer::connect(producer_config(bootstrap, tls.clone())?).await.context("producer connect")?;
+    let producer =
+        Producer::connect(secured_producer_config(bootstrap, security.clone())?).await.context("producer connect")?;
     let topic_name: Arc<str> = topic.into();
     let mut futures = Vec::with_capacity(RECORDS);
     for i in 0..RECORDS {
@@ -88,7 +106,7 @@ async fn round_trip(ctx: &KafkaCtx<'_>, bootstrap: &str, tls: TlsSettings, topic
     let produced = started.elapsed();
 
     let config = ConsumerConfig::new(bootstrap)?
-        .security(SecurityConfig::tls(tls))
+        .security(security)
         .client_id("krab-it-tls")
         .request_timeout(Duration::from_secs(10));
     let mut consumer = Consumer::connect(config).await.context("consumer connect")?;

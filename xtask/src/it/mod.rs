@@ -19,6 +19,7 @@ mod kafka_incidents;
 mod kafka_interop_java;
 mod kafka_read_committed;
 mod kafka_rf1_restart;
+mod kafka_sasl;
 mod kafka_soak;
 mod kafka_support;
 mod kafka_tls;
@@ -28,6 +29,7 @@ mod mock_send_latency;
 mod support;
 mod tansu_codecs;
 mod tansu_key_placement;
+mod tansu_sasl;
 pub(crate) mod test_cluster;
 
 use crate::brokers::Venv;
@@ -44,6 +46,7 @@ const TANSU_SCENARIOS: &[&str] = &[
     "tansu: bootstrap, versions, metadata, admin",
     "producer/tansu: every codec, headers, null keys and values read back identically by confluent-kafka",
     "producer/tansu: keys a..z land on Java's murmur2 partitions (12 and 6 partitions)",
+    "tansu/sasl",
 ];
 const MOCK_SCENARIOS: &[&str] = &[
     "mock: bootstrap, KIP-511 fallback, versions, metadata, topics",
@@ -65,6 +68,7 @@ const KAFKA_SCENARIOS: &[&str] = &[
     "kafka/fetch-sessions",
     "consumer/interop-codecs",
     "kafka/tls",
+    "kafka/sasl",
 ];
 
 fn known_scenarios() -> String {
@@ -174,6 +178,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             t,
             none(rt.block_on(tansu_key_placement::key_placement(&venv, &tansu))),
         );
+        let t = Instant::now();
+        record_if!("tansu/sasl", t, rt.block_on(tansu_sasl::run(&bootstrap)));
     }
     if wants(Only::Mock, MOCK_SCENARIOS) {
         let venv = Venv::ensure()?;
@@ -220,6 +226,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         // PLAINTEXT listeners behind the proxies either way.
         let mut options = KafkaOptions::new(3);
         options.tls = picked("kafka/tls");
+        options.sasl = picked("kafka/sasl");
         let kafka = Arc::new(KafkaCluster::start(&options)?);
         println!(
             "{} at {} (proxies; direct {}), serving after {:.1} s",
@@ -259,6 +266,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         kafka_scenario!("kafka/fetch-sessions", kafka_fetch_sessions::run);
         kafka_scenario!("consumer/interop-codecs", consumer_interop_codecs::run);
         kafka_scenario!("kafka/tls", kafka_tls::run);
+        kafka_scenario!("kafka/sasl", kafka_sasl::run);
     }
     println!("\n{passed} passed, {} failed", failed.len());
     if !failed.is_empty() {
