@@ -46,6 +46,17 @@ const APIS: &[&str] = &[
     "ConsumerGroupHeartbeat",
     "GetTelemetrySubscriptions",
     "PushTelemetry",
+    // Admin (the admin client, issue "TLS, SASL and an admin client").
+    "IncrementalAlterConfigs",
+    "ElectLeaders",
+    "OffsetDelete",
+    "DescribeAcls",
+    "CreateAcls",
+    "DeleteAcls",
+    "DescribeUserScramCredentials",
+    "AlterUserScramCredentials",
+    "AlterPartitionReassignments",
+    "ListPartitionReassignments",
 ];
 
 /// Non-API specs generated as standalone structures: (file stem, spec names).

@@ -4,31 +4,41 @@
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_partition_reassignments;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod consumer_group_heartbeat;
 pub mod consumer_protocol_assignment;
 pub mod consumer_protocol_subscription;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
+pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod get_telemetry_subscriptions;
 pub mod header;
 pub mod heartbeat;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
 pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
+pub mod offset_delete;
 pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
@@ -40,31 +50,41 @@ pub mod txn_offset_commit;
 
 pub use add_offsets_to_txn::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 pub use add_partitions_to_txn::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+pub use alter_partition_reassignments::{AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse};
+pub use alter_user_scram_credentials::{AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse};
 pub use api_versions::{ApiVersionsRequest, ApiVersionsResponse};
 pub use consumer_group_heartbeat::{ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse};
 pub use consumer_protocol_assignment::ConsumerProtocolAssignment;
 pub use consumer_protocol_subscription::ConsumerProtocolSubscription;
+pub use create_acls::{CreateAclsRequest, CreateAclsResponse};
 pub use create_partitions::{CreatePartitionsRequest, CreatePartitionsResponse};
 pub use create_topics::{CreateTopicsRequest, CreateTopicsResponse};
+pub use delete_acls::{DeleteAclsRequest, DeleteAclsResponse};
 pub use delete_groups::{DeleteGroupsRequest, DeleteGroupsResponse};
 pub use delete_records::{DeleteRecordsRequest, DeleteRecordsResponse};
 pub use delete_topics::{DeleteTopicsRequest, DeleteTopicsResponse};
+pub use describe_acls::{DescribeAclsRequest, DescribeAclsResponse};
 pub use describe_cluster::{DescribeClusterRequest, DescribeClusterResponse};
 pub use describe_configs::{DescribeConfigsRequest, DescribeConfigsResponse};
 pub use describe_groups::{DescribeGroupsRequest, DescribeGroupsResponse};
+pub use describe_user_scram_credentials::{DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse};
+pub use elect_leaders::{ElectLeadersRequest, ElectLeadersResponse};
 pub use end_txn::{EndTxnRequest, EndTxnResponse};
 pub use fetch::{FetchRequest, FetchResponse};
 pub use find_coordinator::{FindCoordinatorRequest, FindCoordinatorResponse};
 pub use get_telemetry_subscriptions::{GetTelemetrySubscriptionsRequest, GetTelemetrySubscriptionsResponse};
 pub use header::{RequestHeader, ResponseHeader};
 pub use heartbeat::{HeartbeatRequest, HeartbeatResponse};
+pub use incremental_alter_configs::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 pub use init_producer_id::{InitProducerIdRequest, InitProducerIdResponse};
 pub use join_group::{JoinGroupRequest, JoinGroupResponse};
 pub use leave_group::{LeaveGroupRequest, LeaveGroupResponse};
 pub use list_groups::{ListGroupsRequest, ListGroupsResponse};
 pub use list_offsets::{ListOffsetsRequest, ListOffsetsResponse};
+pub use list_partition_reassignments::{ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse};
 pub use metadata::{MetadataRequest, MetadataResponse};
 pub use offset_commit::{OffsetCommitRequest, OffsetCommitResponse};
+pub use offset_delete::{OffsetDeleteRequest, OffsetDeleteResponse};
 pub use offset_fetch::{OffsetFetchRequest, OffsetFetchResponse};
 pub use offset_for_leader_epoch::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 pub use produce::{ProduceRequest, ProduceResponse};
@@ -132,6 +152,12 @@ pub enum AnyRequest {
     EndTxn(Box<EndTxnRequest>),
     /// A `TxnOffsetCommitRequest`.
     TxnOffsetCommit(Box<TxnOffsetCommitRequest>),
+    /// A `DescribeAclsRequest`.
+    DescribeAcls(Box<DescribeAclsRequest>),
+    /// A `CreateAclsRequest`.
+    CreateAcls(Box<CreateAclsRequest>),
+    /// A `DeleteAclsRequest`.
+    DeleteAcls(Box<DeleteAclsRequest>),
     /// A `DescribeConfigsRequest`.
     DescribeConfigs(Box<DescribeConfigsRequest>),
     /// A `SaslAuthenticateRequest`.
@@ -140,6 +166,20 @@ pub enum AnyRequest {
     CreatePartitions(Box<CreatePartitionsRequest>),
     /// A `DeleteGroupsRequest`.
     DeleteGroups(Box<DeleteGroupsRequest>),
+    /// A `ElectLeadersRequest`.
+    ElectLeaders(Box<ElectLeadersRequest>),
+    /// A `IncrementalAlterConfigsRequest`.
+    IncrementalAlterConfigs(Box<IncrementalAlterConfigsRequest>),
+    /// A `AlterPartitionReassignmentsRequest`.
+    AlterPartitionReassignments(Box<AlterPartitionReassignmentsRequest>),
+    /// A `ListPartitionReassignmentsRequest`.
+    ListPartitionReassignments(Box<ListPartitionReassignmentsRequest>),
+    /// A `OffsetDeleteRequest`.
+    OffsetDelete(Box<OffsetDeleteRequest>),
+    /// A `DescribeUserScramCredentialsRequest`.
+    DescribeUserScramCredentials(Box<DescribeUserScramCredentialsRequest>),
+    /// A `AlterUserScramCredentialsRequest`.
+    AlterUserScramCredentials(Box<AlterUserScramCredentialsRequest>),
     /// A `DescribeClusterRequest`.
     DescribeCluster(Box<DescribeClusterRequest>),
     /// A `ConsumerGroupHeartbeatRequest`.
@@ -208,6 +248,11 @@ impl AnyRequest {
             Some(ApiKey::TxnOffsetCommit) => {
                 Ok(AnyRequest::TxnOffsetCommit(Box::new(TxnOffsetCommitRequest::decode(buf, version)?)))
             }
+            Some(ApiKey::DescribeAcls) => {
+                Ok(AnyRequest::DescribeAcls(Box::new(DescribeAclsRequest::decode(buf, version)?)))
+            }
+            Some(ApiKey::CreateAcls) => Ok(AnyRequest::CreateAcls(Box::new(CreateAclsRequest::decode(buf, version)?))),
+            Some(ApiKey::DeleteAcls) => Ok(AnyRequest::DeleteAcls(Box::new(DeleteAclsRequest::decode(buf, version)?))),
             Some(ApiKey::DescribeConfigs) => {
                 Ok(AnyRequest::DescribeConfigs(Box::new(DescribeConfigsRequest::decode(buf, version)?)))
             }
@@ -220,6 +265,27 @@ impl AnyRequest {
             Some(ApiKey::DeleteGroups) => {
                 Ok(AnyRequest::DeleteGroups(Box::new(DeleteGroupsRequest::decode(buf, version)?)))
             }
+            Some(ApiKey::ElectLeaders) => {
+                Ok(AnyRequest::ElectLeaders(Box::new(ElectLeadersRequest::decode(buf, version)?)))
+            }
+            Some(ApiKey::IncrementalAlterConfigs) => {
+                Ok(AnyRequest::IncrementalAlterConfigs(Box::new(IncrementalAlterConfigsRequest::decode(buf, version)?)))
+            }
+            Some(ApiKey::AlterPartitionReassignments) => Ok(AnyRequest::AlterPartitionReassignments(Box::new(
+                AlterPartitionReassignmentsRequest::decode(buf, version)?,
+            ))),
+            Some(ApiKey::ListPartitionReassignments) => Ok(AnyRequest::ListPartitionReassignments(Box::new(
+                ListPartitionReassignmentsRequest::decode(buf, version)?,
+            ))),
+            Some(ApiKey::OffsetDelete) => {
+                Ok(AnyRequest::OffsetDelete(Box::new(OffsetDeleteRequest::decode(buf, version)?)))
+            }
+            Some(ApiKey::DescribeUserScramCredentials) => Ok(AnyRequest::DescribeUserScramCredentials(Box::new(
+                DescribeUserScramCredentialsRequest::decode(buf, version)?,
+            ))),
+            Some(ApiKey::AlterUserScramCredentials) => Ok(AnyRequest::AlterUserScramCredentials(Box::new(
+                AlterUserScramCredentialsRequest::decode(buf, version)?,
+            ))),
             Some(ApiKey::DescribeCluster) => {
                 Ok(AnyRequest::DescribeCluster(Box::new(DescribeClusterRequest::decode(buf, version)?)))
             }
@@ -263,10 +329,20 @@ impl AnyRequest {
             AnyRequest::AddOffsetsToTxn(_) => ApiKey::AddOffsetsToTxn,
             AnyRequest::EndTxn(_) => ApiKey::EndTxn,
             AnyRequest::TxnOffsetCommit(_) => ApiKey::TxnOffsetCommit,
+            AnyRequest::DescribeAcls(_) => ApiKey::DescribeAcls,
+            AnyRequest::CreateAcls(_) => ApiKey::CreateAcls,
+            AnyRequest::DeleteAcls(_) => ApiKey::DeleteAcls,
             AnyRequest::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             AnyRequest::SaslAuthenticate(_) => ApiKey::SaslAuthenticate,
             AnyRequest::CreatePartitions(_) => ApiKey::CreatePartitions,
             AnyRequest::DeleteGroups(_) => ApiKey::DeleteGroups,
+            AnyRequest::ElectLeaders(_) => ApiKey::ElectLeaders,
+            AnyRequest::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
+            AnyRequest::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
+            AnyRequest::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
+            AnyRequest::OffsetDelete(_) => ApiKey::OffsetDelete,
+            AnyRequest::DescribeUserScramCredentials(_) => ApiKey::DescribeUserScramCredentials,
+            AnyRequest::AlterUserScramCredentials(_) => ApiKey::AlterUserScramCredentials,
             AnyRequest::DescribeCluster(_) => ApiKey::DescribeCluster,
             AnyRequest::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
             AnyRequest::GetTelemetrySubscriptions(_) => ApiKey::GetTelemetrySubscriptions,
@@ -301,10 +377,20 @@ impl AnyRequest {
             AnyRequest::AddOffsetsToTxn(m) => m.encode(buf, version),
             AnyRequest::EndTxn(m) => m.encode(buf, version),
             AnyRequest::TxnOffsetCommit(m) => m.encode(buf, version),
+            AnyRequest::DescribeAcls(m) => m.encode(buf, version),
+            AnyRequest::CreateAcls(m) => m.encode(buf, version),
+            AnyRequest::DeleteAcls(m) => m.encode(buf, version),
             AnyRequest::DescribeConfigs(m) => m.encode(buf, version),
             AnyRequest::SaslAuthenticate(m) => m.encode(buf, version),
             AnyRequest::CreatePartitions(m) => m.encode(buf, version),
             AnyRequest::DeleteGroups(m) => m.encode(buf, version),
+            AnyRequest::ElectLeaders(m) => m.encode(buf, version),
+            AnyRequest::IncrementalAlterConfigs(m) => m.encode(buf, version),
+            AnyRequest::AlterPartitionReassignments(m) => m.encode(buf, version),
+            AnyRequest::ListPartitionReassignments(m) => m.encode(buf, version),
+            AnyRequest::OffsetDelete(m) => m.encode(buf, version),
+            AnyRequest::DescribeUserScramCredentials(m) => m.encode(buf, version),
+            AnyRequest::AlterUserScramCredentials(m) => m.encode(buf, version),
             AnyRequest::DescribeCluster(m) => m.encode(buf, version),
             AnyRequest::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
             AnyRequest::GetTelemetrySubscriptions(m) => m.encode(buf, version),
@@ -339,10 +425,20 @@ impl AnyRequest {
             AnyRequest::AddOffsetsToTxn(m) => m.encoded_len(version),
             AnyRequest::EndTxn(m) => m.encoded_len(version),
             AnyRequest::TxnOffsetCommit(m) => m.encoded_len(version),
+            AnyRequest::DescribeAcls(m) => m.encoded_len(version),
+            AnyRequest::CreateAcls(m) => m.encoded_len(version),
+            AnyRequest::DeleteAcls(m) => m.encoded_len(version),
             AnyRequest::DescribeConfigs(m) => m.encoded_len(version),
             AnyRequest::SaslAuthenticate(m) => m.encoded_len(version),
             AnyRequest::CreatePartitions(m) => m.encoded_len(version),
             AnyRequest::DeleteGroups(m) => m.encoded_len(version),
+            AnyRequest::ElectLeaders(m) => m.encoded_len(version),
+            AnyRequest::IncrementalAlterConfigs(m) => m.encoded_len(version),
+            AnyRequest::AlterPartitionReassignments(m) => m.encoded_len(version),
+            AnyRequest::ListPartitionReassignments(m) => m.encoded_len(version),
+            AnyRequest::OffsetDelete(m) => m.encoded_len(version),
+            AnyRequest::DescribeUserScramCredentials(m) => m.encoded_len(version),
+            AnyRequest::AlterUserScramCredentials(m) => m.encoded_len(version),
             AnyRequest::DescribeCluster(m) => m.encoded_len(version),
             AnyRequest::ConsumerGroupHeartbeat(m) => m.encoded_len(version),
             AnyRequest::GetTelemetrySubscriptions(m) => m.encoded_len(version),
@@ -403,6 +499,12 @@ pub enum AnyResponse {
     EndTxn(Box<EndTxnResponse>),
     /// A `TxnOffsetCommitResponse`.
     TxnOffsetCommit(Box<TxnOffsetCommitResponse>),
+    /// A `DescribeAclsResponse`.
+    DescribeAcls(Box<DescribeAclsResponse>),
+    /// A `CreateAclsResponse`.
+    CreateAcls(Box<CreateAclsResponse>),
+    /// A `DeleteAclsResponse`.
+    DeleteAcls(Box<DeleteAclsResponse>),
     /// A `DescribeConfigsResponse`.
     DescribeConfigs(Box<DescribeConfigsResponse>),
     /// A `SaslAuthenticateResponse`.
@@ -411,6 +513,20 @@ pub enum AnyResponse {
     CreatePartitions(Box<CreatePartitionsResponse>),
     /// A `DeleteGroupsResponse`.
     DeleteGroups(Box<DeleteGroupsResponse>),
+    /// A `ElectLeadersResponse`.
+    ElectLeaders(Box<ElectLeadersResponse>),
+    /// A `IncrementalAlterConfigsResponse`.
+    IncrementalAlterConfigs(Box<IncrementalAlterConfigsResponse>),
+    /// A `AlterPartitionReassignmentsResponse`.
+    AlterPartitionReassignments(Box<AlterPartitionReassignmentsResponse>),
+    /// A `ListPartitionReassignmentsResponse`.
+    ListPartitionReassignments(Box<ListPartitionReassignmentsResponse>),
+    /// A `OffsetDeleteResponse`.
+    OffsetDelete(Box<OffsetDeleteResponse>),
+    /// A `DescribeUserScramCredentialsResponse`.
+    DescribeUserScramCredentials(Box<DescribeUserScramCredentialsResponse>),
+    /// A `AlterUserScramCredentialsResponse`.
+    AlterUserScramCredentials(Box<AlterUserScramCredentialsResponse>),
     /// A `DescribeClusterResponse`.
     DescribeCluster(Box<DescribeClusterResponse>),
     /// A `ConsumerGroupHeartbeatResponse`.
@@ -483,6 +599,15 @@ impl AnyResponse {
             Some(ApiKey::TxnOffsetCommit) => {
                 Ok(AnyResponse::TxnOffsetCommit(Box::new(TxnOffsetCommitResponse::decode(buf, version)?)))
             }
+            Some(ApiKey::DescribeAcls) => {
+                Ok(AnyResponse::DescribeAcls(Box::new(DescribeAclsResponse::decode(buf, version)?)))
+            }
+            Some(ApiKey::CreateAcls) => {
+                Ok(AnyResponse::CreateAcls(Box::new(CreateAclsResponse::decode(buf, version)?)))
+            }
+            Some(ApiKey::DeleteAcls) => {
+                Ok(AnyResponse::DeleteAcls(Box::new(DeleteAclsResponse::decode(buf, version)?)))
+            }
             Some(ApiKey::DescribeConfigs) => {
                 Ok(AnyResponse::DescribeConfigs(Box::new(DescribeConfigsResponse::decode(buf, version)?)))
             }
@@ -495,6 +620,27 @@ impl AnyResponse {
             Some(ApiKey::DeleteGroups) => {
                 Ok(AnyResponse::DeleteGroups(Box::new(DeleteGroupsResponse::decode(buf, version)?)))
             }
+            Some(ApiKey::ElectLeaders) => {
+                Ok(AnyResponse::ElectLeaders(Box::new(ElectLeadersResponse::decode(buf, version)?)))
+            }
+            Some(ApiKey::IncrementalAlterConfigs) => Ok(AnyResponse::IncrementalAlterConfigs(Box::new(
+                IncrementalAlterConfigsResponse::decode(buf, version)?,
+            ))),
+            Some(ApiKey::AlterPartitionReassignments) => Ok(AnyResponse::AlterPartitionReassignments(Box::new(
+                AlterPartitionReassignmentsResponse::decode(buf, version)?,
+            ))),
+            Some(ApiKey::ListPartitionReassignments) => Ok(AnyResponse::ListPartitionReassignments(Box::new(
+                ListPartitionReassignmentsResponse::decode(buf, version)?,
+            ))),
+            Some(ApiKey::OffsetDelete) => {
+                Ok(AnyResponse::OffsetDelete(Box::new(OffsetDeleteResponse::decode(buf, version)?)))
+            }
+            Some(ApiKey::DescribeUserScramCredentials) => Ok(AnyResponse::DescribeUserScramCredentials(Box::new(
+                DescribeUserScramCredentialsResponse::decode(buf, version)?,
+            ))),
+            Some(ApiKey::AlterUserScramCredentials) => Ok(AnyResponse::AlterUserScramCredentials(Box::new(
+                AlterUserScramCredentialsResponse::decode(buf, version)?,
+            ))),
             Some(ApiKey::DescribeCluster) => {
                 Ok(AnyResponse::DescribeCluster(Box::new(DescribeClusterResponse::decode(buf, version)?)))
             }
@@ -538,10 +684,20 @@ impl AnyResponse {
             AnyResponse::AddOffsetsToTxn(_) => ApiKey::AddOffsetsToTxn,
             AnyResponse::EndTxn(_) => ApiKey::EndTxn,
             AnyResponse::TxnOffsetCommit(_) => ApiKey::TxnOffsetCommit,
+            AnyResponse::DescribeAcls(_) => ApiKey::DescribeAcls,
+            AnyResponse::CreateAcls(_) => ApiKey::CreateAcls,
+            AnyResponse::DeleteAcls(_) => ApiKey::DeleteAcls,
             AnyResponse::DescribeConfigs(_) => ApiKey::DescribeConfigs,
             AnyResponse::SaslAuthenticate(_) => ApiKey::SaslAuthenticate,
             AnyResponse::CreatePartitions(_) => ApiKey::CreatePartitions,
             AnyResponse::DeleteGroups(_) => ApiKey::DeleteGroups,
+            AnyResponse::ElectLeaders(_) => ApiKey::ElectLeaders,
+            AnyResponse::IncrementalAlterConfigs(_) => ApiKey::IncrementalAlterConfigs,
+            AnyResponse::AlterPartitionReassignments(_) => ApiKey::AlterPartitionReassignments,
+            AnyResponse::ListPartitionReassignments(_) => ApiKey::ListPartitionReassignments,
+            AnyResponse::OffsetDelete(_) => ApiKey::OffsetDelete,
+            AnyResponse::DescribeUserScramCredentials(_) => ApiKey::DescribeUserScramCredentials,
+            AnyResponse::AlterUserScramCredentials(_) => ApiKey::AlterUserScramCredentials,
             AnyResponse::DescribeCluster(_) => ApiKey::DescribeCluster,
             AnyResponse::ConsumerGroupHeartbeat(_) => ApiKey::ConsumerGroupHeartbeat,
             AnyResponse::GetTelemetrySubscriptions(_) => ApiKey::GetTelemetrySubscriptions,
@@ -576,10 +732,20 @@ impl AnyResponse {
             AnyResponse::AddOffsetsToTxn(m) => m.encode(buf, version),
             AnyResponse::EndTxn(m) => m.encode(buf, version),
             AnyResponse::TxnOffsetCommit(m) => m.encode(buf, version),
+            AnyResponse::DescribeAcls(m) => m.encode(buf, version),
+            AnyResponse::CreateAcls(m) => m.encode(buf, version),
+            AnyResponse::DeleteAcls(m) => m.encode(buf, version),
             AnyResponse::DescribeConfigs(m) => m.encode(buf, version),
             AnyResponse::SaslAuthenticate(m) => m.encode(buf, version),
             AnyResponse::CreatePartitions(m) => m.encode(buf, version),
             AnyResponse::DeleteGroups(m) => m.encode(buf, version),
+            AnyResponse::ElectLeaders(m) => m.encode(buf, version),
+            AnyResponse::IncrementalAlterConfigs(m) => m.encode(buf, version),
+            AnyResponse::AlterPartitionReassignments(m) => m.encode(buf, version),
+            AnyResponse::ListPartitionReassignments(m) => m.encode(buf, version),
+            AnyResponse::OffsetDelete(m) => m.encode(buf, version),
+            AnyResponse::DescribeUserScramCredentials(m) => m.encode(buf, version),
+            AnyResponse::AlterUserScramCredentials(m) => m.encode(buf, version),
             AnyResponse::DescribeCluster(m) => m.encode(buf, version),
             AnyResponse::ConsumerGroupHeartbeat(m) => m.encode(buf, version),
             AnyResponse::GetTelemetrySubscriptions(m) => m.encode(buf, version),
@@ -614,10 +780,20 @@ impl AnyResponse {
             AnyResponse::AddOffsetsToTxn(m) => m.encoded_len(version),
             AnyResponse::EndTxn(m) => m.encoded_len(version),
             AnyResponse::TxnOffsetCommit(m) => m.encoded_len(version),
+            AnyResponse::DescribeAcls(m) => m.encoded_len(version),
+            AnyResponse::CreateAcls(m) => m.encoded_len(version),
+            AnyResponse::DeleteAcls(m) => m.encoded_len(version),
             AnyResponse::DescribeConfigs(m) => m.encoded_len(version),
             AnyResponse::SaslAuthenticate(m) => m.encoded_len(version),
             AnyResponse::CreatePartitions(m) => m.encoded_len(version),
             AnyResponse::DeleteGroups(m) => m.encoded_len(version),
+            AnyResponse::ElectLeaders(m) => m.encoded_len(version),
+            AnyResponse::IncrementalAlterConfigs(m) => m.encoded_len(version),
+            AnyResponse::AlterPartitionReassignments(m) => m.encoded_len(version),
+            AnyResponse::ListPartitionReassignments(m) => m.encoded_len(version),
+            AnyResponse::OffsetDelete(m) => m.encoded_len(version),
+            AnyResponse::DescribeUserScramCredentials(m) => m.encoded_len(version),
+            AnyResponse::AlterUserScramCredentials(m) => m.encoded_len(version),
             AnyResponse::DescribeCluster(m) => m.encoded_len(version),
             AnyResponse::ConsumerGroupHeartbeat(m) => m.encoded_len(version),
             AnyResponse::GetTelemetrySubscriptions(m) => m.encoded_len(version),
@@ -759,6 +935,46 @@ mod round_trip {
         fn push_telemetry_request(seed: u64) { check_round_trip::<super::PushTelemetryRequest>(seed)?; }
         #[test]
         fn push_telemetry_response(seed: u64) { check_round_trip::<super::PushTelemetryResponse>(seed)?; }
+        #[test]
+        fn incremental_alter_configs_request(seed: u64) { check_round_trip::<super::IncrementalAlterConfigsRequest>(seed)?; }
+        #[test]
+        fn incremental_alter_configs_response(seed: u64) { check_round_trip::<super::IncrementalAlterConfigsResponse>(seed)?; }
+        #[test]
+        fn elect_leaders_request(seed: u64) { check_round_trip::<super::ElectLeadersRequest>(seed)?; }
+        #[test]
+        fn elect_leaders_response(seed: u64) { check_round_trip::<super::ElectLeadersResponse>(seed)?; }
+        #[test]
+        fn offset_delete_request(seed: u64) { check_round_trip::<super::OffsetDeleteRequest>(seed)?; }
+        #[test]
+        fn offset_delete_response(seed: u64) { check_round_trip::<super::OffsetDeleteResponse>(seed)?; }
+        #[test]
+        fn describe_acls_request(seed: u64) { check_round_trip::<super::DescribeAclsRequest>(seed)?; }
+        #[test]
+        fn describe_acls_response(seed: u64) { check_round_trip::<super::DescribeAclsResponse>(seed)?; }
+        #[test]
+        fn create_acls_request(seed: u64) { check_round_trip::<super::CreateAclsRequest>(seed)?; }
+        #[test]
+        fn create_acls_response(seed: u64) { check_round_trip::<super::CreateAclsResponse>(seed)?; }
+        #[test]
+        fn delete_acls_request(seed: u64) { check_round_trip::<super::DeleteAclsRequest>(seed)?; }
+        #[test]
+        fn delete_acls_response(seed: u64) { check_round_trip::<super::DeleteAclsResponse>(seed)?; }
+        #[test]
+        fn describe_user_scram_credentials_request(seed: u64) { check_round_trip::<super::DescribeUserScramCredentialsRequest>(seed)?; }
+        #[test]
+        fn describe_user_scram_credentials_response(seed: u64) { check_round_trip::<super::DescribeUserScramCredentialsResponse>(seed)?; }
+        #[test]
+        fn alter_user_scram_credentials_request(seed: u64) { check_round_trip::<super::AlterUserScramCredentialsRequest>(seed)?; }
+        #[test]
+        fn alter_user_scram_credentials_response(seed: u64) { check_round_trip::<super::AlterUserScramCredentialsResponse>(seed)?; }
+        #[test]
+        fn alter_partition_reassignments_request(seed: u64) { check_round_trip::<super::AlterPartitionReassignmentsRequest>(seed)?; }
+        #[test]
+        fn alter_partition_reassignments_response(seed: u64) { check_round_trip::<super::AlterPartitionReassignmentsResponse>(seed)?; }
+        #[test]
+        fn list_partition_reassignments_request(seed: u64) { check_round_trip::<super::ListPartitionReassignmentsRequest>(seed)?; }
+        #[test]
+        fn list_partition_reassignments_response(seed: u64) { check_round_trip::<super::ListPartitionReassignmentsResponse>(seed)?; }
         #[test]
         fn request_header(seed: u64) { check_round_trip::<super::RequestHeader>(seed)?; }
         #[test]
