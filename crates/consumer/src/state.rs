@@ -860,6 +860,21 @@ impl State {
                 }
                 None => {
                     part.leader = None;
+                    // A topic the broker refuses for good (TOPIC_AUTHORIZATION_FAILED, ...) is
+                    // not missing: its error is handed out at once, with its code.
+                    let refused =
+                        snapshot.topic(&tp.topic).map(|t| t.error).filter(|e| e.is_err() && !e.is_retriable());
+                    if let Some(code) = refused {
+                        if part.missing < MAX_MISSING {
+                            part.missing = MAX_MISSING;
+                            part.error = Some(
+                                Error::new(ErrorKind::Broker(code), format!("topic {}: {code}", tp.topic))
+                                    .for_partition(tp),
+                            );
+                            unknown.push(tp.clone());
+                        }
+                        continue;
+                    }
                     part.missing += 1;
                     if part.missing == MAX_MISSING {
                         part.error = Some(

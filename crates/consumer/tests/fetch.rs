@@ -874,3 +874,22 @@ async fn a_leader_refusing_the_credentials_surfaces_the_typed_error_through_the_
     let attempts = fake.cluster.broker(2).requests(krab_protocol::ApiKey::SaslAuthenticate);
     assert!(attempts <= 8, "{attempts} authentication attempts at the refusing broker in 15 s: paced by backoff");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_topic_the_broker_refuses_fails_at_once_with_its_code() {
+    let fake = Arc::new(Fake::new(2, 2));
+    fake.append(0, 3);
+    // TOPIC_AUTHORIZATION_FAILED: Kafka's answer to a principal without Describe on the topic.
+    fake.cluster.set_topic_error("t", Some(29));
+    let mut consumer = fake.consumer(fake.config()).await;
+    consumer.assign([(tp(0), Offset::Earliest)]);
+    let started = tokio::time::Instant::now();
+    let item = tokio::time::timeout(Duration::from_secs(60), consumer.next()).await.expect("an error, not a hang");
+    let err = item.expect("an item").expect_err("the partition must fail");
+    assert_eq!(err.kind(), ErrorKind::Broker(krab_protocol::error_code::ErrorCode::TopicAuthorizationFailed), "{err}");
+    assert!(!err.is_retriable(), "{err}");
+    assert_eq!(err.partition(), Some(&tp(0)));
+    assert!(err.to_string().contains("TOPIC_AUTHORIZATION_FAILED"), "{err}");
+    // One resolve is enough to know: no round of retries first.
+    assert!(started.elapsed() < Duration::from_millis(100), "took {:?}", started.elapsed());
+}

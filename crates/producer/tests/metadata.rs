@@ -115,3 +115,27 @@ async fn a_record_for_a_partition_without_leader_waits_for_one() {
     settle(d, Duration::from_secs(5)).await.expect("delivered once a leader appears");
     assert_eq!(h.log("t", 0), vec!["patient"]);
 }
+
+/// A topic the broker refuses (TOPIC_AUTHORIZATION_FAILED) fails its records at once; once it
+/// is allowed (an ACL added), the next record asks for fresh metadata and is delivered, instead
+/// of waiting on the refusal it cached until `max.block.ms`.
+#[tokio::test(start_paused = true)]
+async fn a_refused_topic_fails_at_once_and_the_next_record_asks_again() {
+    let h = Harness::start(1, &[("t", 1)], |c| c).await;
+    h.fake.set_topic_error("t", Some(29));
+    let start = Instant::now();
+    let e = settle(h.send("t", Some(0), "denied").await, Duration::from_secs(5)).await.expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::Broker(krab_protocol::error_code::ErrorCode::TopicAuthorizationFailed), "{e}");
+    assert!(!e.is_retriable(), "{e}");
+    assert!(start.elapsed() < Duration::from_secs(1), "took {:?}", start.elapsed());
+    // Still refused: the next record fails too, after asking again, not after max.block.ms.
+    let asked = h.fake.requests(ApiKey::Metadata);
+    let e = settle(h.send("t", Some(0), "denied again").await, Duration::from_secs(5)).await.expect_err("refused");
+    assert_eq!(e.kind(), ErrorKind::Broker(krab_protocol::error_code::ErrorCode::TopicAuthorizationFailed), "{e}");
+    assert!(h.fake.requests(ApiKey::Metadata) > asked, "the second record did not ask for metadata");
+    h.fake.set_topic_error("t", None);
+    let start = Instant::now();
+    settle(h.send("t", Some(0), "allowed").await, Duration::from_secs(5)).await.expect("delivered once allowed");
+    assert!(start.elapsed() < Duration::from_secs(2), "took {:?}", start.elapsed());
+    assert_eq!(h.log("t", 0), vec!["allowed"]);
+}

@@ -3,8 +3,11 @@
 use crate::broker::{Ctx, dispatch};
 use bytes::Bytes;
 use krab_protocol::messages::{
-    AnyRequest, AnyResponse, ApiVersionsResponse, CreateTopicsResponse, DeleteTopicsResponse, InitProducerIdResponse,
-    MetadataResponse, ProduceResponse, RequestHeader,
+    AnyRequest, AnyResponse, ApiVersionsResponse, CreateAclsResponse, CreatePartitionsResponse, CreateTopicsResponse,
+    DeleteAclsResponse, DeleteGroupsResponse, DeleteRecordsResponse, DeleteTopicsResponse, DescribeAclsResponse,
+    DescribeClusterResponse, DescribeConfigsResponse, DescribeGroupsResponse, ElectLeadersResponse,
+    FindCoordinatorResponse, IncrementalAlterConfigsResponse, InitProducerIdResponse, ListGroupsResponse,
+    ListOffsetsResponse, MetadataResponse, OffsetDeleteResponse, OffsetFetchResponse, ProduceResponse, RequestHeader,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -79,6 +82,23 @@ into_any!(
     CreateTopicsResponse => CreateTopics,
     DeleteTopicsResponse => DeleteTopics,
     InitProducerIdResponse => InitProducerId,
+    // The admin APIs.
+    FindCoordinatorResponse => FindCoordinator,
+    DescribeGroupsResponse => DescribeGroups,
+    ListGroupsResponse => ListGroups,
+    DeleteGroupsResponse => DeleteGroups,
+    OffsetFetchResponse => OffsetFetch,
+    OffsetDeleteResponse => OffsetDelete,
+    ListOffsetsResponse => ListOffsets,
+    DeleteRecordsResponse => DeleteRecords,
+    DescribeConfigsResponse => DescribeConfigs,
+    IncrementalAlterConfigsResponse => IncrementalAlterConfigs,
+    CreatePartitionsResponse => CreatePartitions,
+    ElectLeadersResponse => ElectLeaders,
+    DescribeAclsResponse => DescribeAcls,
+    CreateAclsResponse => CreateAcls,
+    DeleteAclsResponse => DeleteAcls,
+    DescribeClusterResponse => DescribeCluster,
 );
 
 impl IntoAny for AnyResponse {

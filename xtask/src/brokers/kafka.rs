@@ -157,11 +157,15 @@ pub(crate) struct KafkaOptions {
     /// OAUTHBEARER (unsecured JWTs), user [`SASL_USER`] with [`SASL_PASSWORD`], sessions
     /// re-authenticated after [`SASL_REAUTH_MS`].
     pub(crate) sasl: bool,
+    /// Turn on Kafka's `StandardAuthorizer`. Resources without ACLs stay open to everyone, and
+    /// the PLAINTEXT listeners' principal (`User:ANONYMOUS`) and `User:admin` are super users;
+    /// so only resources given ACLs are guarded, against the SASL users.
+    pub(crate) acl: bool,
 }
 
 impl KafkaOptions {
     pub(crate) fn new(nodes: usize) -> Self {
-        Self { nodes, overrides: Vec::new(), heap_mb: 448, tls: false, sasl: false }
+        Self { nodes, overrides: Vec::new(), heap_mb: 448, tls: false, sasl: false, acl: false }
     }
 }
 
@@ -577,7 +581,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
             "--nodes" => options.nodes = it.next().context("--nodes needs a value")?.parse().context("--nodes")?,
             "--tls" => options.tls = true,
             "--sasl" => options.sasl = true,
-            other => bail!("unknown option `{other}` (usage: broker kafka [--nodes N] [--tls] [--sasl])"),
+            "--acl" => options.acl = true,
+            other => bail!("unknown option `{other}` (usage: broker kafka [--nodes N] [--tls] [--sasl] [--acl])"),
         }
     }
     let started = Instant::now();
@@ -731,6 +736,16 @@ fn server_properties(
             }
         }
         props.extend(sasl_properties());
+    }
+    if options.acl {
+        props.extend([
+            (
+                "authorizer.class.name".to_string(),
+                "org.apache.kafka.metadata.authorizer.StandardAuthorizer".to_string(),
+            ),
+            ("allow.everyone.if.no.acl.found".into(), "true".into()),
+            ("super.users".into(), "User:ANONYMOUS;User:admin".into()),
+        ]);
     }
     for (k, v) in &options.overrides {
         match props.iter_mut().find(|(key, _)| key == k) {

@@ -5,10 +5,13 @@
 //! One file per scenario; `support.rs` holds what they share, `test_cluster.rs` the small trait
 //! over the three brokers (what each can do), `kafka_control.rs` Kafka's control API.
 
+mod admin_support;
 mod cluster_basics;
 mod consume_support;
 mod consumer_interop_codecs;
 pub(crate) mod java_client;
+mod kafka_acl;
+mod kafka_admin;
 mod kafka_auto_create;
 mod kafka_consume_incidents;
 mod kafka_control;
@@ -69,6 +72,8 @@ const KAFKA_SCENARIOS: &[&str] = &[
     "consumer/interop-codecs",
     "kafka/tls",
     "kafka/sasl",
+    "kafka/admin",
+    "kafka/acl",
 ];
 
 fn known_scenarios() -> String {
@@ -226,7 +231,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         // PLAINTEXT listeners behind the proxies either way.
         let mut options = KafkaOptions::new(3);
         options.tls = picked("kafka/tls");
-        options.sasl = picked("kafka/sasl");
+        options.sasl = picked("kafka/sasl") || picked("kafka/acl");
+        options.acl = picked("kafka/acl");
         let kafka = Arc::new(KafkaCluster::start(&options)?);
         println!(
             "{} at {} (proxies; direct {}), serving after {:.1} s",
@@ -267,6 +273,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         kafka_scenario!("consumer/interop-codecs", consumer_interop_codecs::run);
         kafka_scenario!("kafka/tls", kafka_tls::run);
         kafka_scenario!("kafka/sasl", kafka_sasl::run);
+        kafka_scenario!("kafka/admin", kafka_admin::run);
+        kafka_scenario!("kafka/acl", kafka_acl::run);
     }
     println!("\n{passed} passed, {} failed", failed.len());
     if !failed.is_empty() {

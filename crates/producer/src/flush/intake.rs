@@ -21,7 +21,7 @@ impl FlushLoop {
         }
         let timestamp = env.timestamp.unwrap_or(clock.wall_ms);
         let seen = self.snapshot.generation;
-        let record = Accepted { env, timestamp, enqueued_at: clock.now, arrival: self.arrivals, seen, stale: None };
+        let mut record = Accepted { env, timestamp, enqueued_at: clock.now, arrival: self.arrivals, seen, stale: None };
         self.arrivals += 1;
         // A topic with records still waiting for metadata queues behind them, whatever the
         // snapshot says now: records of one partition must reach the buffer in send order.
@@ -29,6 +29,16 @@ impl FlushLoop {
         if !behind && self.cache_topic(&record.env.topic) {
             self.append(record, clock.now);
         } else {
+            // A topic the snapshot shows refused for good (TOPIC_AUTHORIZATION_FAILED, ...) may
+            // be allowed by now (an ACL added since): the record waits for newer metadata, which
+            // decides, as Kafka's `send` asks again for a topic it was refused.
+            let refused =
+                self.snapshot.topic(&record.env.topic).is_some_and(|t| t.error.is_err() && !t.error.is_retriable());
+            if refused && !behind {
+                let generation = self.snapshot.generation;
+                record.stale = Some(generation);
+                self.refresh = Some(self.refresh.map_or(generation, |r| r.max(generation)));
+            }
             // Waiting records keep asking for metadata (see `maybe_resolve`) until the topic is
             // usable or `max.block.ms` passes.
             self.waiting.entry(record.env.topic.clone()).or_default().push(record);
@@ -206,9 +216,22 @@ impl FlushLoop {
                     }
                 }
                 Some((error, _)) if !error.is_ok() && !error.is_retriable() => {
+                    // Records that arrived when the snapshot already showed the refusal wait for
+                    // a refresh newer than it (and so do those behind them, to keep their order).
                     let e = Error::new(ErrorKind::Broker(error), format!("topic {topic}: {error}"));
-                    for record in self.waiting.remove(&topic).unwrap_or_default() {
-                        record.env.reply.send(Err(e.clone()));
+                    let refreshed = self.refreshed;
+                    let records = self.waiting.remove(&topic).unwrap_or_default();
+                    let mut keep = Vec::new();
+                    for record in records {
+                        let answered = record.stale.is_none_or(|g| refreshed.is_some_and(|r| r >= g));
+                        if keep.is_empty() && answered {
+                            record.env.reply.send(Err(e.clone()));
+                        } else {
+                            keep.push(record);
+                        }
+                    }
+                    if !keep.is_empty() {
+                        self.waiting.insert(topic, keep);
                     }
                 }
                 // Unknown, or a retriable topic error (LEADER_NOT_AVAILABLE while Kafka creates
