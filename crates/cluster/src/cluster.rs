@@ -332,6 +332,19 @@ impl Cluster {
         result
     }
 
+    /// A connection to broker `id` of its own, outside the pool and its backoff, with this
+    /// request timeout: a group coordinator may hold a JoinGroup for a whole rebalance timeout,
+    /// longer than `request.timeout.ms`. The caller owns it; it closes when dropped.
+    pub async fn dedicated(&self, id: i32, request_timeout: Duration) -> Result<Broker, ClusterError> {
+        let addr = match self.snapshot().brokers.get(&id) {
+            Some(info) => info.addr.clone(),
+            None => return Err(ClusterError::UnknownBroker(id)),
+        };
+        let mut config = self.inner.config.connection.clone();
+        config.request_timeout = request_timeout;
+        Broker::connect(self.inner.transport.clone(), addr, Some(id), config).await
+    }
+
     /// A connection to any broker: one already open if possible, else a known broker, else the
     /// bootstrap servers again.
     pub async fn any_broker(&self) -> Result<Broker, ClusterError> {

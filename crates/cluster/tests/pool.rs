@@ -217,3 +217,31 @@ async fn the_bootstrap_connection_is_closed_when_idle() {
     let s = cluster.fetch_metadata(Some(&["t".to_string()])).await.unwrap();
     assert!(s.topic("t").is_some());
 }
+
+/// A dedicated connection is the caller's own: outside the pool (a new connection each time,
+/// never handed to other callers) and with its own request timeout, longer than the pool's.
+#[tokio::test(start_paused = true)]
+async fn a_dedicated_connection_is_the_callers_own_with_its_own_request_timeout() {
+    let fake = FakeCluster::new(2);
+    let mut config = fake.config();
+    config.connection.request_timeout = Duration::from_secs(1);
+    let cluster = fake.connect(config).await.unwrap();
+    cluster.fetch_metadata(Some(&[])).await.unwrap();
+    let pooled = cluster.broker(2).await.unwrap();
+    let dedicated = cluster.dedicated(2, Duration::from_secs(30)).await.unwrap();
+    assert_eq!(dedicated.id(), Some(2));
+    assert_eq!(fake.connects(2), 2, "a connection of its own");
+    assert_eq!(cluster.connected_brokers(), [2], "the pool keeps only its own");
+    // A request answered after 5 s: past the pool's timeout, within the dedicated one's.
+    fake.broker(2).set_handler(|header, _| {
+        if header.request_api_key == ApiKey::Metadata as i16 {
+            Reply::after(Duration::from_secs(5), Reply::Default)
+        } else {
+            Reply::Default
+        }
+    });
+    let request = krab_protocol::messages::MetadataRequest { topics: Some(Vec::new()), ..Default::default() };
+    assert!(dedicated.call(|_| request.clone()).await.is_ok(), "the dedicated connection waits 30 s");
+    assert!(pooled.call(|_| request.clone()).await.is_err(), "the pool's times out after 1 s");
+    assert!(matches!(cluster.dedicated(42, Duration::from_secs(1)).await, Err(ClusterError::UnknownBroker(42))));
+}

@@ -125,6 +125,26 @@ pub struct ConsumerConfig {
     /// `security.protocol` and `ssl.*` (`ssl.ca.location`, `ssl.certificate.location`,
     /// `ssl.key.location`, `ssl.endpoint.identification.algorithm`). Default `PLAINTEXT`.
     pub security: SecurityConfig,
+    /// `group.id`: the consumer group [`Consumer::subscribe`](crate::Consumer::subscribe) joins.
+    /// Default none (manual assignment only).
+    pub group_id: Option<String>,
+    /// `group.instance.id`: a static member's id (KIP-345). Default none (dynamic).
+    pub group_instance_id: Option<String>,
+    /// `partition.assignment.strategy`: assignor names in order of preference (`range`,
+    /// `roundrobin`, `cooperative-sticky`). Default `range,cooperative-sticky` (Kafka's).
+    pub partition_assignment_strategy: Vec<String>,
+    /// `session.timeout.ms`. Default 45 s.
+    pub session_timeout: Duration,
+    /// `heartbeat.interval.ms`. Default 3 s.
+    pub heartbeat_interval: Duration,
+    /// `max.poll.interval.ms`: the longest the application may go without polling before the
+    /// member leaves the group; also the rebalance timeout. Default 5 min.
+    pub max_poll_interval: Duration,
+    /// `enable.auto.commit`: commit positions every `auto.commit.interval.ms`, before a
+    /// revocation and on close. Default `true`.
+    pub enable_auto_commit: bool,
+    /// `auto.commit.interval.ms`. Default 5 s.
+    pub auto_commit_interval: Duration,
 }
 
 impl Default for ConsumerConfig {
@@ -146,6 +166,14 @@ impl Default for ConsumerConfig {
             retry_backoff: Duration::from_millis(100),
             retry_backoff_max: Duration::from_secs(1),
             security: SecurityConfig::default(),
+            group_id: None,
+            group_instance_id: None,
+            partition_assignment_strategy: vec!["range".into(), "cooperative-sticky".into()],
+            session_timeout: Duration::from_secs(45),
+            heartbeat_interval: Duration::from_secs(3),
+            max_poll_interval: Duration::from_secs(300),
+            enable_auto_commit: true,
+            auto_commit_interval: Duration::from_secs(5),
         }
     }
 }
@@ -232,9 +260,35 @@ impl ConsumerConfig {
             "metadata.max.age.ms" => self.metadata_max_age = millis("metadata.max.age.ms", value, LONG_MAX)?,
             "retry.backoff.ms" => self.retry_backoff = millis("retry.backoff.ms", value, LONG_MAX)?,
             "retry.backoff.max.ms" => self.retry_backoff_max = millis("retry.backoff.max.ms", value, LONG_MAX)?,
-            "group.id" | "enable.auto.commit" | "auto.commit.interval.ms" | "group.instance.id" => {
-                return Err(invalid(key_name(key), value, "consumer groups are not supported yet: use assign"));
+            "group.id" => self.group_id = Some(value.trim().to_string()).filter(|g| !g.is_empty()),
+            "group.instance.id" => self.group_instance_id = Some(value.trim().to_string()).filter(|g| !g.is_empty()),
+            "group.protocol" => match value.trim() {
+                v if v.eq_ignore_ascii_case("classic") => {}
+                _ => {
+                    return Err(invalid(
+                        "group.protocol",
+                        value,
+                        "expected classic (the KIP-848 `consumer` protocol is not supported yet)",
+                    ));
+                }
+            },
+            "partition.assignment.strategy" => {
+                let names: Vec<String> =
+                    value.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
+                if let Some(bad) = names.iter().find(|n| crate::group::assignor_by_name(n).is_none()) {
+                    return Err(invalid(
+                        "partition.assignment.strategy",
+                        value,
+                        format!("unknown assignor `{bad}`; expected range, roundrobin or cooperative-sticky"),
+                    ));
+                }
+                self.partition_assignment_strategy = names;
             }
+            "session.timeout.ms" => self.session_timeout = millis("session.timeout.ms", value, INT_MAX)?,
+            "heartbeat.interval.ms" => self.heartbeat_interval = millis("heartbeat.interval.ms", value, INT_MAX)?,
+            "max.poll.interval.ms" => self.max_poll_interval = millis("max.poll.interval.ms", value, INT_MAX)?,
+            "enable.auto.commit" => self.enable_auto_commit = boolean("enable.auto.commit", value)?,
+            "auto.commit.interval.ms" => self.auto_commit_interval = millis("auto.commit.interval.ms", value, INT_MAX)?,
             _ => return Err(ConfigError::Unknown { key: key.to_string() }),
         }
         Ok(())
@@ -270,6 +324,21 @@ impl ConsumerConfig {
         }
         if self.queued_max_kbytes == 0 {
             return Err(invalid("queued.max.messages.kbytes", 0, "must be positive"));
+        }
+        if self.group_id.is_some() {
+            if self.partition_assignment_strategy.is_empty() {
+                return Err(invalid("partition.assignment.strategy", "", "name at least one assignor"));
+            }
+            if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.session_timeout {
+                return Err(invalid(
+                    "heartbeat.interval.ms",
+                    self.heartbeat_interval.as_millis(),
+                    format!("must be positive and below session.timeout.ms ({})", self.session_timeout.as_millis()),
+                ));
+            }
+            if self.auto_commit_interval.is_zero() {
+                return Err(invalid("auto.commit.interval.ms", 0, "must be positive"));
+            }
         }
         Ok(())
     }
@@ -377,15 +446,6 @@ impl ConsumerConfig {
     }
 }
 
-fn key_name(key: &str) -> &'static str {
-    match key.trim() {
-        "group.id" => "group.id",
-        "enable.auto.commit" => "enable.auto.commit",
-        "auto.commit.interval.ms" => "auto.commit.interval.ms",
-        _ => "group.instance.id",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -429,7 +489,10 @@ mod tests {
             ("fetch.max.bytes", "0"),
             ("fetch.min.bytes", "-1"),
             ("max.partition.fetch.bytes", "3000000000"),
-            ("group.id", "g"),
+            ("group.protocol", "consumer"),
+            ("partition.assignment.strategy", "range,sticky"),
+            ("session.timeout.ms", "soon"),
+            ("enable.auto.commit", "maybe"),
         ] {
             let e = ConsumerConfig::from_properties([("bootstrap.servers", "a:1"), (key, value)]).unwrap_err();
             assert!(matches!(&e, ConfigError::Invalid { key: k, .. } if *k == key), "{key}: {e}");
@@ -438,6 +501,40 @@ mod tests {
             ConsumerConfig::from_properties([("client.id", "x")]).unwrap_err(),
             ConfigError::Missing { key: "bootstrap.servers" }
         );
+        // Heartbeats must come well within the session.
+        let e = ConsumerConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("group.id", "g"),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "6000"),
+        ])
+        .unwrap_err();
+        assert!(matches!(&e, ConfigError::Invalid { key: "heartbeat.interval.ms", .. }), "{e}");
+    }
+
+    #[test]
+    fn group_properties_set_typed_values() {
+        let c = ConsumerConfig::from_properties([
+            ("bootstrap.servers", "a:1"),
+            ("group.id", "billing"),
+            ("group.instance.id", "billing-1"),
+            ("group.protocol", "classic"),
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("session.timeout.ms", "6000"),
+            ("heartbeat.interval.ms", "1000"),
+            ("max.poll.interval.ms", "60000"),
+            ("enable.auto.commit", "false"),
+            ("auto.commit.interval.ms", "1000"),
+        ])
+        .unwrap();
+        assert_eq!(c.group_id.as_deref(), Some("billing"));
+        assert_eq!(c.group_instance_id.as_deref(), Some("billing-1"));
+        assert_eq!(c.partition_assignment_strategy, ["cooperative-sticky"]);
+        assert_eq!(c.session_timeout, Duration::from_secs(6));
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(1));
+        assert_eq!(c.max_poll_interval, Duration::from_secs(60));
+        assert!(!c.enable_auto_commit);
+        assert_eq!(c.auto_commit_interval, Duration::from_secs(1));
     }
 
     #[test]

@@ -2,15 +2,19 @@
 
 use crate::config::ConsumerConfig;
 use crate::error::{Error, ErrorKind};
+use crate::group::driver::{Command, Driver, Status};
+use crate::group::events::{RebalanceEvent, RebalanceEvents};
 use crate::shared::Shared;
 use crate::state::{Budgets, ConsumerRecord, Offset, PartitionRecords, Run, State};
 use futures_util::Stream;
 use krab_buffer::TopicPartition;
 use krab_cluster::{BoxResolver, Cluster, ClusterConfig, MetadataResolver, ResolverConfig};
+use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, ready};
+use tokio::sync::{mpsc, oneshot};
 
 /// A consumer of manually assigned partitions.
 ///
@@ -27,6 +31,8 @@ use std::task::{Context, Poll, ready};
 pub struct Consumer {
     shared: Arc<Shared>,
     cluster: Cluster,
+    /// The group member's task, when `group.id` is set.
+    group: Option<GroupHandle>,
     /// The `Stream`'s current run: one partition's chunk lent by the partition table, handed
     /// out record by record without the lock (see [`Run`]).
     run: Option<Run>,
@@ -66,8 +72,106 @@ impl Consumer {
         let state = State::new(budgets, config.auto_offset_reset);
         let changes = state.changes();
         let shared = Arc::new(Shared::new(state));
-        tokio::spawn(crate::leaders::run(shared.clone(), cluster.clone(), resolver, Arc::new(config)));
-        Ok(Consumer { shared, cluster, run: None, changes, seen: 0 })
+        let config = Arc::new(config);
+        tokio::spawn(crate::leaders::run(shared.clone(), cluster.clone(), resolver, config.clone()));
+        let group = config.group_id.clone().map(|group| {
+            let (commands, rx) = mpsc::unbounded_channel();
+            let (events_tx, events) = mpsc::unbounded_channel();
+            let status = Arc::new(Status::default());
+            let driver = Driver::new(group, config.clone(), cluster.clone(), shared.clone(), status.clone(), events_tx);
+            tokio::spawn(driver.run(rx));
+            GroupHandle { commands, status, events: Some(events), started: tokio::time::Instant::now() }
+        });
+        Ok(Consumer { shared, cluster, group, run: None, changes, seen: 0 })
+    }
+
+    fn group(&self) -> Result<&GroupHandle, Error> {
+        self.group
+            .as_ref()
+            .ok_or_else(|| Error::new(ErrorKind::Config, "no group.id: subscribe and commits need a consumer group"))
+    }
+
+    /// Joins the consumer group (`group.id`) subscribed to `topics`; the group's coordinator
+    /// assigns partitions, which are then fetched from their committed offsets
+    /// (`auto.offset.reset` where there is none). Calling it again changes the subscription.
+    /// Do not mix with [`Consumer::assign`].
+    pub fn subscribe<I, S>(&self, topics: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let topics: BTreeSet<String> = topics.into_iter().map(Into::into).collect();
+        self.group()?.send(Command::Subscribe(topics))
+    }
+
+    /// The rebalance events of this member ([`RebalanceEvent`]), once: the first call takes them.
+    /// While they are taken, a revocation waits for its [`RevokeAck`](crate::RevokeAck) (at most
+    /// `max.poll.interval.ms`); left untaken, revocations go on at once.
+    pub fn rebalance_events(&mut self) -> Option<RebalanceEvents> {
+        let group = self.group.as_mut()?;
+        let rx = group.events.take()?;
+        group.status.listening.store(true, Ordering::Release);
+        Some(RebalanceEvents { rx })
+    }
+
+    /// Commits the position of every assigned partition (the next record each will return), with
+    /// the generation and member id; waits for the coordinator's answer. Commits are sent one at
+    /// a time in the order asked.
+    pub async fn commit(&self) -> Result<(), Error> {
+        let group = self.group()?;
+        let epochs: BTreeMap<TopicPartition, Option<i32>> =
+            self.shared.lock().committable(None).into_iter().map(|(tp, _, e)| (tp, e)).collect();
+        let mut offsets = Vec::new();
+        for tp in self.assignment() {
+            if let Ok(Some(o)) = self.position(&tp) {
+                let epoch = epochs.get(&tp).copied().flatten();
+                offsets.push((tp, o, epoch, String::new()));
+            }
+        }
+        group.ask(|reply| Command::Commit(Some(offsets), reply)).await?
+    }
+
+    /// Commits these offsets (each the next offset to read) with metadata strings.
+    pub async fn commit_offsets(
+        &self,
+        offsets: impl IntoIterator<Item = (TopicPartition, i64, String)>,
+    ) -> Result<(), Error> {
+        let group = self.group()?;
+        let offsets = offsets.into_iter().map(|(tp, o, m)| (tp, o, None, m)).collect();
+        group.ask(|reply| Command::Commit(Some(offsets), reply)).await?
+    }
+
+    /// The group's committed offsets of these partitions (`None`: nothing committed).
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, Option<i64>>, Error> {
+        let group = self.group()?;
+        group.ask(|reply| Command::Committed(partitions.to_vec(), reply)).await?
+    }
+
+    /// This member's id and generation (`("", -1)` while not in one); `None` without a group.
+    pub fn group_membership(&self) -> Option<(String, i32)> {
+        let group = self.group.as_ref()?;
+        let m = group.status.member.lock().unwrap_or_else(|p| p.into_inner());
+        Some(m.clone())
+    }
+
+    /// Leaves the group (committing first with `enable.auto.commit`; a static member does not
+    /// send LeaveGroup) and stops. Without a group, just stops.
+    pub async fn close(self) -> Result<(), Error> {
+        if let Some(group) = &self.group {
+            group.ask(Command::Close).await??;
+        }
+        Ok(())
+    }
+
+    /// Notes that the application polled (the `max.poll.interval.ms` watchdog reads it).
+    #[inline(always)]
+    fn polled(&self) {
+        if let Some(g) = &self.group {
+            g.status.polled_ms.store(g.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+        }
     }
 
     /// Replaces the assignment: each partition starts at its [`Offset`]. Partitions no longer
@@ -187,6 +291,7 @@ impl Consumer {
     /// fetch tasks sharing its thread keep the next responses coming.
     pub fn poll_batch_ready(&mut self, cx: &mut Context<'_>, max: usize) -> Poll<Result<Vec<PartitionRecords>, Error>> {
         let coop = ready!(tokio::task::coop::poll_proceed(cx));
+        self.polled();
         self.check_run();
         if let Some(run) = &self.run {
             // What the Stream left of its run comes first, as a batch of its own.
@@ -223,6 +328,7 @@ impl Stream for Consumer {
         this.check_run();
         loop {
             if this.run.is_none() {
+                this.polled();
                 // One lock for a whole chunk: its records are then handed out from the run.
                 let mut state = this.shared.lock();
                 match state.take_run(Some(cx.waker())) {
@@ -243,6 +349,27 @@ impl Stream for Consumer {
                 return Poll::Ready(Some(Ok(record)));
             }
         }
+    }
+}
+
+/// The application's side of the group member's task.
+#[derive(Debug)]
+struct GroupHandle {
+    commands: mpsc::UnboundedSender<Command>,
+    status: Arc<Status>,
+    events: Option<mpsc::UnboundedReceiver<RebalanceEvent>>,
+    started: tokio::time::Instant,
+}
+
+impl GroupHandle {
+    fn send(&self, command: Command) -> Result<(), Error> {
+        self.commands.send(command).map_err(|_| Error::new(ErrorKind::Closed, "the group member has stopped"))
+    }
+
+    async fn ask<T>(&self, command: impl FnOnce(oneshot::Sender<T>) -> Command) -> Result<T, Error> {
+        let (tx, rx) = oneshot::channel();
+        self.send(command(tx))?;
+        rx.await.map_err(|_| Error::new(ErrorKind::Closed, "the group member has stopped"))
     }
 }
 

@@ -14,6 +14,7 @@ mod config;
 mod consumer;
 mod error;
 mod fetcher;
+pub mod group;
 mod leaders;
 mod records;
 mod session;
@@ -23,6 +24,11 @@ mod state;
 pub use config::{AutoOffsetReset, ConfigError, ConsumerConfig};
 pub use consumer::Consumer;
 pub use error::{Error, ErrorKind};
+pub use group::assignor::{
+    CooperativeStickyAssignor, MemberSubscription, PartitionAssignor, RangeAssignor, RebalanceProtocol,
+    RoundRobinAssignor,
+};
+pub use group::events::{RebalanceEvent, RebalanceEvents, RevokeAck};
 pub use krab_buffer::TopicPartition;
 pub use krab_cluster::{
     SaslConfig, SaslMechanism, SecurityConfig, SecurityProtocol, TlsFailure, TlsFailureKind, TlsSettings,

@@ -317,6 +317,8 @@ pub(crate) struct State {
     waker: Option<Waker>,
     /// Bumped by every version change and every pause: what may invalidate a lent [`Run`].
     changes: Arc<AtomicU64>,
+    /// A group-level failure for the application, before any record.
+    group_error: Option<Error>,
 }
 
 impl State {
@@ -330,6 +332,7 @@ impl State {
             ready: VecDeque::new(),
             waker: None,
             changes: Arc::new(AtomicU64::new(0)),
+            group_error: None,
         }
     }
 
@@ -367,6 +370,53 @@ impl State {
             self.parts.insert(tp, part);
         }
         Wake { all_brokers: true, metadata: true, ..Wake::default() }
+    }
+
+    /// Adds partitions at their start positions; every other partition stays as it is (a
+    /// group's incremental assignment).
+    pub(crate) fn add(&mut self, partitions: Vec<(TopicPartition, Offset)>) -> Wake {
+        for (tp, start) in partitions {
+            let version = self.version();
+            let fetch = match start {
+                Offset::At(o) => Fetch::At(o),
+                other => Fetch::Start(other),
+            };
+            let in_flight = self.parts.get(&tp).is_some_and(|p| p.in_flight);
+            if let Some(old) = self.parts.get(&tp) {
+                self.bytes -= old.bytes;
+            }
+            self.parts.insert(tp, Part::new(fetch, version, in_flight));
+        }
+        Wake { all_brokers: true, metadata: true, ..Wake::default() }
+    }
+
+    /// Removes partitions, dropping only what they buffered (a group's revocation): every other
+    /// partition keeps its records.
+    pub(crate) fn remove(&mut self, partitions: &[TopicPartition]) -> Wake {
+        self.changes.fetch_add(1, Ordering::Release);
+        for tp in partitions {
+            if let Some(part) = self.parts.remove(tp) {
+                self.bytes -= part.bytes;
+            }
+        }
+        self.ready.retain(|tp| !partitions.contains(tp));
+        Wake { all_brokers: true, ..Wake::default() }
+    }
+
+    /// The positions to commit (offset and the leader epoch of the last record consumed) of
+    /// these partitions (`None`: all), skipping those whose position is not known yet.
+    pub(crate) fn committable(&self, partitions: Option<&[TopicPartition]>) -> Vec<(TopicPartition, i64, Option<i32>)> {
+        self.parts
+            .iter()
+            .filter(|(tp, _)| partitions.is_none_or(|ps| ps.contains(tp)))
+            .filter_map(|(tp, p)| Some((tp.clone(), p.position?, p.last_epoch)))
+            .collect()
+    }
+
+    /// A group-level failure (a fatal coordinator answer), handed to the application next.
+    pub(crate) fn fail_group(&mut self, error: Error) -> Wake {
+        self.group_error = Some(error);
+        Wake { consumer: self.waker.take(), ..Wake::default() }
     }
 
     /// The assigned partitions, sorted.
@@ -970,6 +1020,9 @@ impl State {
         waker: Option<&Waker>,
     ) -> (Option<Result<Vec<PartitionRecords>, Error>>, Wake) {
         let mut wake = Wake::default();
+        if let Some(e) = self.group_error.take() {
+            return (Some(Err(e)), wake);
+        }
         let max = max.max(1);
         let mut out: Vec<PartitionRecords> = Vec::new();
         let mut taken = 0usize;
@@ -1030,6 +1083,9 @@ impl State {
     /// Nothing moves: the position stays at the run's start and the bytes stay counted until
     /// the run comes back.
     pub(crate) fn take_run(&mut self, waker: Option<&Waker>) -> Option<Result<Run, Error>> {
+        if let Some(e) = self.group_error.take() {
+            return Some(Err(e));
+        }
         let mut rounds = self.ready.len();
         while rounds > 0 {
             rounds -= 1;

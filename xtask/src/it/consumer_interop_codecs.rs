@@ -82,8 +82,8 @@ impl Writer {
 }
 
 /// Runs `scripts/produce_interop.py` with `flags`; its delivery lines.
-async fn librdkafka_write(
-    ctx: &KafkaCtx<'_>,
+pub(super) async fn librdkafka_write(
+    venv: &crate::brokers::Venv,
     bootstrap: &str,
     topic: &str,
     codec: &str,
@@ -92,7 +92,7 @@ async fn librdkafka_write(
 ) -> Result<String> {
     use tokio::io::AsyncWriteExt;
     let script = crate::project_root().join("xtask").join("scripts").join("produce_interop.py");
-    let mut child = tokio::process::Command::new(ctx.venv.python())
+    let mut child = tokio::process::Command::new(venv.python())
         .arg(&script)
         .args([bootstrap, topic, codec])
         .args(flags)
@@ -183,7 +183,7 @@ async fn every_codec(
         let sent = records(&format!("{}-{codec}", writer.name()), RECORDS);
         let input: String = sent.iter().map(|r| r.line() + "\n").collect();
         let text = match writer {
-            Writer::Librdkafka => librdkafka_write(ctx, bootstrap, &topic, codec, &[], &input).await?,
+            Writer::Librdkafka => librdkafka_write(ctx.venv, bootstrap, &topic, codec, &[], &input).await?,
             Writer::Java => ctx.java.produce(bootstrap, &topic, codec, &input).await?,
         };
         let delivered: Vec<(i32, i64)> = parse_deliveries(&text, sent.len())?
@@ -218,7 +218,7 @@ fn error_names(deliveries: &[Result<(i32, i64), String>]) -> BTreeMap<String, us
 async fn legacy(ctx: &KafkaCtx<'_>, bootstrap: &str, broker: &str, topic: &str) -> Result<String> {
     let sent = legacy_records("legacy");
     let input: String = sent.iter().map(|r| r.line() + "\n").collect();
-    let text = librdkafka_write(ctx, bootstrap, topic, "gzip", &["legacy"], &input).await?;
+    let text = librdkafka_write(ctx.venv, bootstrap, topic, "gzip", &["legacy"], &input).await?;
     let deliveries = parse_deliveries(&text, sent.len())?;
     let delivered: Vec<(i32, i64)> = deliveries.iter().filter_map(|d| d.as_ref().ok().copied()).collect();
     if delivered.is_empty() {

@@ -9,6 +9,8 @@ mod admin_support;
 mod cluster_basics;
 mod consume_support;
 mod consumer_interop_codecs;
+mod group_classic;
+mod group_support;
 pub(crate) mod java_client;
 mod kafka_acl;
 mod kafka_admin;
@@ -17,6 +19,7 @@ mod kafka_consume_incidents;
 mod kafka_control;
 mod kafka_faults;
 mod kafka_fetch_sessions;
+mod kafka_groups;
 mod kafka_idempotent_stall;
 mod kafka_incidents;
 mod kafka_interop_java;
@@ -50,6 +53,7 @@ const TANSU_SCENARIOS: &[&str] = &[
     "producer/tansu: every codec, headers, null keys and values read back identically by confluent-kafka",
     "producer/tansu: keys a..z land on Java's murmur2 partitions (12 and 6 partitions)",
     "tansu/sasl",
+    "tansu/group-classic",
 ];
 const MOCK_SCENARIOS: &[&str] = &[
     "mock: bootstrap, KIP-511 fallback, versions, metadata, topics",
@@ -74,6 +78,10 @@ const KAFKA_SCENARIOS: &[&str] = &[
     "kafka/sasl",
     "kafka/admin",
     "kafka/acl",
+    "kafka/group-classic",
+    "kafka/group-cooperative",
+    "kafka/group-static",
+    "kafka/group-coordinator-kill",
 ];
 
 fn known_scenarios() -> String {
@@ -185,6 +193,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         );
         let t = Instant::now();
         record_if!("tansu/sasl", t, rt.block_on(tansu_sasl::run(&bootstrap)));
+        let t = Instant::now();
+        // tansu expires members on a session timeout of at most 6 s.
+        record_if!("tansu/group-classic", t, rt.block_on(group_classic::run(&venv, &bootstrap, 1, 6000, "tansu")));
     }
     if wants(Only::Mock, MOCK_SCENARIOS) {
         let venv = Venv::ensure()?;
@@ -275,6 +286,10 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         kafka_scenario!("kafka/sasl", kafka_sasl::run);
         kafka_scenario!("kafka/admin", kafka_admin::run);
         kafka_scenario!("kafka/acl", kafka_acl::run);
+        kafka_scenario!("kafka/group-classic", group_classic::kafka);
+        kafka_scenario!("kafka/group-cooperative", kafka_groups::cooperative);
+        kafka_scenario!("kafka/group-static", kafka_groups::static_membership);
+        kafka_scenario!("kafka/group-coordinator-kill", kafka_groups::coordinator_kill);
     }
     println!("\n{passed} passed, {} failed", failed.len());
     if !failed.is_empty() {

@@ -1,0 +1,806 @@
+//! The task that drives a group member: it sends what the [`Machine`] asks for to the group's
+//! coordinator (over a connection of its own, whose request timeout covers a JoinGroup held for
+//! the whole rebalance timeout), feeds the answers back, and carries out revocations and
+//! assignments on the partition table. Commits go through it too, one at a time and in order,
+//! so a newer commit is never overtaken by an older one and every commit carries the current
+//! generation and member id.
+//!
+//! No lock is held across I/O: the partition table is locked for a few map operations at a
+//! time (positions to commit, partitions to add or remove).
+
+use crate::config::{AutoOffsetReset, ConsumerConfig};
+use crate::error::{Error, ErrorKind};
+use crate::group::events::{RebalanceEvent, RevokeAck};
+use crate::group::machine::{Action, Failure, Joined, Machine, Phase, Request, Settings};
+use crate::shared::Shared;
+use crate::state::Offset;
+use bytes::Bytes;
+use krab_buffer::TopicPartition;
+use krab_cluster::{Broker, Cluster, ClusterError};
+use krab_protocol::error_code::ErrorCode;
+use krab_protocol::messages::join_group::JoinGroupRequestProtocol;
+use krab_protocol::messages::leave_group::MemberIdentity;
+use krab_protocol::messages::offset_commit::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use krab_protocol::messages::offset_fetch::{
+    OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+};
+use krab_protocol::messages::sync_group::SyncGroupRequestAssignment;
+use krab_protocol::messages::{
+    FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest,
+};
+use std::collections::{BTreeMap, BTreeSet};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// An offset to commit: partition, next offset, leader epoch of the last record, metadata.
+pub(crate) type CommitOffset = (TopicPartition, i64, Option<i32>, String);
+
+/// What the application asks of its group.
+pub(crate) enum Command {
+    Subscribe(BTreeSet<String>),
+    /// Commit these offsets (`None`: every owned partition's position).
+    Commit(Option<Vec<CommitOffset>>, oneshot::Sender<Result<(), Error>>),
+    /// The committed offsets of these partitions.
+    Committed(Vec<TopicPartition>, oneshot::Sender<Result<BTreeMap<TopicPartition, Option<i64>>, Error>>),
+    /// Commit (with auto-commit), revoke, leave; then the task ends.
+    Close(oneshot::Sender<Result<(), Error>>),
+}
+
+/// What the application handle and the driver share besides commands.
+#[derive(Debug, Default)]
+pub(crate) struct Status {
+    /// When the application last polled, in ms since the driver started.
+    pub(crate) polled_ms: AtomicU64,
+    /// Whether the application takes rebalance events (then revocations wait for its ack).
+    pub(crate) listening: AtomicBool,
+    /// (member id, generation) of the current membership.
+    pub(crate) member: Mutex<(String, i32)>,
+}
+
+type Answer = Pin<Box<dyn Future<Output = Reply> + Send>>;
+
+enum Reply {
+    Coordinator(Result<(i32, Broker), Failure>),
+    Join(Result<Joined, (Failure, String)>),
+    Sync(Result<Bytes, Failure>),
+    Heartbeat(Result<(), Failure>),
+    Leave(Result<(), Failure>),
+}
+
+fn failure(e: &ClusterError) -> Failure {
+    match e.error_code() {
+        Some(code) => Failure::Code(code),
+        None => Failure::Transport,
+    }
+}
+
+fn code(code: i16) -> Result<(), Failure> {
+    let c = ErrorCode::from_code(code);
+    if c.is_ok() { Ok(()) } else { Err(Failure::Code(c)) }
+}
+
+pub(crate) struct Driver {
+    group: String,
+    config: Arc<ConsumerConfig>,
+    cluster: Cluster,
+    shared: Arc<Shared>,
+    status: Arc<Status>,
+    machine: Machine,
+    started: Instant,
+    coordinator: Option<(i32, Broker)>,
+    events: mpsc::UnboundedSender<RebalanceEvent>,
+    /// Positions last committed, so that an auto-commit sends only what moved.
+    committed: BTreeMap<TopicPartition, i64>,
+    expired: bool,
+    /// Closing: revocations no longer wait for the application's ack (it asked to stop).
+    closing: bool,
+}
+
+impl Driver {
+    pub(crate) fn new(
+        group: String,
+        config: Arc<ConsumerConfig>,
+        cluster: Cluster,
+        shared: Arc<Shared>,
+        status: Arc<Status>,
+        events: mpsc::UnboundedSender<RebalanceEvent>,
+    ) -> Self {
+        let settings = Settings {
+            instance_id: config.group_instance_id.clone(),
+            session_timeout: config.session_timeout,
+            heartbeat_interval: config.heartbeat_interval,
+            retry_backoff: config.retry_backoff,
+            assignors: config
+                .partition_assignment_strategy
+                .iter()
+                .filter_map(|n| crate::group::assignor_by_name(n))
+                .collect(),
+        };
+        let now = Instant::now();
+        Driver {
+            group,
+            machine: Machine::new(settings, now.into_std()),
+            config,
+            cluster,
+            shared,
+            status,
+            started: now,
+            coordinator: None,
+            events,
+            committed: BTreeMap::new(),
+            expired: false,
+            closing: false,
+        }
+    }
+
+    fn now(&self) -> std::time::Instant {
+        Instant::now().into_std()
+    }
+
+    /// Runs until the member has left (after `Close`, or the consumer dropped) or failed.
+    pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
+        let mut in_flight: Option<Answer> = None;
+        let mut close: Option<oneshot::Sender<Result<(), Error>>> = None;
+        let mut auto_commit = tokio::time::interval(self.config.auto_commit_interval);
+        auto_commit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut watchdog = tokio::time::interval(Duration::from_millis(500));
+        let mut commands_open = true;
+        loop {
+            while let Some(action) = self.machine.next_action() {
+                tracing::debug!(group = %self.group, ?action, phase = ?self.machine.phase(), "group action");
+                match action {
+                    Action::Send(request) => in_flight = Some(self.send(request)),
+                    Action::Metadata(topics) => {
+                        let counts = self.partition_counts(&topics).await;
+                        self.machine.on_partition_counts(&counts, self.now());
+                    }
+                    Action::Revoke(partitions) => {
+                        self.revoke(&partitions).await;
+                        self.machine.revoked(self.now());
+                    }
+                    Action::Assign(partitions) => self.assign(partitions).await,
+                    Action::Lost(partitions) => {
+                        let wake = self.shared.lock().remove(&partitions);
+                        self.shared.wake(wake);
+                        for tp in &partitions {
+                            self.committed.remove(tp);
+                        }
+                        tracing::info!(group = %self.group, partitions = partitions.len(), "partitions lost");
+                        self.emit(RebalanceEvent::Lost(partitions));
+                    }
+                    Action::Fatal(code) => {
+                        let e = Error::new(ErrorKind::Broker(code), format!("group {}: {code}", self.group));
+                        tracing::warn!(group = %self.group, error = %e, "the group member cannot go on");
+                        let wake = self.shared.lock().fail_group(e.clone());
+                        self.shared.wake(wake);
+                        if let Some(reply) = close.take() {
+                            let _ = reply.send(Err(e));
+                        }
+                        return;
+                    }
+                    Action::Left => {
+                        self.set_member();
+                        if let Some(reply) = close.take() {
+                            let _ = reply.send(Ok(()));
+                        }
+                        return;
+                    }
+                }
+            }
+            self.set_member();
+            let deadline = self.machine.deadline().map(Instant::from_std);
+            tokio::select! {
+                reply = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
+                    in_flight = None;
+                    self.on_reply(reply);
+                }
+                () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
+                    self.machine.tick(self.now());
+                }
+                command = commands.recv(), if commands_open => match command {
+                    Some(Command::Subscribe(topics)) => self.machine.subscribe(topics, self.now()),
+                    Some(Command::Commit(offsets, reply)) => {
+                        let result = self.commit(offsets).await;
+                        let _ = reply.send(result);
+                    }
+                    Some(Command::Committed(partitions, reply)) => {
+                        let result = self.fetch_committed(&partitions).await.map(|m| {
+                            partitions.iter().map(|tp| (tp.clone(), m.get(tp).copied())).collect()
+                        });
+                        let _ = reply.send(result);
+                    }
+                    Some(Command::Close(reply)) => {
+                        close = Some(reply);
+                        self.closing = true;
+                        self.machine.leave(self.now());
+                    }
+                    None => {
+                        // The consumer was dropped: leave the group as on close.
+                        commands_open = false;
+                        self.closing = true;
+                        self.machine.leave(self.now());
+                    }
+                },
+                _ = auto_commit.tick(), if self.config.enable_auto_commit => {
+                    if self.machine.can_commit() {
+                        if let Err(e) = self.commit(None).await {
+                            tracing::debug!(group = %self.group, error = %e, "auto-commit failed");
+                        }
+                    }
+                }
+                _ = watchdog.tick() => self.watch_polls(),
+            }
+        }
+    }
+
+    fn set_member(&self) {
+        let mut m = self.status.member.lock().unwrap_or_else(|p| p.into_inner());
+        *m = (self.machine.member_id().to_string(), self.machine.generation());
+    }
+
+    /// `max.poll.interval.ms` without a poll: the member leaves until the application polls.
+    fn watch_polls(&mut self) {
+        if self.closing {
+            return;
+        }
+        let polled = Duration::from_millis(self.status.polled_ms.load(Ordering::Relaxed));
+        let idle = self.started.elapsed().saturating_sub(polled);
+        if !self.expired && idle > self.config.max_poll_interval && self.machine.generation() >= 0 {
+            tracing::warn!(group = %self.group, ?idle, "max.poll.interval.ms passed without a poll; leaving the group");
+            self.expired = true;
+            self.machine.poll_expired(self.now());
+        } else if self.expired && idle < self.config.max_poll_interval {
+            self.expired = false;
+            self.machine.poll_resumed(self.now());
+        }
+    }
+
+    fn emit(&self, event: RebalanceEvent) {
+        if self.status.listening.load(Ordering::Acquire) {
+            let _ = self.events.send(event);
+        }
+    }
+
+    fn on_reply(&mut self, reply: Reply) {
+        let now = self.now();
+        match reply {
+            Reply::Coordinator(r) => {
+                let r = match r {
+                    Ok((id, broker)) => {
+                        tracing::debug!(group = %self.group, coordinator = id, "coordinator found");
+                        self.coordinator = Some((id, broker));
+                        Ok(())
+                    }
+                    Err(f) => {
+                        self.coordinator = None;
+                        Err(f)
+                    }
+                };
+                self.machine.on_coordinator(r, now);
+            }
+            Reply::Join(r) => {
+                if matches!(&r, Err((Failure::Transport | Failure::Code(ErrorCode::NotCoordinator), _))) {
+                    self.coordinator = None;
+                }
+                self.machine.on_join(r, now);
+            }
+            Reply::Sync(r) => {
+                if matches!(r, Err(Failure::Transport | Failure::Code(ErrorCode::NotCoordinator))) {
+                    self.coordinator = None;
+                }
+                self.machine.on_sync(r, now);
+            }
+            Reply::Heartbeat(r) => {
+                if matches!(r, Err(Failure::Transport | Failure::Code(ErrorCode::NotCoordinator))) {
+                    self.coordinator = None;
+                }
+                self.machine.on_heartbeat(r, now);
+            }
+            Reply::Leave(r) => self.machine.on_leave(r, now),
+        }
+    }
+
+    /// Starts `request`; its answer comes back through the select loop.
+    fn send(&mut self, request: Request) -> Answer {
+        let group = self.group.clone();
+        let instance = self.config.group_instance_id.clone();
+        let session_ms = millis(self.config.session_timeout);
+        let rebalance_ms = millis(self.config.max_poll_interval);
+        let coordinator = self.coordinator.as_ref().map(|(_, b)| b.clone());
+        match request {
+            Request::FindCoordinator => {
+                let cluster = self.cluster.clone();
+                let timeout = self.coordinator_timeout();
+                Box::pin(async move {
+                    let found = async {
+                        let id = find_coordinator(&cluster, &group).await?;
+                        let broker = match cluster.dedicated(id, timeout).await {
+                            Err(ClusterError::UnknownBroker(_)) => {
+                                cluster.fetch_metadata(Some(&[])).await.map_err(|e| failure(&e))?;
+                                cluster.dedicated(id, timeout).await
+                            }
+                            r => r,
+                        }
+                        .map_err(|e| failure(&e))?;
+                        Ok((id, broker))
+                    };
+                    Reply::Coordinator(found.await)
+                })
+            }
+            Request::Join { member_id, protocols } => Box::pin(async move {
+                let Some(broker) = coordinator else { return Reply::Join(Err((Failure::Transport, member_id))) };
+                let request = JoinGroupRequest {
+                    group_id: group,
+                    session_timeout_ms: session_ms,
+                    rebalance_timeout_ms: rebalance_ms,
+                    member_id: member_id.clone(),
+                    group_instance_id: instance,
+                    protocol_type: "consumer".into(),
+                    protocols: protocols
+                        .into_iter()
+                        .map(|(name, metadata)| JoinGroupRequestProtocol { name, metadata, ..Default::default() })
+                        .collect(),
+                    ..Default::default()
+                };
+                let r = match broker.version_of::<JoinGroupRequest>() {
+                    Ok(v) => broker.send(&request, v).await,
+                    Err(e) => Err(e),
+                };
+                Reply::Join(match r {
+                    Err(e) => Err((failure(&e), member_id)),
+                    Ok(r) => match code(r.error_code) {
+                        Err(f) => Err((f, r.member_id)),
+                        Ok(()) => Ok(Joined {
+                            generation: r.generation_id,
+                            protocol: r.protocol_name,
+                            leader: r.leader,
+                            member_id: r.member_id,
+                            members: r
+                                .members
+                                .into_iter()
+                                .map(|m| (m.member_id, m.group_instance_id, m.metadata))
+                                .collect(),
+                        }),
+                    },
+                })
+            }),
+            Request::Sync { generation, member_id, protocol, assignments } => Box::pin(async move {
+                let Some(broker) = coordinator else { return Reply::Sync(Err(Failure::Transport)) };
+                let r = broker
+                    .call(|_| SyncGroupRequest {
+                        group_id: group,
+                        generation_id: generation,
+                        member_id,
+                        group_instance_id: instance,
+                        protocol_type: Some("consumer".into()),
+                        protocol_name: Some(protocol),
+                        assignments: assignments
+                            .into_iter()
+                            .map(|(member_id, assignment)| SyncGroupRequestAssignment {
+                                member_id,
+                                assignment,
+                                ..Default::default()
+                            })
+                            .collect(),
+                        ..Default::default()
+                    })
+                    .await;
+                Reply::Sync(match r {
+                    Err(e) => Err(failure(&e)),
+                    Ok(r) => code(r.error_code).map(|()| r.assignment),
+                })
+            }),
+            Request::Heartbeat { generation, member_id } => Box::pin(async move {
+                let Some(broker) = coordinator else { return Reply::Heartbeat(Err(Failure::Transport)) };
+                let r = broker
+                    .call(|_| HeartbeatRequest {
+                        group_id: group,
+                        generation_id: generation,
+                        member_id,
+                        group_instance_id: instance,
+                        ..Default::default()
+                    })
+                    .await;
+                Reply::Heartbeat(match r {
+                    Err(e) => Err(failure(&e)),
+                    Ok(r) => code(r.error_code),
+                })
+            }),
+            Request::Leave { member_id } => Box::pin(async move {
+                let Some(broker) = coordinator else { return Reply::Leave(Err(Failure::Transport)) };
+                let r = broker
+                    .call(|version| {
+                        if version >= 3 {
+                            LeaveGroupRequest {
+                                group_id: group,
+                                members: vec![MemberIdentity {
+                                    member_id,
+                                    group_instance_id: None,
+                                    ..Default::default()
+                                }],
+                                ..Default::default()
+                            }
+                        } else {
+                            LeaveGroupRequest { group_id: group, member_id, ..Default::default() }
+                        }
+                    })
+                    .await;
+                Reply::Leave(match r {
+                    Err(e) => Err(failure(&e)),
+                    Ok(r) => code(r.error_code),
+                })
+            }),
+        }
+    }
+
+    /// The coordinator connection: made after FindCoordinator named broker `id`.
+    async fn coordinator(&mut self) -> Result<Broker, Error> {
+        if let Some((_, b)) = &self.coordinator {
+            if b.is_connected() {
+                return Ok(b.clone());
+            }
+        }
+        let id = find_coordinator(&self.cluster, &self.group)
+            .await
+            .map_err(|f| Error::new(ErrorKind::Cluster, format!("group {}: no coordinator ({f:?})", self.group)))?;
+        self.connect_coordinator(id).await
+    }
+
+    /// A JoinGroup may be held for the whole rebalance timeout.
+    fn coordinator_timeout(&self) -> Duration {
+        self.config.request_timeout.max(self.config.max_poll_interval + Duration::from_secs(5))
+    }
+
+    async fn connect_coordinator(&mut self, id: i32) -> Result<Broker, Error> {
+        let timeout = self.coordinator_timeout();
+        let broker = match self.cluster.dedicated(id, timeout).await {
+            Err(ClusterError::UnknownBroker(_)) => {
+                self.cluster.fetch_metadata(Some(&[])).await.map_err(Error::from)?;
+                self.cluster.dedicated(id, timeout).await
+            }
+            r => r,
+        }
+        .map_err(Error::from)?;
+        self.coordinator = Some((id, broker.clone()));
+        Ok(broker)
+    }
+
+    async fn partition_counts(&self, topics: &[String]) -> BTreeMap<String, i32> {
+        match self.cluster.fetch_metadata(Some(topics)).await {
+            Ok(s) => topics
+                .iter()
+                .filter_map(|t| {
+                    let info = s.topic(t)?;
+                    (info.error.is_ok() && !info.partitions.is_empty())
+                        .then(|| (t.clone(), info.partitions.len() as i32))
+                })
+                .collect(),
+            Err(e) => {
+                tracing::debug!(group = %self.group, error = %e, "leader's metadata failed; assigning nothing");
+                BTreeMap::new()
+            }
+        }
+    }
+
+    /// Pauses the partitions, commits their positions (with auto-commit), tells the application
+    /// (waiting for its ack, bounded by the rebalance timeout, heartbeating meanwhile), then
+    /// removes them.
+    async fn revoke(&mut self, partitions: &[TopicPartition]) {
+        // First, no more records of them reach the application (what they buffered stays until
+        // they are removed), so the positions committed are the last ones it gets.
+        {
+            let mut state = self.shared.lock();
+            for tp in partitions {
+                let _ = state.set_paused(tp, true);
+            }
+        }
+        if self.config.enable_auto_commit && self.machine.generation() >= 0 {
+            let offsets = self.positions(Some(partitions));
+            if let Err(e) = self.commit(Some(offsets)).await {
+                tracing::info!(group = %self.group, error = %e, "commit before revocation failed");
+            }
+        }
+        if self.status.listening.load(Ordering::Acquire) {
+            let (ack, done) = RevokeAck::new();
+            let _ = self.events.send(RebalanceEvent::Revoked { partitions: partitions.to_vec(), ack });
+            // On close the application is not taking events any more: it is told, not waited for.
+            if !self.closing {
+                self.wait_ack(done).await;
+            }
+        }
+        let wake = self.shared.lock().remove(partitions);
+        self.shared.wake(wake);
+        for tp in partitions {
+            self.committed.remove(tp);
+        }
+        tracing::info!(group = %self.group, partitions = partitions.len(), "partitions revoked");
+    }
+
+    /// Waits for the application's ack of a revocation, at most `max.poll.interval.ms`, and
+    /// heartbeats meanwhile so that a slow ack does not cost the membership.
+    async fn wait_ack(&self, mut done: oneshot::Receiver<()>) {
+        let deadline = Instant::now() + self.config.max_poll_interval;
+        let mut beat =
+            tokio::time::interval_at(Instant::now() + self.config.heartbeat_interval, self.config.heartbeat_interval);
+        loop {
+            tokio::select! {
+                _ = &mut done => return,
+                () = tokio::time::sleep_until(deadline) => {
+                    tracing::warn!(group = %self.group, "a revocation was not acknowledged within max.poll.interval.ms; going on");
+                    return;
+                }
+                _ = beat.tick() => {
+                    let (Some((_, broker)), generation) = (&self.coordinator, self.machine.generation()) else { continue };
+                    if generation < 0 {
+                        continue;
+                    }
+                    let request = HeartbeatRequest {
+                        group_id: self.group.clone(),
+                        generation_id: generation,
+                        member_id: self.machine.member_id().to_string(),
+                        group_instance_id: self.config.group_instance_id.clone(),
+                        ..Default::default()
+                    };
+                    // The answer does not matter here: the machine learns the group's state at
+                    // its next request.
+                    let _ = broker.call(|_| request).await;
+                }
+            }
+        }
+    }
+
+    /// Starts fetching newly assigned partitions at their committed offsets (`auto.offset.reset`
+    /// where there is none).
+    async fn assign(&mut self, partitions: Vec<TopicPartition>) {
+        let mut committed = BTreeMap::new();
+        for attempt in 0..10 {
+            match self.fetch_committed(&partitions).await {
+                Ok(c) => {
+                    committed = c;
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(group = %self.group, error = %e, attempt, "fetching committed offsets failed");
+                    tokio::time::sleep(self.config.retry_backoff * (attempt + 1)).await;
+                }
+            }
+        }
+        let reset = match self.config.auto_offset_reset {
+            AutoOffsetReset::Earliest => Some(Offset::Earliest),
+            AutoOffsetReset::Latest => Some(Offset::Latest),
+            AutoOffsetReset::None => None,
+        };
+        let mut starts = Vec::new();
+        for tp in &partitions {
+            match committed.get(tp) {
+                Some(&o) => {
+                    self.committed.insert(tp.clone(), o);
+                    starts.push((tp.clone(), Offset::At(o)));
+                }
+                None => match reset {
+                    Some(r) => starts.push((tp.clone(), r)),
+                    None => {
+                        let e =
+                            Error::new(ErrorKind::OffsetOutOfRange, "no committed offset and auto.offset.reset=none")
+                                .for_partition(tp);
+                        let wake = self.shared.lock().fail_group(e);
+                        self.shared.wake(wake);
+                    }
+                },
+            }
+        }
+        let wake = self.shared.lock().add(starts);
+        self.shared.wake(wake);
+        tracing::info!(group = %self.group, partitions = partitions.len(), "partitions assigned");
+        self.emit(RebalanceEvent::Assigned(partitions));
+    }
+
+    /// Positions of owned partitions (`None`: all) that are known.
+    fn positions(&self, partitions: Option<&[TopicPartition]>) -> Vec<CommitOffset> {
+        let owned = self.machine.owned();
+        let mut out: Vec<CommitOffset> = self
+            .shared
+            .lock()
+            .committable(partitions)
+            .into_iter()
+            .filter(|(tp, _, _)| partitions.is_some() || owned.contains(tp))
+            .map(|(tp, o, e)| (tp, o, e, String::new()))
+            .collect();
+        out.retain(|(tp, o, _, _)| self.committed.get(tp) != Some(o));
+        out
+    }
+
+    /// OffsetCommit with the current generation and member id; one at a time, in order.
+    async fn commit(&mut self, offsets: Option<Vec<CommitOffset>>) -> Result<(), Error> {
+        let offsets = match offsets {
+            Some(o) => o,
+            None => self.positions(None),
+        };
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        if self.machine.generation() < 0 && self.machine.phase() != Phase::Revoking {
+            return Err(Error::new(
+                ErrorKind::Broker(ErrorCode::RebalanceInProgress),
+                format!("group {}: not a member of a generation (rebalancing); commit again after it", self.group),
+            ));
+        }
+        let broker = self.coordinator().await?;
+        let mut topics: BTreeMap<String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+        for (tp, offset, epoch, metadata) in &offsets {
+            topics.entry(tp.topic.to_string()).or_default().push(OffsetCommitRequestPartition {
+                partition_index: tp.partition,
+                committed_offset: *offset,
+                committed_leader_epoch: epoch.unwrap_or(-1),
+                commit_timestamp: -1,
+                committed_metadata: Some(metadata.clone()),
+                ..Default::default()
+            });
+        }
+        let request = OffsetCommitRequest {
+            group_id: self.group.clone(),
+            generation_id_or_member_epoch: self.machine.generation(),
+            member_id: self.machine.member_id().to_string(),
+            group_instance_id: self.config.group_instance_id.clone(),
+            retention_time_ms: -1,
+            topics: topics
+                .into_iter()
+                .map(|(name, partitions)| OffsetCommitRequestTopic { name, partitions, ..Default::default() })
+                .collect(),
+            ..Default::default()
+        };
+        let response = broker.call(|_| request).await.map_err(|e| {
+            if failure(&e) == Failure::Transport {
+                self.coordinator = None;
+            }
+            Error::from(e)
+        })?;
+        let mut first = None;
+        for t in &response.topics {
+            for p in &t.partitions {
+                let c = ErrorCode::from_code(p.error_code);
+                let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
+                if c.is_ok() {
+                    if let Some((_, o, _, _)) = offsets.iter().find(|(x, _, _, _)| *x == tp) {
+                        self.committed.insert(tp, *o);
+                    }
+                } else if first.is_none() {
+                    if matches!(c, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) {
+                        self.coordinator = None;
+                    }
+                    first = Some(Error::new(
+                        ErrorKind::Broker(c),
+                        format!("group {}: commit of {tp} failed: {c}", self.group),
+                    ));
+                }
+            }
+        }
+        match first {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// OffsetFetch (stable) of these partitions: those with a committed offset.
+    async fn fetch_committed(&mut self, partitions: &[TopicPartition]) -> Result<BTreeMap<TopicPartition, i64>, Error> {
+        let broker = self.coordinator().await?;
+        let mut topics: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+        for tp in partitions {
+            topics.entry(tp.topic.to_string()).or_default().push(tp.partition);
+        }
+        let group = self.group.clone();
+        let response = broker
+            .call(|version| {
+                if version >= 8 {
+                    OffsetFetchRequest {
+                        groups: vec![OffsetFetchRequestGroup {
+                            group_id: group.clone(),
+                            topics: Some(
+                                topics
+                                    .iter()
+                                    .map(|(name, ps)| OffsetFetchRequestTopics {
+                                        name: name.clone(),
+                                        partition_indexes: ps.clone(),
+                                        ..Default::default()
+                                    })
+                                    .collect(),
+                            ),
+                            ..Default::default()
+                        }],
+                        require_stable: true,
+                        ..Default::default()
+                    }
+                } else {
+                    OffsetFetchRequest {
+                        group_id: group.clone(),
+                        topics: Some(
+                            topics
+                                .iter()
+                                .map(|(name, ps)| OffsetFetchRequestTopic {
+                                    name: name.clone(),
+                                    partition_indexes: ps.clone(),
+                                    ..Default::default()
+                                })
+                                .collect(),
+                        ),
+                        require_stable: version >= 7,
+                        ..Default::default()
+                    }
+                }
+            })
+            .await
+            .map_err(|e| {
+                self.coordinator = None;
+                Error::from(e)
+            })?;
+        let fail = |c: i16, what: &str| -> Result<(), Error> {
+            let c = ErrorCode::from_code(c);
+            if c.is_ok() {
+                Ok(())
+            } else {
+                Err(Error::new(ErrorKind::Broker(c), format!("group {group}: fetching committed offsets{what}: {c}")))
+            }
+        };
+        let mut out = BTreeMap::new();
+        let mut answered = BTreeSet::new();
+        if let Some(g) = response.groups.iter().find(|g| g.group_id == group) {
+            fail(g.error_code, "")?;
+            for t in &g.topics {
+                for p in &t.partitions {
+                    fail(p.error_code, &format!(" of {}-{}", t.name, p.partition_index))?;
+                    let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
+                    answered.insert(tp.clone());
+                    if p.committed_offset >= 0 {
+                        out.insert(tp, p.committed_offset);
+                    }
+                }
+            }
+        } else {
+            fail(response.error_code, "")?;
+            for t in &response.topics {
+                for p in &t.partitions {
+                    fail(p.error_code, &format!(" of {}-{}", t.name, p.partition_index))?;
+                    let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
+                    answered.insert(tp.clone());
+                    if p.committed_offset >= 0 {
+                        out.insert(tp, p.committed_offset);
+                    }
+                }
+            }
+        }
+        // An answer that leaves partitions out is not "no offset": ask again.
+        if let Some(missing) = partitions.iter().find(|tp| !answered.contains(tp)) {
+            return Err(Error::new(ErrorKind::Cluster, format!("group {group}: OffsetFetch left out {missing}")));
+        }
+        Ok(out)
+    }
+}
+
+/// FindCoordinator for `group` at any broker: the coordinator's broker id.
+async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<i32, Failure> {
+    let broker = cluster.any_broker().await.map_err(|e| failure(&e))?;
+    let r = broker
+        .call(|version| {
+            if version >= 4 {
+                FindCoordinatorRequest { key_type: 0, coordinator_keys: vec![group.to_string()], ..Default::default() }
+            } else {
+                FindCoordinatorRequest { key: group.to_string(), key_type: 0, ..Default::default() }
+            }
+        })
+        .await
+        .map_err(|e| failure(&e))?;
+    let (c, node) = match r.coordinators.first() {
+        Some(c) => (c.error_code, c.node_id),
+        None => (r.error_code, r.node_id),
+    };
+    code(c).map(|()| node)
+}
+
+fn millis(d: Duration) -> i32 {
+    i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}

@@ -1,0 +1,231 @@
+//! `tansu/group-classic` and `kafka/group-classic`: krab's consumer group (classic protocol,
+//! eager `range`) against a real broker.
+//!
+//! - 100,000 records over 6 partitions, written by confluent-kafka (librdkafka).
+//! - Three krab consumers in one group read them with auto-commit. Once 40 % are read, the third
+//!   leaves (LeaveGroup, after committing its positions); the other two take its partitions over
+//!   from the committed offsets and finish.
+//! - Every record is read; re-reads are counted and printed (they can come only from positions
+//!   not committed when ownership moved).
+//! - Then both leave, 600 more records are written, and a restarted member in the same group
+//!   first sees the committed offsets at the old end of every partition, then reads exactly the
+//!   600 new records: it resumed from the commits.
+
+use super::admin_support::{admin, all, eventually};
+use super::consumer_interop_codecs::librdkafka_write;
+use super::support::{ms, to_hex};
+use crate::brokers::Venv;
+use anyhow::{Context, Result, bail, ensure};
+use krab_admin::NewTopic;
+use krab_consumer::{Consumer, ConsumerConfig, TopicPartition};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+const PARTITIONS: i32 = 6;
+const TOTAL: usize = 100_000;
+const MORE: usize = 600;
+
+/// Who read what: (partition, offset) → times read.
+type Reads = Arc<Mutex<HashMap<(i32, i64), u32>>>;
+
+fn member_config(bootstrap: &str, group: &str, name: &str, session_ms: u64) -> Result<ConsumerConfig> {
+    let mut c = ConsumerConfig::new(bootstrap)?.client_id(name).request_timeout(Duration::from_secs(10));
+    for (k, v) in [
+        ("group.id", group.to_string()),
+        ("auto.offset.reset", "earliest".to_string()),
+        ("session.timeout.ms", session_ms.to_string()),
+        ("heartbeat.interval.ms", (session_ms / 6).to_string()),
+        ("max.poll.interval.ms", "30000".to_string()),
+        ("auto.commit.interval.ms", "1000".to_string()),
+        ("partition.assignment.strategy", "range".to_string()),
+    ] {
+        c.set(k, &v)?;
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+/// Writes `n` records (values `v<first+i>`, partition i mod 6) with confluent-kafka; returns the
+/// partition → offsets they were acknowledged at.
+async fn write(venv: &Venv, bootstrap: &str, topic: &str, first: usize, n: usize) -> Result<BTreeMap<i32, Vec<i64>>> {
+    let input: String = (first..first + n)
+        .map(|i| format!("{} -1 - x{} 0\n", i as i32 % PARTITIONS, to_hex(format!("v{i}").as_bytes())))
+        .collect();
+    let text = librdkafka_write(venv, bootstrap, topic, "lz4", &[], &input).await?;
+    let mut out: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        if let Some(e) = v.get("err") {
+            bail!("confluent-kafka failed to write a record: {e}");
+        }
+        out.entry(v["p"].as_i64().context("p")? as i32).or_default().push(v["o"].as_i64().context("o")?);
+    }
+    ensure!(
+        out.values().map(Vec::len).sum::<usize>() == n,
+        "{} of {n} records acknowledged",
+        out.values().map(Vec::len).sum::<usize>()
+    );
+    Ok(out)
+}
+
+/// One member: subscribes, reads until told to stop, then closes (committing, leaving).
+fn member(
+    config: ConsumerConfig,
+    topic: String,
+    reads: Reads,
+    unique: Arc<AtomicUsize>,
+    stop: Arc<AtomicBool>,
+) -> tokio::task::JoinHandle<Result<usize>> {
+    tokio::spawn(async move {
+        let mut consumer = Consumer::connect(config).await.context("member connect")?;
+        consumer.subscribe([topic])?;
+        let mut read = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let Ok(batch) = tokio::time::timeout(Duration::from_millis(200), consumer.poll_batch(100)).await else {
+                continue;
+            };
+            // An application's pace (about 2,000 records/s per member), so that the read is
+            // still in its first half when a member leaves.
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            let mut reads = reads.lock().unwrap_or_else(|p| p.into_inner());
+            for r in batch?.into_iter().flat_map(|b| b.records) {
+                read += 1;
+                let n = reads.entry((r.partition, r.offset)).or_insert(0);
+                *n += 1;
+                if *n == 1 {
+                    unique.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        consumer.close().await.context("member close")?;
+        Ok(read)
+    })
+}
+
+pub(super) async fn run(venv: &Venv, bootstrap: &str, rf: i16, session_ms: u64, label: &str) -> Result<String> {
+    let pid = std::process::id();
+    let topic = format!("krab-it-group-{label}-{pid}");
+    let group = format!("krab-it-group-{label}-{pid}");
+    let admin = admin(bootstrap).await?;
+    all("create the topic", admin.create_topics(&[NewTopic::new(&topic, PARTITIONS, rf)]).await?)?;
+    eventually("the topic's leaders", Duration::from_secs(30), || async {
+        let d = admin.describe_topics(&[&topic]).await?;
+        Ok(matches!(d.get(&topic), Some(Ok(t)) if t.partitions.len() == PARTITIONS as usize && t.partitions.iter().all(|p| p.leader.is_some())).then_some(()))
+    })
+    .await?;
+    let written = write(venv, bootstrap, &topic, 0, TOTAL).await.context("writing with confluent-kafka")?;
+    let ends: BTreeMap<i32, i64> = written.iter().map(|(p, os)| (*p, os.iter().max().map_or(0, |o| o + 1))).collect();
+
+    let reads: Reads = Arc::default();
+    let unique = Arc::new(AtomicUsize::new(0));
+    let stops: Vec<Arc<AtomicBool>> = (0..3).map(|_| Arc::new(AtomicBool::new(false))).collect();
+    let started = Instant::now();
+    let members: Vec<_> = (0..3)
+        .map(|i| {
+            let config = member_config(bootstrap, &group, &format!("krab-it-member-{i}"), session_ms)?;
+            Ok(member(config, topic.clone(), reads.clone(), unique.clone(), stops[i].clone()))
+        })
+        .collect::<Result<_>>()?;
+    let mut members: Vec<Option<_>> = members.into_iter().map(Some).collect();
+    let deadline = Instant::now() + Duration::from_secs(240);
+    while unique.load(Ordering::Relaxed) < TOTAL * 4 / 10 {
+        ensure!(Instant::now() < deadline, "read {} of {TOTAL} records in 240 s", unique.load(Ordering::Relaxed));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let left_at = unique.load(Ordering::Relaxed);
+    stops[2].store(true, Ordering::Relaxed);
+    let third = members[2].take().context("member 2")?.await?.context("member 2")?;
+    let left_after = started.elapsed();
+    while unique.load(Ordering::Relaxed) < TOTAL {
+        ensure!(
+            Instant::now() < deadline,
+            "read {} of {TOTAL} records in 240 s after member 2 left at {left_at}",
+            unique.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let read_all = started.elapsed();
+    for s in &stops {
+        s.store(true, Ordering::Relaxed);
+    }
+    let mut per_member = vec![0, 0, third];
+    for (i, m) in members.iter_mut().enumerate().take(2) {
+        per_member[i] = m.take().context("member")?.await?.with_context(|| format!("member {i}"))?;
+    }
+    let reads = std::mem::take(&mut *reads.lock().unwrap_or_else(|p| p.into_inner()));
+    for &(p, o) in reads.keys() {
+        ensure!(ends.get(&p).is_some_and(|&e| o < e), "read {p}@{o}, which was never written");
+    }
+    ensure!(reads.len() == TOTAL, "{} distinct records read of {TOTAL}", reads.len());
+    let duplicates: u32 = reads.values().map(|n| n - 1).sum();
+    ensure!(
+        (duplicates as usize) < TOTAL / 20,
+        "{duplicates} records read twice: more than the uncommitted window explains"
+    );
+
+    // A restarted member resumes from the committed offsets.
+    let more = write(venv, bootstrap, &topic, TOTAL, MORE).await.context("writing more")?;
+    let mut restarted =
+        Consumer::connect(member_config(bootstrap, &group, "krab-it-member-restarted", session_ms)?).await?;
+    let tps: Vec<TopicPartition> = (0..PARTITIONS).map(|p| TopicPartition::new(topic.as_str(), p)).collect();
+    let committed = restarted.committed(&tps).await.context("committed offsets")?;
+    for tp in &tps {
+        let want = ends.get(&tp.partition).copied().unwrap_or(0);
+        ensure!(
+            committed.get(tp).copied().flatten() == Some(want),
+            "{tp}: committed {:?}, expected the end {want}",
+            committed.get(tp)
+        );
+    }
+    restarted.subscribe([topic.clone()])?;
+    let resumed = Instant::now();
+    let mut again: BTreeMap<(i32, i64), u32> = BTreeMap::new();
+    let quiet_until = |n: usize| n >= MORE;
+    while !quiet_until(again.len()) {
+        ensure!(
+            resumed.elapsed() < Duration::from_secs(60),
+            "the restarted member read {} of {MORE} new records in 60 s",
+            again.len()
+        );
+        let Ok(batch) = tokio::time::timeout(Duration::from_millis(200), restarted.poll_batch(1000)).await else {
+            continue;
+        };
+        for r in batch?.into_iter().flat_map(|b| b.records) {
+            *again.entry((r.partition, r.offset)).or_insert(0) += 1;
+        }
+    }
+    // A moment more: nothing older may follow.
+    let extra = tokio::time::timeout(Duration::from_secs(2), restarted.poll_batch(1000)).await;
+    if let Ok(batch) = extra {
+        for r in batch?.into_iter().flat_map(|b| b.records) {
+            *again.entry((r.partition, r.offset)).or_insert(0) += 1;
+        }
+    }
+    let resumed_in = resumed.elapsed();
+    restarted.close().await?;
+    for (&(p, o), &n) in &again {
+        ensure!(o >= ends[&p], "the restarted member re-read {p}@{o} (committed {})", ends[&p]);
+        ensure!(n == 1, "the restarted member read {p}@{o} {n} times");
+        ensure!(
+            more.get(&p).is_some_and(|os| os.contains(&o)),
+            "the restarted member read {p}@{o}, not among the new records"
+        );
+    }
+    ensure!(again.len() == MORE, "the restarted member read {} records, expected {MORE}", again.len());
+    all("delete the topic", admin.delete_topics(&[&topic]).await?)?;
+    Ok(format!(
+        "{TOTAL} records over {PARTITIONS} partitions (confluent-kafka) read by 3 members {per_member:?}; member 2 left at {left_at} read \
+         ({}), all read after {}; {duplicates} read twice (uncommitted window); restarted member: committed offsets at the ends, \
+         read exactly the {MORE} new records in {}",
+        ms(left_after),
+        ms(read_all),
+        ms(resumed_in)
+    ))
+}
+
+/// `kafka/group-classic` on the 3-node cluster (RF 3), through the proxies.
+pub(super) async fn kafka(ctx: &super::kafka_support::KafkaCtx<'_>) -> Result<String> {
+    run(ctx.venv, &ctx.kafka.bootstrap(), 3, 10_000, "kafka").await
+}

@@ -1,0 +1,311 @@
+//! Group scenarios on Kafka beyond the classic read-all run (`group_classic.rs`):
+//!
+//! - `kafka/group-cooperative`: three `cooperative-sticky` members read 12 partitions; a fourth
+//!   joins, then one leaves. No member is ever revoked a partition it keeps (checked on every
+//!   event), the partitions that do not move keep yielding through the rebalance (the longest
+//!   gap is printed and bounded), and every record is read.
+//! - `kafka/group-static`: two static members (`group.instance.id`); one restarts within the
+//!   session timeout: no rebalance (the other member sees no event and keeps its generation), the
+//!   restarted one gets its own partitions back in the same generation.
+//! - `kafka/group-coordinator-kill`: the group coordinator's broker is `kill -9`ed mid-read; the
+//!   members find the new coordinator, keep their commits, and read every record.
+
+use super::admin_support::{admin, all, eventually};
+use super::consumer_interop_codecs::librdkafka_write;
+use super::group_support::{Log, Member, Seen, gap, group_config, lock, until};
+use super::kafka_support::{KafkaCtx, kctl};
+use super::support::{ms, to_hex};
+use anyhow::{Context, Result, bail, ensure};
+use krab_admin::NewTopic;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Creates `topic` (RF 3) and writes `per_partition` records to each partition with
+/// confluent-kafka; returns each partition's end offset.
+async fn prepare(ctx: &KafkaCtx<'_>, topic: &str, partitions: i32, per_partition: usize) -> Result<BTreeMap<i32, i64>> {
+    let bootstrap = ctx.kafka.bootstrap();
+    let admin = admin(&bootstrap).await?;
+    all("create the topic", admin.create_topics(&[NewTopic::new(topic, partitions, 3)]).await?)?;
+    eventually("the topic's leaders", Duration::from_secs(30), || async {
+        let d = admin.describe_topics(&[topic]).await?;
+        Ok(matches!(d.get(topic), Some(Ok(t)) if t.partitions.len() == partitions as usize && t.partitions.iter().all(|p| p.leader.is_some())).then_some(()))
+    })
+    .await?;
+    let n = per_partition * partitions as usize;
+    let input: String =
+        (0..n).map(|i| format!("{} -1 - x{} 0\n", i as i32 % partitions, to_hex(format!("v{i}").as_bytes()))).collect();
+    let text = librdkafka_write(ctx.venv, &bootstrap, topic, "lz4", &[], &input).await?;
+    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        if let Some(e) = v.get("err") {
+            bail!("confluent-kafka failed to write a record: {e}");
+        }
+        let (p, o) = (v["p"].as_i64().context("p")? as i32, v["o"].as_i64().context("o")?);
+        let end = ends.entry(p).or_default();
+        *end = (*end).max(o + 1);
+    }
+    Ok(ends)
+}
+
+/// Every written record read, by the union of the logs; returns the duplicates.
+fn check_all_read(logs: &[Arc<Mutex<Log>>], ends: &BTreeMap<i32, i64>) -> Result<u32> {
+    let mut reads: HashMap<(i32, i64), u32> = HashMap::new();
+    for l in logs {
+        for (k, n) in &lock(l).reads {
+            *reads.entry(*k).or_insert(0) += n;
+        }
+    }
+    for (p, &end) in ends {
+        for o in 0..end {
+            ensure!(reads.contains_key(&(*p, o)), "record {p}@{o} was never read");
+        }
+    }
+    Ok(reads.values().map(|n| n - 1).sum())
+}
+
+fn distinct(logs: &[&Member]) -> usize {
+    let mut seen = BTreeSet::new();
+    for m in logs {
+        seen.extend(m.log().reads.keys().copied());
+    }
+    seen.len()
+}
+
+/// No member was revoked a partition it owns at the end of the window (cooperative: only what
+/// moves is revoked); returns the partitions each revoked in the window.
+fn revoked_kept(member: &Member, from: Instant) -> Result<BTreeSet<i32>> {
+    let log = member.log();
+    let mut revoked = BTreeSet::new();
+    for (t, e) in &log.events {
+        if *t >= from {
+            if let Seen::Revoked(ps) = e {
+                revoked.extend(ps.iter().copied());
+            }
+            ensure!(!matches!(e, Seen::Lost(_)), "a member lost partitions in a cooperative rebalance: {e:?}");
+        }
+    }
+    let kept: BTreeSet<i32> = revoked.intersection(&log.owned).copied().collect();
+    ensure!(kept.is_empty(), "revoked {kept:?}, which it owns again (revoked {revoked:?}, owns {:?})", log.owned);
+    Ok(revoked)
+}
+
+pub(super) async fn cooperative(ctx: &KafkaCtx<'_>) -> Result<String> {
+    const PARTITIONS: i32 = 12;
+    let pid = std::process::id();
+    let topic = format!("krab-it-group-coop-{pid}");
+    let group = topic.clone();
+    let bootstrap = ctx.kafka.bootstrap();
+    let ends = prepare(ctx, &topic, PARTITIONS, 4000).await?;
+    let total: usize = ends.values().map(|&e| e as usize).sum();
+    let start = |i: usize| {
+        let config = group_config(&bootstrap, &group, &format!("krab-it-coop-{i}"), "cooperative-sticky", 10_000);
+        let topic = topic.clone();
+        async move { Member::start(config?, &topic, 20, Duration::from_millis(50)).await }
+    };
+    let mut members = vec![start(0).await?, start(1).await?, start(2).await?];
+    let settled = |ms: &[Member], n: usize| {
+        let owned: Vec<BTreeSet<i32>> = ms.iter().map(Member::owned).collect();
+        let union: BTreeSet<i32> = owned.iter().flatten().copied().collect();
+        union.len() == PARTITIONS as usize
+            && owned.iter().map(BTreeSet::len).sum::<usize>() == PARTITIONS as usize
+            && owned.iter().all(|o| o.len() == PARTITIONS as usize / n)
+    };
+    until("3 members with 4 partitions each", Duration::from_secs(60), || settled(&members, 3)).await?;
+
+    // A fourth member joins.
+    let before: Vec<BTreeSet<i32>> = members.iter().map(Member::owned).collect();
+    let joined_at = Instant::now();
+    members.push(start(3).await?);
+    let join_took = until("4 members with 3 partitions each", Duration::from_secs(60), || settled(&members, 4)).await?;
+    let join_end = Instant::now();
+    let mut worst_join = Duration::ZERO;
+    let mut moved = 0;
+    for (m, old) in members.iter().zip(&before) {
+        let revoked = revoked_kept(m, joined_at)?;
+        moved += revoked.len();
+        let now = m.owned();
+        let log = m.log();
+        for p in old.intersection(&now) {
+            worst_join = worst_join.max(gap(&log, *p, joined_at, join_end));
+        }
+    }
+    ensure!(moved == 3, "{moved} partitions revoked for the new member, expected 3 (one from each)");
+
+    // One of the first three leaves.
+    let before: Vec<BTreeSet<i32>> = members.iter().skip(1).map(Member::owned).collect();
+    let left_at = Instant::now();
+    let leaver = members.remove(0);
+    let leaver_log = leaver.stop().await?;
+    let leave_took =
+        until("3 members with 4 partitions each again", Duration::from_secs(60), || settled(&members, 3)).await?;
+    let leave_end = Instant::now();
+    let mut worst_leave = Duration::ZERO;
+    for (m, old) in members.iter().zip(&before) {
+        let revoked = revoked_kept(m, left_at)?;
+        ensure!(revoked.is_empty(), "a remaining member was revoked {revoked:?} when another left");
+        let log = m.log();
+        for p in old {
+            worst_leave = worst_leave.max(gap(&log, *p, left_at, leave_end));
+        }
+    }
+    ensure!(
+        worst_join < Duration::from_secs(5) && worst_leave < Duration::from_secs(5),
+        "partitions that did not move stopped yielding for {} (join) / {} (leave)",
+        ms(worst_join),
+        ms(worst_leave)
+    );
+    let refs: Vec<&Member> = members.iter().collect();
+    let read_in = until("every record read", Duration::from_secs(240), || {
+        distinct(&refs) + lock(&leaver_log).reads.len() >= total
+    })
+    .await;
+    let mut logs = vec![leaver_log];
+    for m in members {
+        logs.push(m.stop().await?);
+    }
+    read_in?;
+    let duplicates = check_all_read(&logs, &ends)?;
+    Ok(format!(
+        "{total} records over {PARTITIONS} partitions; a 4th member joined: 3 partitions moved (one revoked from each, none revoked \
+         that a member kept), settled in {}, longest gap of a partition that did not move {}; a member left: no revocation, \
+         settled in {}, longest gap {}; all read, {duplicates} twice",
+        ms(join_took),
+        ms(worst_join),
+        ms(leave_took),
+        ms(worst_leave)
+    ))
+}
+
+pub(super) async fn static_membership(ctx: &KafkaCtx<'_>) -> Result<String> {
+    const PARTITIONS: i32 = 6;
+    let pid = std::process::id();
+    let topic = format!("krab-it-group-static-{pid}");
+    let group = topic.clone();
+    let bootstrap = ctx.kafka.bootstrap();
+    let ends = prepare(ctx, &topic, PARTITIONS, 3000).await?;
+    let total: usize = ends.values().map(|&e| e as usize).sum();
+    let config = |i: usize| -> Result<_> {
+        let mut c = group_config(&bootstrap, &group, &format!("krab-it-static-{i}"), "range", 15_000)?;
+        c.set("group.instance.id", &format!("{topic}-{i}"))?;
+        Ok(c)
+    };
+    let a = Member::start(config(0)?, &topic, 20, Duration::from_millis(50)).await?;
+    let b = Member::start(config(1)?, &topic, 20, Duration::from_millis(50)).await?;
+    until("both static members assigned", Duration::from_secs(60), || a.owned().len() == 3 && b.owned().len() == 3)
+        .await?;
+    // Let the first generation settle (a join may have raced the other's).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let a_owned = a.owned();
+    let b_events = b.log().events.len();
+    let generation = b.log().membership.last().map(|m| m.1).context("b's membership")?;
+    let restarted_at = Instant::now();
+    let a_log = a.stop().await?;
+    let a2 = Member::start(config(0)?, &topic, 20, Duration::from_millis(50)).await?;
+    let back_in =
+        until("the restarted static member assigned", Duration::from_secs(30), || a2.owned().len() == 3).await?;
+    ensure!(a2.owned() == a_owned, "the restarted member got {:?}, it had {a_owned:?}", a2.owned());
+    let a2_generation = a2.log().membership.last().map(|m| m.1).context("a2's membership")?;
+    ensure!(
+        a2_generation == generation,
+        "the restarted member is in generation {a2_generation}, the group was in {generation}"
+    );
+    // The other member saw no rebalance.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    {
+        let log = b.log();
+        ensure!(log.events.len() == b_events, "the other member saw {:?} after the restart", &log.events[b_events..]);
+    }
+    let b_first = *b.owned().iter().next().context("b owns nothing")?;
+    let b_gap = gap(&b.log(), b_first, restarted_at, Instant::now());
+    let refs = [&a2, &b];
+    let read =
+        until("every record read", Duration::from_secs(180), || distinct(&refs) + lock(&a_log).reads.len() >= total)
+            .await;
+    let logs = vec![a_log, a2.stop().await?, b.stop().await?];
+    read?;
+    let duplicates = check_all_read(&logs, &ends)?;
+    Ok(format!(
+        "{total} records over {PARTITIONS} partitions, 2 static members; one restarted: back with its partitions {a_owned:?} in {} in the \
+         same generation {generation}, the other saw no rebalance (its longest gap {}); all read, {duplicates} twice",
+        ms(back_in),
+        ms(b_gap)
+    ))
+}
+
+/// The coordinator of `group`, by FindCoordinator on the control listeners.
+async fn coordinator_of(ctx: &KafkaCtx<'_>, group: &str) -> Result<i32> {
+    use krab_protocol::messages::FindCoordinatorRequest;
+    let cluster = krab_cluster::Cluster::connect(krab_cluster::ClusterConfig::new(
+        krab_cluster::transport::parse_bootstrap(&ctx.kafka.direct_bootstrap())?,
+    ))
+    .await?;
+    let broker = cluster.any_broker().await?;
+    let r = broker
+        .call(|v| {
+            if v >= 4 {
+                FindCoordinatorRequest { key_type: 0, coordinator_keys: vec![group.to_string()], ..Default::default() }
+            } else {
+                FindCoordinatorRequest { key: group.to_string(), ..Default::default() }
+            }
+        })
+        .await?;
+    let (code, node) = r.coordinators.first().map_or((r.error_code, r.node_id), |c| (c.error_code, c.node_id));
+    ensure!(code == 0, "FindCoordinator answered {code}");
+    Ok(node)
+}
+
+pub(super) async fn coordinator_kill(ctx: &KafkaCtx<'_>) -> Result<String> {
+    const PARTITIONS: i32 = 6;
+    let pid = std::process::id();
+    let topic = format!("krab-it-group-kill-{pid}");
+    let group = topic.clone();
+    let bootstrap = ctx.kafka.bootstrap();
+    let ends = prepare(ctx, &topic, PARTITIONS, 6000).await?;
+    let total: usize = ends.values().map(|&e| e as usize).sum();
+    let members = vec![
+        Member::start(
+            group_config(&bootstrap, &group, "krab-it-kill-0", "range", 10_000)?,
+            &topic,
+            20,
+            Duration::from_millis(30),
+        )
+        .await?,
+        Member::start(
+            group_config(&bootstrap, &group, "krab-it-kill-1", "range", 10_000)?,
+            &topic,
+            20,
+            Duration::from_millis(30),
+        )
+        .await?,
+    ];
+    let refs: Vec<&Member> = members.iter().collect();
+    until("a third read", Duration::from_secs(120), || distinct(&refs) >= total / 3).await?;
+    let coordinator = coordinator_of(ctx, &group).await?;
+    let killed_at = Instant::now();
+    kctl(&ctx.kafka, move |k| k.kill(coordinator)).await?;
+    let read = until("every record read", Duration::from_secs(180), || distinct(&refs) >= total).await;
+    let read_after = killed_at.elapsed();
+    let new_coordinator = coordinator_of(ctx, &group).await.unwrap_or(-1);
+    let mut logs = Vec::new();
+    for m in members {
+        logs.push(m.stop().await?);
+    }
+    kctl(&ctx.kafka, move |k| k.restart(coordinator)).await?;
+    read?;
+    let duplicates = check_all_read(&logs, &ends)?;
+    ensure!(new_coordinator != coordinator, "the coordinator is still broker {coordinator}");
+    // The commits survived the move: the group's committed offsets are the ends.
+    let admin = admin(&bootstrap).await?;
+    let committed = admin.list_group_offsets(&group).await?;
+    for (p, end) in &ends {
+        let c = committed.get(&krab_admin::TopicPartition::new(topic.as_str(), *p)).map(|c| c.offset);
+        ensure!(c == Some(*end), "partition {p}: committed {c:?}, expected {end}");
+    }
+    Ok(format!(
+        "{total} records over {PARTITIONS} partitions, 2 members; coordinator broker {coordinator} killed at a third: the group moved to \
+         broker {new_coordinator}, every record read {} after the kill ({duplicates} twice), committed offsets at the ends",
+        ms(read_after)
+    ))
+}
