@@ -44,6 +44,17 @@ fn invalid(key: &'static str, value: impl fmt::Display, reason: impl Into<String
     ConfigError::Invalid { key, value: value.to_string(), reason: reason.into() }
 }
 
+/// The consumer group protocol (`group.protocol`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub enum GroupProtocol {
+    /// `classic`: JoinGroup/SyncGroup, assignment by the group's leader (a member).
+    #[default]
+    Classic,
+    /// `consumer`: KIP-848's ConsumerGroupHeartbeat, assignment by the coordinator
+    /// (`group.remote.assignor`); brokers 4.0+.
+    Consumer,
+}
+
 /// Where a partition goes when its position is out of range (`auto.offset.reset`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum AutoOffsetReset {
@@ -130,6 +141,11 @@ pub struct ConsumerConfig {
     pub group_id: Option<String>,
     /// `group.instance.id`: a static member's id (KIP-345). Default none (dynamic).
     pub group_instance_id: Option<String>,
+    /// `group.protocol`. Default [`GroupProtocol::Classic`], as in Kafka's clients.
+    pub group_protocol: GroupProtocol,
+    /// `group.remote.assignor`: the server-side assignor under `group.protocol=consumer`
+    /// (`uniform`, `range`); default the broker's.
+    pub group_remote_assignor: Option<String>,
     /// `partition.assignment.strategy`: assignor names in order of preference (`range`,
     /// `roundrobin`, `cooperative-sticky`). Default `range,cooperative-sticky` (Kafka's).
     pub partition_assignment_strategy: Vec<String>,
@@ -168,6 +184,8 @@ impl Default for ConsumerConfig {
             security: SecurityConfig::default(),
             group_id: None,
             group_instance_id: None,
+            group_protocol: GroupProtocol::Classic,
+            group_remote_assignor: None,
             partition_assignment_strategy: vec!["range".into(), "cooperative-sticky".into()],
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(3),
@@ -263,15 +281,13 @@ impl ConsumerConfig {
             "group.id" => self.group_id = Some(value.trim().to_string()).filter(|g| !g.is_empty()),
             "group.instance.id" => self.group_instance_id = Some(value.trim().to_string()).filter(|g| !g.is_empty()),
             "group.protocol" => match value.trim() {
-                v if v.eq_ignore_ascii_case("classic") => {}
-                _ => {
-                    return Err(invalid(
-                        "group.protocol",
-                        value,
-                        "expected classic (the KIP-848 `consumer` protocol is not supported yet)",
-                    ));
-                }
+                v if v.eq_ignore_ascii_case("classic") => self.group_protocol = GroupProtocol::Classic,
+                v if v.eq_ignore_ascii_case("consumer") => self.group_protocol = GroupProtocol::Consumer,
+                _ => return Err(invalid("group.protocol", value, "expected classic or consumer (KIP-848)")),
             },
+            "group.remote.assignor" => {
+                self.group_remote_assignor = Some(value.trim().to_string()).filter(|a| !a.is_empty());
+            }
             "partition.assignment.strategy" => {
                 let names: Vec<String> =
                     value.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
@@ -489,7 +505,7 @@ mod tests {
             ("fetch.max.bytes", "0"),
             ("fetch.min.bytes", "-1"),
             ("max.partition.fetch.bytes", "3000000000"),
-            ("group.protocol", "consumer"),
+            ("group.protocol", "cooperative"),
             ("partition.assignment.strategy", "range,sticky"),
             ("session.timeout.ms", "soon"),
             ("enable.auto.commit", "maybe"),
@@ -518,7 +534,8 @@ mod tests {
             ("bootstrap.servers", "a:1"),
             ("group.id", "billing"),
             ("group.instance.id", "billing-1"),
-            ("group.protocol", "classic"),
+            ("group.protocol", "consumer"),
+            ("group.remote.assignor", "uniform"),
             ("partition.assignment.strategy", "cooperative-sticky"),
             ("session.timeout.ms", "6000"),
             ("heartbeat.interval.ms", "1000"),
@@ -529,6 +546,8 @@ mod tests {
         .unwrap();
         assert_eq!(c.group_id.as_deref(), Some("billing"));
         assert_eq!(c.group_instance_id.as_deref(), Some("billing-1"));
+        assert_eq!(c.group_protocol, GroupProtocol::Consumer);
+        assert_eq!(c.group_remote_assignor.as_deref(), Some("uniform"));
         assert_eq!(c.partition_assignment_strategy, ["cooperative-sticky"]);
         assert_eq!(c.session_timeout, Duration::from_secs(6));
         assert_eq!(c.heartbeat_interval, Duration::from_secs(1));

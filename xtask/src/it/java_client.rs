@@ -34,6 +34,11 @@ impl JavaClient {
         Ok(Self { classes, classpath })
     }
 
+    /// The classpath that runs `KrabJavaClient` (its classes and Kafka's jars).
+    pub(crate) fn classpath(&self) -> &str {
+        &self.classpath
+    }
+
     fn command(&self, args: &[&str]) -> tokio::process::Command {
         let log = crate::project_root().join("xtask").join("kafka").join("tools-log4j2.yaml");
         let mut cmd = tokio::process::Command::new("java");

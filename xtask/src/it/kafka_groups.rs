@@ -309,3 +309,164 @@ pub(super) async fn coordinator_kill(ctx: &KafkaCtx<'_>) -> Result<String> {
         ms(read_after)
     ))
 }
+
+/// A confluent-kafka member (`scripts/group_reader.py`) and what it reported.
+struct PyMember {
+    stdin: Option<tokio::process::ChildStdin>,
+    child: tokio::process::Child,
+    state: Arc<Mutex<PyState>>,
+}
+
+#[derive(Default)]
+struct PyState {
+    owned: BTreeSet<i32>,
+    read: usize,
+    reads: Option<Vec<(i32, i64)>>,
+}
+
+impl PyMember {
+    fn start(ctx: &KafkaCtx<'_>, topic: &str, group: &str, name: &str, strategy: &str) -> Result<PyMember> {
+        use tokio::io::AsyncBufReadExt;
+        let script = crate::project_root().join("xtask").join("scripts").join("group_reader.py");
+        let mut child = tokio::process::Command::new(ctx.venv.python())
+            .arg(&script)
+            .args([&ctx.kafka.bootstrap(), topic, group, name, strategy])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .with_context(|| format!("running {}", script.display()))?;
+        let stdin = child.stdin.take();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().context("stdout")?).lines();
+        let state: Arc<Mutex<PyState>> = Arc::default();
+        let s = state.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) else { continue };
+                let ints = |v: &serde_json::Value| -> Vec<i64> {
+                    v.as_array().map(|a| a.iter().filter_map(|x| x.as_i64()).collect()).unwrap_or_default()
+                };
+                let mut st = lock(&s);
+                if let Some(a) = v.get("assigned") {
+                    st.owned.extend(ints(a).into_iter().map(|p| p as i32));
+                } else if let Some(r) = v.get("revoked") {
+                    for p in ints(r) {
+                        st.owned.remove(&(p as i32));
+                    }
+                } else if let Some(n) = v.get("read").and_then(|n| n.as_u64()) {
+                    st.read = n as usize;
+                } else if let Some(all) = v.get("reads").and_then(|r| r.as_array()) {
+                    st.reads = Some(
+                        all.iter().filter_map(|x| Some((x.get(0)?.as_i64()? as i32, x.get(1)?.as_i64()?))).collect(),
+                    );
+                }
+            }
+        });
+        Ok(PyMember { stdin, child, state })
+    }
+
+    fn owned(&self) -> BTreeSet<i32> {
+        lock(&self.state).owned.clone()
+    }
+
+    async fn ask_status(&mut self) -> Result<usize> {
+        use tokio::io::AsyncWriteExt;
+        if let Some(stdin) = self.stdin.as_mut() {
+            stdin.write_all(b"status\n").await?;
+        }
+        Ok(lock(&self.state).read)
+    }
+
+    /// Closes it (it commits and leaves) and returns what it read.
+    async fn stop(mut self) -> Result<Vec<(i32, i64)>> {
+        drop(self.stdin.take());
+        let status = tokio::time::timeout(Duration::from_secs(60), self.child.wait())
+            .await
+            .context("the reader did not exit")??;
+        ensure!(status.success(), "the confluent-kafka member exited with {status}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        lock(&self.state).reads.take().context("the confluent-kafka member reported no reads")
+    }
+}
+
+/// `kafka/group-mixed`: krab and confluent-kafka members in one group, classic (`range`, a
+/// shared assignor) and then KIP-848.
+pub(super) async fn mixed(ctx: &KafkaCtx<'_>) -> Result<String> {
+    let classic = mixed_group(ctx, "classic").await.context("classic")?;
+    let kip848 = mixed_group(ctx, "consumer").await.context("KIP-848")?;
+    Ok(format!("classic range: {classic}; KIP-848: {kip848}"))
+}
+
+async fn mixed_group(ctx: &KafkaCtx<'_>, protocol: &str) -> Result<String> {
+    const PARTITIONS: i32 = 6;
+    let pid = std::process::id();
+    let topic = format!("krab-it-group-mixed-{protocol}-{pid}");
+    let group = topic.clone();
+    let bootstrap = ctx.kafka.bootstrap();
+    let ends = prepare(ctx, &topic, PARTITIONS, 5000).await?;
+    let total: usize = ends.values().map(|&e| e as usize).sum();
+    let krab_config = |name: &str| -> Result<_> {
+        let mut c = group_config(&bootstrap, &group, name, "range", 10_000)?;
+        c.set("group.protocol", protocol)?;
+        Ok(c)
+    };
+    let krab = vec![
+        Member::start(krab_config("krab-it-mixed-0")?, &topic, 20, Duration::from_millis(50)).await?,
+        Member::start(krab_config("krab-it-mixed-1")?, &topic, 20, Duration::from_millis(50)).await?,
+    ];
+    let py_strategy = if protocol == "consumer" { "consumer" } else { "range" };
+    let mut py = vec![
+        PyMember::start(ctx, &topic, &group, "rdkafka-mixed-0", py_strategy)?,
+        PyMember::start(ctx, &topic, &group, "rdkafka-mixed-1", py_strategy)?,
+    ];
+    // Every partition owned by exactly one member, and every member owning some.
+    let exclusive = |krab: &[Member], py: &[PyMember], members: usize| {
+        let sets: Vec<BTreeSet<i32>> = krab.iter().map(Member::owned).chain(py.iter().map(PyMember::owned)).collect();
+        let union: BTreeSet<i32> = sets.iter().flatten().copied().collect();
+        sets.len() == members
+            && sets.iter().all(|s| !s.is_empty())
+            && union.len() == PARTITIONS as usize
+            && sets.iter().map(BTreeSet::len).sum::<usize>() == PARTITIONS as usize
+    };
+    let settled = until("4 members (2 krab, 2 librdkafka) sharing the 6 partitions", Duration::from_secs(90), || {
+        exclusive(&krab, &py, 4)
+    })
+    .await?;
+    let shares: Vec<usize> = krab.iter().map(|m| m.owned().len()).chain(py.iter().map(|m| m.owned().len())).collect();
+    // A librdkafka member leaves; the other three share its partitions.
+    let leaver = py.remove(0);
+    let mut py_reads = leaver.stop().await?;
+    let resettled =
+        until("3 members sharing the 6 partitions", Duration::from_secs(90), || exclusive(&krab, &py, 3)).await?;
+    let deadline = Instant::now() + Duration::from_secs(180);
+    loop {
+        let py_read = py[0].ask_status().await?;
+        let krab_read = distinct(&krab.iter().collect::<Vec<_>>());
+        if krab_read + py_read + py_reads.len() >= total {
+            break;
+        }
+        ensure!(Instant::now() < deadline, "read {} of {total} in 180 s", krab_read + py_read + py_reads.len());
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    // Let the stragglers finish, then everyone leaves.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    py_reads.extend(py.remove(0).stop().await?);
+    let mut logs = Vec::new();
+    for m in krab {
+        logs.push(m.stop().await?);
+    }
+    let mut py_log = Log::default();
+    for r in py_reads {
+        *py_log.reads.entry(r).or_insert(0) += 1;
+    }
+    logs.push(Arc::new(Mutex::new(py_log)));
+    let duplicates = check_all_read(&logs, &ends)?;
+    Ok(format!(
+        "{total} records over {PARTITIONS} partitions; 2 krab and 2 confluent-kafka members settled in {} with shares {shares:?}, \
+         every partition owned by exactly one member; a librdkafka member left: the 3 others shared all 6 after {}; all read, \
+         {duplicates} twice",
+        ms(settled),
+        ms(resettled)
+    ))
+}

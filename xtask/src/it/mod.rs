@@ -82,6 +82,8 @@ const KAFKA_SCENARIOS: &[&str] = &[
     "kafka/group-cooperative",
     "kafka/group-static",
     "kafka/group-coordinator-kill",
+    "kafka/group-mixed",
+    "kafka/group-kip848",
 ];
 
 fn known_scenarios() -> String {
@@ -290,6 +292,8 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         kafka_scenario!("kafka/group-cooperative", kafka_groups::cooperative);
         kafka_scenario!("kafka/group-static", kafka_groups::static_membership);
         kafka_scenario!("kafka/group-coordinator-kill", kafka_groups::coordinator_kill);
+        kafka_scenario!("kafka/group-mixed", kafka_groups::mixed);
+        kafka_scenario!("kafka/group-kip848", group_classic::kip848);
     }
     println!("\n{passed} passed, {} failed", failed.len());
     if !failed.is_empty() {

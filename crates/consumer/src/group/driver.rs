@@ -8,9 +8,10 @@
 //! No lock is held across I/O: the partition table is locked for a few map operations at a
 //! time (positions to commit, partitions to add or remove).
 
-use crate::config::{AutoOffsetReset, ConsumerConfig};
+use crate::config::{AutoOffsetReset, ConsumerConfig, GroupProtocol};
 use crate::error::{Error, ErrorKind};
 use crate::group::events::{RebalanceEvent, RevokeAck};
+use crate::group::kip848::{self, Kip848};
 use crate::group::machine::{Action, Failure, Joined, Machine, Phase, Request, Settings};
 use crate::shared::Shared;
 use crate::state::Offset;
@@ -18,6 +19,7 @@ use bytes::Bytes;
 use krab_buffer::TopicPartition;
 use krab_cluster::{Broker, Cluster, ClusterError};
 use krab_protocol::error_code::ErrorCode;
+use krab_protocol::messages::consumer_group_heartbeat::TopicPartitions as HeartbeatPartitions;
 use krab_protocol::messages::join_group::JoinGroupRequestProtocol;
 use krab_protocol::messages::leave_group::MemberIdentity;
 use krab_protocol::messages::offset_commit::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
@@ -26,8 +28,8 @@ use krab_protocol::messages::offset_fetch::{
 };
 use krab_protocol::messages::sync_group::SyncGroupRequestAssignment;
 use krab_protocol::messages::{
-    FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetFetchRequest, SyncGroupRequest,
+    ConsumerGroupHeartbeatRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
+    OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
@@ -70,12 +72,80 @@ enum Reply {
     Sync(Result<Bytes, Failure>),
     Heartbeat(Result<(), Failure>),
     Leave(Result<(), Failure>),
+    ConsumerHeartbeat(Result<kip848::Answer, Failure>),
+}
+
+/// The member: classic or KIP-848, both speaking [`Action`]s.
+#[derive(Debug)]
+enum Member {
+    Classic(Machine),
+    Consumer(Kip848),
+}
+
+macro_rules! both {
+    ($self:expr, $m:ident => $e:expr) => {
+        match $self {
+            Member::Classic($m) => $e,
+            Member::Consumer($m) => $e,
+        }
+    };
+}
+
+impl Member {
+    fn next_action(&mut self) -> Option<Action> {
+        both!(self, m => m.next_action())
+    }
+    fn deadline(&self) -> Option<std::time::Instant> {
+        both!(self, m => m.deadline())
+    }
+    fn tick(&mut self, now: std::time::Instant) {
+        both!(self, m => m.tick(now))
+    }
+    fn subscribe(&mut self, topics: BTreeSet<String>, now: std::time::Instant) {
+        both!(self, m => m.subscribe(topics, now))
+    }
+    fn leave(&mut self, now: std::time::Instant) {
+        both!(self, m => m.leave(now))
+    }
+    fn revoked(&mut self, now: std::time::Instant) {
+        both!(self, m => m.revoked(now))
+    }
+    fn poll_expired(&mut self, now: std::time::Instant) {
+        both!(self, m => m.poll_expired(now))
+    }
+    fn poll_resumed(&mut self, now: std::time::Instant) {
+        both!(self, m => m.poll_resumed(now))
+    }
+    fn member_id(&self) -> &str {
+        both!(self, m => m.member_id())
+    }
+    fn generation(&self) -> i32 {
+        both!(self, m => m.generation())
+    }
+    fn owned(&self) -> &BTreeSet<TopicPartition> {
+        both!(self, m => m.owned())
+    }
+    fn can_commit(&self) -> bool {
+        both!(self, m => m.can_commit())
+    }
+    fn phase(&self) -> Phase {
+        both!(self, m => m.phase())
+    }
+    fn on_coordinator(&mut self, result: Result<(), Failure>, now: std::time::Instant) {
+        both!(self, m => m.on_coordinator(result, now))
+    }
 }
 
 fn failure(e: &ClusterError) -> Failure {
-    match e.error_code() {
-        Some(code) => Failure::Code(code),
-        None => Failure::Transport,
+    match e {
+        // No retry helps: the broker cannot speak this API (KIP-848 needs Kafka 4.0+).
+        ClusterError::NoCommonVersion { .. } | ClusterError::UnsupportedApi { .. } => {
+            Failure::Code(ErrorCode::UnsupportedVersion)
+        }
+        _ => match e.error_code() {
+            Some(code) => Failure::Code(code),
+            None => Failure::Transport,
+        },
     }
 }
 
@@ -90,7 +160,7 @@ pub(crate) struct Driver {
     cluster: Cluster,
     shared: Arc<Shared>,
     status: Arc<Status>,
-    machine: Machine,
+    machine: Member,
     started: Instant,
     coordinator: Option<(i32, Broker)>,
     events: mpsc::UnboundedSender<RebalanceEvent>,
@@ -122,9 +192,20 @@ impl Driver {
                 .collect(),
         };
         let now = Instant::now();
+        let machine = match config.group_protocol {
+            GroupProtocol::Classic => Member::Classic(Machine::new(settings, now.into_std())),
+            GroupProtocol::Consumer => Member::Consumer(Kip848::new(
+                kip848::Settings {
+                    instance_id: config.group_instance_id.clone(),
+                    assignor: config.group_remote_assignor.clone(),
+                    retry_backoff: config.retry_backoff,
+                },
+                now.into_std(),
+            )),
+        };
         Driver {
             group,
-            machine: Machine::new(settings, now.into_std()),
+            machine,
             config,
             cluster,
             shared,
@@ -157,7 +238,10 @@ impl Driver {
                     Action::Send(request) => in_flight = Some(self.send(request)),
                     Action::Metadata(topics) => {
                         let counts = self.partition_counts(&topics).await;
-                        self.machine.on_partition_counts(&counts, self.now());
+                        let now = self.now();
+                        if let Member::Classic(m) = &mut self.machine {
+                            m.on_partition_counts(&counts, now);
+                        }
                     }
                     Action::Revoke(partitions) => {
                         self.revoke(&partitions).await;
@@ -284,24 +368,51 @@ impl Driver {
                 self.machine.on_coordinator(r, now);
             }
             Reply::Join(r) => {
+                match &r {
+                    Ok(j) => {
+                        tracing::debug!(group = %self.group, generation = j.generation, leader = %j.leader, members = j.members.len(), "joined")
+                    }
+                    Err((f, _)) => tracing::debug!(group = %self.group, failure = ?f, "JoinGroup failed"),
+                }
                 if matches!(&r, Err((Failure::Transport | Failure::Code(ErrorCode::NotCoordinator), _))) {
                     self.coordinator = None;
                 }
-                self.machine.on_join(r, now);
+                if let Member::Classic(m) = &mut self.machine {
+                    m.on_join(r, now);
+                }
             }
             Reply::Sync(r) => {
+                if let Err(f) = &r {
+                    tracing::debug!(group = %self.group, failure = ?f, "SyncGroup failed");
+                }
                 if matches!(r, Err(Failure::Transport | Failure::Code(ErrorCode::NotCoordinator))) {
                     self.coordinator = None;
                 }
-                self.machine.on_sync(r, now);
+                if let Member::Classic(m) = &mut self.machine {
+                    m.on_sync(r, now);
+                }
             }
             Reply::Heartbeat(r) => {
                 if matches!(r, Err(Failure::Transport | Failure::Code(ErrorCode::NotCoordinator))) {
                     self.coordinator = None;
                 }
-                self.machine.on_heartbeat(r, now);
+                if let Member::Classic(m) = &mut self.machine {
+                    m.on_heartbeat(r, now);
+                }
             }
-            Reply::Leave(r) => self.machine.on_leave(r, now),
+            Reply::Leave(r) => {
+                if let Member::Classic(m) = &mut self.machine {
+                    m.on_leave(r, now);
+                }
+            }
+            Reply::ConsumerHeartbeat(r) => {
+                if matches!(r, Err(Failure::Transport | Failure::Code(ErrorCode::NotCoordinator))) {
+                    self.coordinator = None;
+                }
+                if let Member::Consumer(m) = &mut self.machine {
+                    m.on_heartbeat(r, now);
+                }
+            }
         }
     }
 
@@ -411,6 +522,52 @@ impl Driver {
                     Ok(r) => code(r.error_code),
                 })
             }),
+            Request::ConsumerHeartbeat { member_id, epoch, topics, assignor, owned } => {
+                let cluster = self.cluster.clone();
+                let subscribed: Vec<String> = topics.clone().unwrap_or_default();
+                Box::pin(async move {
+                    let Some(broker) = coordinator else { return Reply::ConsumerHeartbeat(Err(Failure::Transport)) };
+                    let owned = match owned {
+                        None => None,
+                        Some(owned) => match topic_ids(&cluster, &owned).await {
+                            Ok(ids) => Some(ids),
+                            Err(f) => return Reply::ConsumerHeartbeat(Err(f)),
+                        },
+                    };
+                    let request = ConsumerGroupHeartbeatRequest {
+                        group_id: group,
+                        member_id,
+                        member_epoch: epoch,
+                        instance_id: instance,
+                        rebalance_timeout_ms: if epoch == 0 { rebalance_ms } else { -1 },
+                        subscribed_topic_names: topics,
+                        server_assignor: assignor,
+                        topic_partitions: owned,
+                        ..Default::default()
+                    };
+                    let r = broker.call(|_| request).await;
+                    Reply::ConsumerHeartbeat(match r {
+                        Err(e) => Err(failure(&e)),
+                        Ok(r) => match code(r.error_code) {
+                            Err(f) => Err(f),
+                            Ok(()) => {
+                                let assignment = match r.assignment {
+                                    None => None,
+                                    Some(a) => Some(topic_names(&cluster, &subscribed, a.topic_partitions).await),
+                                };
+                                Ok(kip848::Answer {
+                                    member_id: r.member_id,
+                                    epoch: r.member_epoch,
+                                    interval: Duration::from_millis(
+                                        u64::try_from(r.heartbeat_interval_ms).unwrap_or(0),
+                                    ),
+                                    assignment,
+                                })
+                            }
+                        },
+                    })
+                })
+            }
             Request::Leave { member_id } => Box::pin(async move {
                 let Some(broker) = coordinator else { return Reply::Leave(Err(Failure::Transport)) };
                 let r = broker
@@ -779,6 +936,56 @@ impl Driver {
         }
         Ok(out)
     }
+}
+
+/// The owned partitions by topic id (KIP-848 speaks ids), reading metadata for topics the
+/// snapshot has no id of.
+async fn topic_ids(cluster: &Cluster, owned: &[TopicPartition]) -> Result<Vec<HeartbeatPartitions>, Failure> {
+    let mut by_topic: BTreeMap<String, Vec<i32>> = BTreeMap::new();
+    for tp in owned {
+        by_topic.entry(tp.topic.to_string()).or_default().push(tp.partition);
+    }
+    let known = |s: &krab_cluster::ClusterSnapshot| {
+        by_topic.keys().all(|t| s.topic(t).is_some_and(|i| i.id != krab_protocol::Uuid::ZERO))
+    };
+    let mut snapshot = cluster.snapshot();
+    if !known(&snapshot) {
+        let topics: Vec<String> = by_topic.keys().cloned().collect();
+        snapshot = cluster.fetch_metadata(Some(&topics)).await.map_err(|e| failure(&e))?;
+    }
+    Ok(by_topic
+        .into_iter()
+        .filter_map(|(t, partitions)| {
+            let id = snapshot.topic(&t)?.id;
+            Some(HeartbeatPartitions { topic_id: id, partitions, ..Default::default() })
+        })
+        .collect())
+}
+
+/// An assignment's topic ids as names (metadata read for ids the snapshot does not know; an id
+/// no metadata names is left out, and comes back in a later heartbeat's assignment).
+async fn topic_names(
+    cluster: &Cluster,
+    subscribed: &[String],
+    assigned: Vec<HeartbeatPartitions>,
+) -> BTreeSet<TopicPartition> {
+    let name_of = |s: &krab_cluster::ClusterSnapshot, id: krab_protocol::Uuid| {
+        s.topics.values().find(|t| t.id == id).map(|t| t.name.clone())
+    };
+    let mut snapshot = cluster.snapshot();
+    if assigned.iter().any(|a| name_of(&snapshot, a.topic_id).is_none()) {
+        if let Ok(s) = cluster.fetch_metadata(Some(subscribed)).await {
+            snapshot = s;
+        }
+    }
+    let mut out = BTreeSet::new();
+    for a in assigned {
+        match name_of(&snapshot, a.topic_id) {
+            Some(name) => out.extend(a.partitions.iter().map(|&p| TopicPartition::new(name.as_str(), p))),
+            None => tracing::debug!(topic_id = %a.topic_id, "an assigned topic id no metadata names; left out"),
+        }
+    }
+    out
 }
 
 /// FindCoordinator for `group` at any broker: the coordinator's broker id.

@@ -107,6 +107,19 @@ pub(crate) enum Request {
         /// The member id.
         member_id: String,
     },
+    /// ConsumerGroupHeartbeat (KIP-848): join (epoch 0), heartbeat, acknowledge, leave (-1, -2).
+    ConsumerHeartbeat {
+        /// The member id ("" to be given one).
+        member_id: String,
+        /// The member epoch.
+        epoch: i32,
+        /// The subscription (`None` on a leave).
+        topics: Option<Vec<String>>,
+        /// `group.remote.assignor`.
+        assignor: Option<String>,
+        /// The partitions owned (`None` on a leave).
+        owned: Option<Vec<TopicPartition>>,
+    },
 }
 
 /// What the driver must do next.

@@ -1267,6 +1267,9 @@ impl Run {
                     return Err(self.failed(format!("leaving as {member_id}, an id never given")));
                 }
             }
+            Request::ConsumerHeartbeat { .. } => {
+                return Err(self.failed("the classic machine sent a ConsumerGroupHeartbeat".into()));
+            }
         }
         Ok(())
     }
@@ -1305,6 +1308,7 @@ impl Run {
                 fatal = None;
                 false
             }
+            Request::ConsumerHeartbeat { .. } => unreachable!("the classic machine never sends it"),
         };
         let dropped = std::mem::take(&mut self.abandoned);
         self.backoff_from = (wait && !dropped).then_some(self.now);
@@ -1390,6 +1394,7 @@ impl Run {
             },
             Request::Heartbeat { .. } => self.m.on_heartbeat(result, now),
             Request::Leave { .. } => self.m.on_leave(result, now),
+            Request::ConsumerHeartbeat { .. } => unreachable!("the classic machine never sends it"),
         }
         self.settle()?;
         if let Some(code) = fatal

@@ -4,6 +4,7 @@
 pub mod assignor;
 pub(crate) mod driver;
 pub mod events;
+pub(crate) mod kip848;
 pub(crate) mod machine;
 pub(crate) mod protocol;
 
