@@ -37,6 +37,7 @@ public final class KrabJavaClient {
     static final String USAGE = String.join("\n",
             "usage: KrabJavaClient SUBCOMMAND ARGS...",
             "  consume BOOTSTRAP TOPIC PARTITIONS TIMEOUT_S [read_uncommitted|read_committed]",
+            "  group-consume BOOTSTRAP TOPIC PARTITIONS RECORDS TIMEOUT_S",
             "  key-partitions BOOTSTRAP TOPIC KEY...",
             "  produce BOOTSTRAP TOPIC CODEC   (records on stdin)",
             "  transactions BOOTSTRAP TOPIC PARTITIONS N",
@@ -77,6 +78,8 @@ public final class KrabJavaClient {
         switch (args[0]) {
             case "consume":
                 return Consume.run(rest);
+            case "group-consume":
+                return GroupConsume.run(rest);
             case "key-partitions":
                 return KeyPartitions.run(rest);
             case "produce":

@@ -46,6 +46,7 @@ const USAGE: &str = "usage: cargo xtask bench cluster [--seconds S] [--concurren
        cargo xtask bench consume [--broker tansu|kafka] [--runs N] [--size 100|1024] [--compression none|lz4]
                                  [--scale F] [--max-poll N]
                                  [--clients krab-stream,krab-batch,rdkafka-base,rdkafka-stream,rskafka,franz,java]
+       cargo xtask bench consume --broker kafka --group [--runs N] [--scale F] [--clients krab-group,rdkafka-group,java-group]
        cargo xtask bench send-latency [--records N] [--rate R] [--rtt-ms MS] [--runs N]";
 
 /// The placeholder in a case's arguments that [`run_cases`] replaces with the run's bootstrap.

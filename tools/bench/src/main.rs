@@ -19,6 +19,7 @@
 //! ```
 
 mod consume;
+mod group;
 mod latency;
 mod metadata;
 mod procfs;
@@ -238,6 +239,20 @@ fn run() -> Result<()> {
             };
             opts.finish()?;
             println!("{}", consume::run(&args)?);
+            return Ok(());
+        }
+        "consume-group" => {
+            let mut opts = Options::parse(rest)?;
+            let args = group::GroupArgs {
+                client: opts.required("client")?,
+                bootstrap: opts.required("bootstrap")?,
+                topic: opts.required("topic")?,
+                records: opts.parsed("records", 1_000_000u64)?,
+                partitions: opts.parsed("partitions", 6i32)?,
+                timeout: Duration::from_secs_f64(opts.parsed("timeout-s", 300.0f64)?.max(0.001)),
+            };
+            opts.finish()?;
+            println!("{}", group::run(&args)?);
             return Ok(());
         }
         "payload" => {

@@ -14,6 +14,13 @@
 //! Workloads: 1M x 100 B, or 100k x 1 KiB, uncompressed or lz4 (`--size`, `--compression`;
 //! default 100 B, none). Every other client checks CRCs. Peak RSS of krab is checked against its
 //! buffer budget plus one Fetch response per broker.
+//!
+//! `--group` (Kafka only): consumer groups instead. Each process runs one group of its client
+//! (krab `krab-bench consume-group`, librdkafka the same, Java `KrabJavaClient group-consume`),
+//! classic protocol, `range`, auto-commit for all three: one member subscribes and reads the
+//! topic (records/s and CPU per record over that backlog); then records are written at 20,000/s
+//! and a second member joins: the rebalance time runs from its start until it has yielded
+//! records of every partition it was assigned.
 
 use super::{BOOTSTRAP, Broker, Case, Lease, Output, Results, Sample, median, thousands};
 use crate::brokers::kafka::{KafkaCluster, KafkaDist, KafkaOptions};
@@ -54,7 +61,11 @@ struct Settings {
     scale: f64,
     clients: Vec<String>,
     max_poll: usize,
+    group: bool,
 }
+
+/// The `--group` clients, in run order.
+const GROUP_CLIENTS: &[&str] = &["krab-group", "rdkafka-group", "java-group"];
 
 impl Settings {
     fn parse(args: &[String]) -> Result<Self> {
@@ -66,6 +77,7 @@ impl Settings {
             scale: 1.0,
             clients: Vec::new(),
             max_poll: 500,
+            group: false,
         };
         let mut it = args.iter();
         while let Some(arg) = it.next() {
@@ -95,8 +107,20 @@ impl Settings {
                 "--scale" => s.scale = value()?.parse().context("--scale")?,
                 "--clients" => s.clients = value()?.split(',').map(str::to_owned).collect(),
                 "--max-poll" => s.max_poll = value()?.parse().context("--max-poll")?,
+                "--group" => s.group = true,
                 other => bail!("unknown option `{other}`\n{}", super::USAGE),
             }
+        }
+        if s.group {
+            ensure!(s.broker == BrokerKind::Kafka, "--group needs --broker kafka");
+            if s.clients.is_empty() {
+                s.clients = GROUP_CLIENTS.iter().map(|c| c.to_string()).collect();
+            }
+            for c in &s.clients {
+                ensure!(GROUP_CLIENTS.contains(&c.as_str()), "unknown group client `{c}` (known: {GROUP_CLIENTS:?})");
+            }
+            ensure!(s.runs > 0 && s.scale > 0.0, "--runs and --scale must be positive");
+            return Ok(s);
         }
         if s.clients.is_empty() {
             // tansu 0.6 closes the connection on the Java 4.4 client's ApiVersions request (it
@@ -167,8 +191,19 @@ pub(super) fn consume(args: &[String]) -> Result<()> {
         s.runs,
         thousands(records),
     );
-    let cases: Vec<Case> =
-        s.clients.iter().map(|c| case(c, &s, records, topic, franz.as_deref(), dist.as_ref())).collect();
+    let java_client = match (&dist, s.group && s.clients.iter().any(|c| c == "java-group")) {
+        (Some(d), true) => Some(crate::it::java_client::JavaClient::ensure(d)?),
+        _ => None,
+    };
+    let cases: Vec<Case> = s
+        .clients
+        .iter()
+        .map(|c| match java_client.as_ref().filter(|_| c == "java-group") {
+            Some(j) => java_group_case(j, topic, records),
+            None if s.group => group_case(c, topic, records),
+            None => case(c, &s, records, topic, franz.as_deref(), dist.as_ref()),
+        })
+        .collect();
     let mut lease = || -> Result<Lease> {
         Ok(Lease {
             bootstrap: bootstrap.clone(),
@@ -178,8 +213,75 @@ pub(super) fn consume(args: &[String]) -> Result<()> {
     };
     let results = super::run_cases(&exe, &cases, s.runs, Duration::from_secs(600), &mut lease, &super::produce_line)?;
     drop(running);
-    print_table(&results, &s, records);
+    if s.group {
+        print_group_table(&results, &s, records);
+    } else {
+        print_table(&results, &s, records);
+    }
     Ok(())
+}
+
+/// A `--group` case of krab-bench.
+fn group_case(client: &str, topic: &str, records: u64) -> Case {
+    let mut args: Vec<String> = vec!["consume-group".into(), "--client".into(), client.into()];
+    args.extend(["--bootstrap".into(), BOOTSTRAP.into(), "--topic".into(), topic.into()]);
+    args.extend(["--records".into(), records.to_string(), "--partitions".into(), PARTITIONS.to_string()]);
+    Case::bench(client, args)
+}
+
+/// The Java `--group` case: `KrabJavaClient group-consume` in its own JVM.
+fn java_group_case(java: &crate::it::java_client::JavaClient, topic: &str, records: u64) -> Case {
+    let log = crate::project_root().join("xtask").join("kafka").join("tools-log4j2.yaml");
+    let mut args: Vec<String> = ["-Xms256m", "-Xmx512m", "-XX:+UseG1GC"].map(str::to_owned).to_vec();
+    args.push(format!("-Dlog4j2.configurationFile={}", log.display()));
+    args.extend(["-cp".into(), java.classpath().to_string(), "KrabJavaClient".into(), "group-consume".into()]);
+    args.extend([BOOTSTRAP.into(), topic.into(), PARTITIONS.to_string(), records.to_string(), "300".into()]);
+    Case { label: "java-group".into(), args, exe: Some("java".into()), output: Output::JsonLine }
+}
+
+fn print_group_table(results: &Results, s: &Settings, records: u64) {
+    const REF: &str = "rdkafka-group";
+    println!(
+        "\n== consume --group {} x {} B, {}: medians of {} run(s); then a second member joins ==",
+        thousands(records),
+        s.size,
+        s.compression,
+        s.runs
+    );
+    println!(
+        "{:<14} {:>11} {:>22} {:>11} {:>13} {:>8} {:>10} {:>10} {:>12}",
+        "client",
+        "rec/s",
+        "rec/s (min..max)",
+        "CPU µs/rec",
+        "rebalance ms",
+        "moved",
+        "x rdk r/s",
+        "x rdk cpu",
+        "x rdk rebal"
+    );
+    for (label, samples) in &results.cases {
+        let m = |key: &str| results.median(label, key);
+        let rps: Vec<f64> = samples.iter().map(|s| s.num("records_per_s")).collect();
+        let lo = rps.iter().copied().fold(f64::INFINITY, f64::min);
+        let hi = rps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        println!(
+            "{:<14} {:>11.0} {:>22} {:>11.3} {:>13.1} {:>8.0} {:>9.2}x {:>9.2}x {:>11.2}x",
+            label,
+            m("records_per_s"),
+            format!("{lo:.0}..{hi:.0}"),
+            m("cpu_us_per_record"),
+            m("rebalance_ms"),
+            m("moved"),
+            m("records_per_s") / results.median(REF, "records_per_s"),
+            m("cpu_us_per_record") / results.median(REF, "cpu_us_per_record"),
+            m("rebalance_ms") / results.median(REF, "rebalance_ms"),
+        );
+    }
+    println!(
+        "(rec/s and CPU: one member reading the backlog; rebalance: from the second member's start, while records \
+         are written, until it has yielded records of each of the `moved` partitions it was assigned)"
+    );
 }
 
 /// Fills the topic with `records` records of `size` bytes by krab's producer (one process, acks=1).
