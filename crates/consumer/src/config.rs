@@ -44,6 +44,18 @@ fn invalid(key: &'static str, value: impl fmt::Display, reason: impl Into<String
     ConfigError::Invalid { key, value: value.to_string(), reason: reason.into() }
 }
 
+/// Custom partition assignors of a [`ConsumerConfig`] (compared by name).
+#[derive(Debug, Clone, Default)]
+pub struct CustomAssignors(pub Vec<std::sync::Arc<dyn crate::group::assignor::PartitionAssignor>>);
+
+impl PartialEq for CustomAssignors {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.iter().map(|a| a.name()).eq(other.0.iter().map(|a| a.name()))
+    }
+}
+
+impl Eq for CustomAssignors {}
+
 /// The consumer group protocol (`group.protocol`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub enum GroupProtocol {
@@ -149,6 +161,9 @@ pub struct ConsumerConfig {
     /// `partition.assignment.strategy`: assignor names in order of preference (`range`,
     /// `roundrobin`, `cooperative-sticky`). Default `range,cooperative-sticky` (Kafka's).
     pub partition_assignment_strategy: Vec<String>,
+    /// Custom assignors ([`ConsumerConfig::assignor`]), usable by name in
+    /// `partition.assignment.strategy`.
+    pub custom_assignors: CustomAssignors,
     /// `session.timeout.ms`. Default 45 s.
     pub session_timeout: Duration,
     /// `heartbeat.interval.ms`. Default 3 s.
@@ -187,6 +202,7 @@ impl Default for ConsumerConfig {
             group_protocol: GroupProtocol::Classic,
             group_remote_assignor: None,
             partition_assignment_strategy: vec!["range".into(), "cooperative-sticky".into()],
+            custom_assignors: CustomAssignors::default(),
             session_timeout: Duration::from_secs(45),
             heartbeat_interval: Duration::from_secs(3),
             max_poll_interval: Duration::from_secs(300),
@@ -291,11 +307,13 @@ impl ConsumerConfig {
             "partition.assignment.strategy" => {
                 let names: Vec<String> =
                     value.split(',').map(|n| n.trim().to_string()).filter(|n| !n.is_empty()).collect();
-                if let Some(bad) = names.iter().find(|n| crate::group::assignor_by_name(n).is_none()) {
+                if let Some(bad) = names.iter().find(|n| self.assignor_named(n).is_none()) {
                     return Err(invalid(
                         "partition.assignment.strategy",
                         value,
-                        format!("unknown assignor `{bad}`; expected range, roundrobin or cooperative-sticky"),
+                        format!(
+                            "unknown assignor `{bad}`; expected range, roundrobin, cooperative-sticky or a custom one's name"
+                        ),
                     ));
                 }
                 self.partition_assignment_strategy = names;
@@ -345,6 +363,13 @@ impl ConsumerConfig {
             if self.partition_assignment_strategy.is_empty() {
                 return Err(invalid("partition.assignment.strategy", "", "name at least one assignor"));
             }
+            if let Some(bad) = self.partition_assignment_strategy.iter().find(|n| self.assignor_named(n).is_none()) {
+                return Err(invalid(
+                    "partition.assignment.strategy",
+                    bad,
+                    "no built-in or custom assignor has this name",
+                ));
+            }
             if self.heartbeat_interval.is_zero() || self.heartbeat_interval >= self.session_timeout {
                 return Err(invalid(
                     "heartbeat.interval.ms",
@@ -367,6 +392,32 @@ impl ConsumerConfig {
     /// The budget of one partition's buffered records, in bytes.
     pub fn partition_budget(&self) -> usize {
         (self.max_partition_fetch_bytes as usize).saturating_mul(2)
+    }
+
+    /// The assignor named `name`: a custom one first, else a built-in one.
+    pub(crate) fn assignor_named(
+        &self,
+        name: &str,
+    ) -> Option<std::sync::Arc<dyn crate::group::assignor::PartitionAssignor>> {
+        self.custom_assignors
+            .0
+            .iter()
+            .find(|a| a.name() == name)
+            .cloned()
+            .or_else(|| crate::group::assignor_by_name(name))
+    }
+
+    /// Adds a custom [`PartitionAssignor`](crate::PartitionAssignor) and makes it the preferred
+    /// one (first in `partition.assignment.strategy`); the group's leader runs it when every
+    /// member supports it.
+    #[must_use]
+    pub fn assignor(mut self, assignor: impl crate::group::assignor::PartitionAssignor) -> Self {
+        let name = assignor.name().to_string();
+        self.custom_assignors.0.retain(|a| a.name() != name);
+        self.custom_assignors.0.push(std::sync::Arc::new(assignor));
+        self.partition_assignment_strategy.retain(|n| *n != name);
+        self.partition_assignment_strategy.insert(0, name);
+        self
     }
 
     /// Sets `bootstrap.servers`.
@@ -526,6 +577,51 @@ mod tests {
         ])
         .unwrap_err();
         assert!(matches!(&e, ConfigError::Invalid { key: "heartbeat.interval.ms", .. }), "{e}");
+    }
+
+    #[test]
+    fn a_custom_assignor_is_preferred_and_named_in_the_strategy() {
+        use crate::group::assignor::{MemberSubscription, PartitionAssignor};
+        use std::collections::BTreeMap;
+        #[derive(Debug)]
+        struct Everything;
+        impl PartitionAssignor for Everything {
+            fn name(&self) -> &str {
+                "everything-to-the-first"
+            }
+            fn assign(
+                &self,
+                partitions: &BTreeMap<String, i32>,
+                members: &[MemberSubscription],
+            ) -> BTreeMap<String, Vec<crate::TopicPartition>> {
+                let mut out: BTreeMap<String, Vec<crate::TopicPartition>> =
+                    members.iter().map(|m| (m.member_id.clone(), Vec::new())).collect();
+                if let Some(first) = members.first() {
+                    let all = partitions
+                        .iter()
+                        .flat_map(|(t, n)| (0..*n).map(move |p| crate::TopicPartition::new(t.as_str(), p)));
+                    out.insert(first.member_id.clone(), all.collect());
+                }
+                out
+            }
+        }
+        let mut c = ConsumerConfig::new("a:1").unwrap().assignor(Everything);
+        assert_eq!(c.partition_assignment_strategy, ["everything-to-the-first", "range", "cooperative-sticky"]);
+        assert_eq!(
+            c.assignor_named("everything-to-the-first").map(|a| a.name().to_string()).as_deref(),
+            Some("everything-to-the-first")
+        );
+        assert!(c.assignor_named("range").is_some());
+        // Once registered, it can be named by property too; unknown names still fail.
+        c.set("partition.assignment.strategy", "everything-to-the-first,roundrobin").unwrap();
+        assert!(matches!(
+            c.set("partition.assignment.strategy", "sticky"),
+            Err(ConfigError::Invalid { key: "partition.assignment.strategy", .. })
+        ));
+        c.group_id = Some("g".into());
+        c.validate().unwrap();
+        c.partition_assignment_strategy = vec!["missing".into()];
+        assert!(matches!(c.validate(), Err(ConfigError::Invalid { key: "partition.assignment.strategy", .. })));
     }
 
     #[test]

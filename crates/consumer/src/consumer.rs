@@ -31,6 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Consumer {
     shared: Arc<Shared>,
     cluster: Cluster,
+    /// `isolation.level=read_committed` (lag is then counted to the last stable offset).
+    read_committed: bool,
     /// The group member's task, when `group.id` is set.
     group: Option<GroupHandle>,
     /// The `Stream`'s current run: one partition's chunk lent by the partition table, handed
@@ -82,7 +84,8 @@ impl Consumer {
             tokio::spawn(driver.run(rx));
             GroupHandle { commands, status, events: Some(events), started: tokio::time::Instant::now() }
         });
-        Ok(Consumer { shared, cluster, group, run: None, changes, seen: 0 })
+        let read_committed = config.isolation_level == crate::records::IsolationLevel::ReadCommitted;
+        Ok(Consumer { shared, cluster, read_committed, group, run: None, changes, seen: 0 })
     }
 
     fn group(&self) -> Result<&GroupHandle, Error> {
@@ -104,6 +107,17 @@ impl Consumer {
         self.group()?.send(Command::Subscribe(topics))
     }
 
+    /// Joins the consumer group subscribed to every topic whose whole name matches `pattern` (a
+    /// regular expression; internal topics never match). The cluster's topics are matched again
+    /// every `metadata.max.age.ms`: a new matching topic joins the subscription, a deleted one
+    /// leaves it.
+    pub fn subscribe_pattern(&self, pattern: &str) -> Result<(), Error> {
+        let group = self.group()?;
+        let regex = regex::Regex::new(pattern)
+            .map_err(|e| Error::with_source(ErrorKind::Config, format!("invalid topic pattern `{pattern}`"), e))?;
+        group.send(Command::SubscribePattern(regex))
+    }
+
     /// The rebalance events of this member ([`RebalanceEvent`]), once: the first call takes them.
     /// While they are taken, a revocation waits for its [`RevokeAck`](crate::RevokeAck) (at most
     /// `max.poll.interval.ms`); left untaken, revocations go on at once.
@@ -119,6 +133,30 @@ impl Consumer {
     /// a time in the order asked.
     pub async fn commit(&self) -> Result<(), Error> {
         let group = self.group()?;
+        let offsets = self.current_offsets();
+        group.ask(|reply| Command::Commit(Some(offsets), reply)).await?
+    }
+
+    /// Starts a commit of every assigned partition's position at once (like [`Consumer::commit`])
+    /// and returns its outcome as a future, which may be dropped: the commit goes either way, in
+    /// order with the others.
+    pub fn commit_async(&self) -> impl Future<Output = Result<(), Error>> + Send + 'static {
+        let sent = self.group().and_then(|group| {
+            let offsets = self.current_offsets();
+            let (tx, rx) = oneshot::channel();
+            group.send(Command::Commit(Some(offsets), tx)).map(|()| rx)
+        });
+        async move {
+            match sent {
+                Ok(rx) => rx.await.map_err(|_| Error::new(ErrorKind::Closed, "the group member has stopped"))?,
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    /// Every assigned partition's position (the next record it will return), with the leader
+    /// epoch of the last batch consumed.
+    fn current_offsets(&self) -> Vec<crate::group::driver::CommitOffset> {
         let epochs: BTreeMap<TopicPartition, Option<i32>> =
             self.shared.lock().committable(None).into_iter().map(|(tp, _, e)| (tp, e)).collect();
         let mut offsets = Vec::new();
@@ -128,7 +166,62 @@ impl Consumer {
                 offsets.push((tp, o, epoch, String::new()));
             }
         }
-        group.ask(|reply| Command::Commit(Some(offsets), reply)).await?
+        offsets
+    }
+
+    /// Each assigned partition's lag: its log end offset (the last stable offset under
+    /// `read_committed`), asked of its leader now, minus this consumer's position. Partitions
+    /// whose position or end is not known yet are left out.
+    pub async fn lag(&self) -> Result<BTreeMap<TopicPartition, i64>, Error> {
+        use krab_protocol::messages::ListOffsetsRequest;
+        use krab_protocol::messages::list_offsets::{ListOffsetsPartition, ListOffsetsTopic};
+        let positions: BTreeMap<TopicPartition, i64> =
+            self.assignment().into_iter().filter_map(|tp| Some((tp.clone(), self.position(&tp).ok()??))).collect();
+        let snapshot = self.cluster.snapshot();
+        let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
+        for tp in positions.keys() {
+            if let Some(leader) = snapshot.partition(&tp.topic, tp.partition).and_then(|p| p.leader) {
+                by_leader.entry(leader).or_default().entry(tp.topic.to_string()).or_default().push(tp.partition);
+            }
+        }
+        let isolation = i8::from(self.read_committed);
+        let mut out = BTreeMap::new();
+        for (leader, topics) in by_leader {
+            let broker = self.cluster.broker(leader).await?;
+            let response = broker
+                .call(|_| ListOffsetsRequest {
+                    replica_id: -1,
+                    isolation_level: isolation,
+                    topics: topics
+                        .into_iter()
+                        .map(|(name, partitions)| ListOffsetsTopic {
+                            name,
+                            partitions: partitions
+                                .into_iter()
+                                .map(|p| ListOffsetsPartition {
+                                    partition_index: p,
+                                    current_leader_epoch: -1,
+                                    timestamp: -1,
+                                    max_num_offsets: 1,
+                                    ..Default::default()
+                                })
+                                .collect(),
+                            ..Default::default()
+                        })
+                        .collect(),
+                    ..Default::default()
+                })
+                .await?;
+            for t in response.topics {
+                for p in t.partitions.into_iter().filter(|p| p.error_code == 0) {
+                    let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
+                    if let Some(&position) = positions.get(&tp) {
+                        out.insert(tp, (p.offset - position).max(0));
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 
     /// Commits these offsets (each the next offset to read) with metadata strings.

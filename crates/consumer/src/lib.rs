@@ -21,7 +21,7 @@ mod session;
 mod shared;
 mod state;
 
-pub use config::{AutoOffsetReset, ConfigError, ConsumerConfig, GroupProtocol};
+pub use config::{AutoOffsetReset, ConfigError, ConsumerConfig, CustomAssignors, GroupProtocol};
 pub use consumer::Consumer;
 pub use error::{Error, ErrorKind};
 pub use group::assignor::{

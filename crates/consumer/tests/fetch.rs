@@ -893,3 +893,34 @@ async fn a_topic_the_broker_refuses_fails_at_once_with_its_code() {
     // One resolve is enough to know: no round of retries first.
     assert!(started.elapsed() < Duration::from_millis(100), "took {:?}", started.elapsed());
 }
+
+#[tokio::test(start_paused = true)]
+async fn lag_is_the_log_end_minus_the_position() {
+    let fake = Arc::new(Fake::new(2, 2));
+    fake.append(0, 5);
+    fake.append(1, 3);
+    let mut consumer = fake.consumer(fake.config()).await;
+    consumer.assign([(tp(0), Offset::Earliest), (tp(1), Offset::At(1))]);
+    let _ = read(&mut consumer, 5 + 2).await;
+    let lag = consumer.lag().await.unwrap();
+    assert_eq!(lag.get(&tp(0)), Some(&0));
+    assert_eq!(lag.get(&tp(1)), Some(&0));
+    fake.append(0, 4);
+    let lag = consumer.lag().await.unwrap();
+    assert_eq!(lag.get(&tp(0)), Some(&4), "{lag:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn group_calls_without_a_group_id_are_a_typed_config_error() {
+    let fake = Arc::new(Fake::new(1, 1));
+    let consumer = fake.consumer(fake.config()).await;
+    for e in [
+        consumer.subscribe(["t"]).unwrap_err(),
+        consumer.subscribe_pattern("t.*").unwrap_err(),
+        consumer.commit_async().await.unwrap_err(),
+        consumer.commit().await.unwrap_err(),
+    ] {
+        assert_eq!(e.kind(), ErrorKind::Config, "{e}");
+        assert!(e.to_string().contains("group.id"), "{e}");
+    }
+}

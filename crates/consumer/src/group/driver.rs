@@ -45,6 +45,8 @@ pub(crate) type CommitOffset = (TopicPartition, i64, Option<i32>, String);
 /// What the application asks of its group.
 pub(crate) enum Command {
     Subscribe(BTreeSet<String>),
+    /// Subscribe to every topic whose whole name matches (internal topics never).
+    SubscribePattern(regex::Regex),
     /// Commit these offsets (`None`: every owned partition's position).
     Commit(Option<Vec<CommitOffset>>, oneshot::Sender<Result<(), Error>>),
     /// The committed offsets of these partitions.
@@ -169,6 +171,9 @@ pub(crate) struct Driver {
     expired: bool,
     /// Closing: revocations no longer wait for the application's ack (it asked to stop).
     closing: bool,
+    /// A pattern subscription, matched against the cluster's topics every
+    /// `metadata.max.age.ms`.
+    pattern: Option<regex::Regex>,
 }
 
 impl Driver {
@@ -185,11 +190,7 @@ impl Driver {
             session_timeout: config.session_timeout,
             heartbeat_interval: config.heartbeat_interval,
             retry_backoff: config.retry_backoff,
-            assignors: config
-                .partition_assignment_strategy
-                .iter()
-                .filter_map(|n| crate::group::assignor_by_name(n))
-                .collect(),
+            assignors: config.partition_assignment_strategy.iter().filter_map(|n| config.assignor_named(n)).collect(),
         };
         let now = Instant::now();
         let machine = match config.group_protocol {
@@ -216,6 +217,7 @@ impl Driver {
             committed: BTreeMap::new(),
             expired: false,
             closing: false,
+            pattern: None,
         }
     }
 
@@ -230,6 +232,8 @@ impl Driver {
         let mut auto_commit = tokio::time::interval(self.config.auto_commit_interval);
         auto_commit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut watchdog = tokio::time::interval(Duration::from_millis(500));
+        let mut rematch = tokio::time::interval(self.config.metadata_max_age.max(Duration::from_secs(1)));
+        rematch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands_open = true;
         loop {
             while let Some(action) = self.machine.next_action() {
@@ -287,7 +291,14 @@ impl Driver {
                     self.machine.tick(self.now());
                 }
                 command = commands.recv(), if commands_open => match command {
-                    Some(Command::Subscribe(topics)) => self.machine.subscribe(topics, self.now()),
+                    Some(Command::Subscribe(topics)) => {
+                        self.pattern = None;
+                        self.machine.subscribe(topics, self.now());
+                    }
+                    Some(Command::SubscribePattern(pattern)) => {
+                        self.pattern = Some(pattern);
+                        self.match_pattern().await;
+                    }
                     Some(Command::Commit(offsets, reply)) => {
                         let result = self.commit(offsets).await;
                         let _ = reply.send(result);
@@ -318,6 +329,7 @@ impl Driver {
                     }
                 }
                 _ = watchdog.tick() => self.watch_polls(),
+                _ = rematch.tick(), if self.pattern.is_some() => self.match_pattern().await,
             }
         }
     }
@@ -325,6 +337,20 @@ impl Driver {
     fn set_member(&self) {
         let mut m = self.status.member.lock().unwrap_or_else(|p| p.into_inner());
         *m = (self.machine.member_id().to_string(), self.machine.generation());
+    }
+
+    /// Subscribes to the topics matching the pattern now (a new topic joins the subscription,
+    /// a deleted one leaves it).
+    async fn match_pattern(&mut self) {
+        let Some(pattern) = &self.pattern else { return };
+        match self.cluster.fetch_metadata(None).await {
+            Ok(snapshot) => {
+                let topics =
+                    matching(pattern, snapshot.topics.values().filter(|t| !t.internal).map(|t| t.name.as_str()));
+                self.machine.subscribe(topics, self.now());
+            }
+            Err(e) => tracing::debug!(group = %self.group, error = %e, "listing topics for the pattern failed"),
+        }
     }
 
     /// `max.poll.interval.ms` without a poll: the member leaves until the application polls.
@@ -988,6 +1014,14 @@ async fn topic_names(
     out
 }
 
+/// The topics whose whole name `pattern` matches.
+pub(crate) fn matching<'a>(pattern: &regex::Regex, topics: impl Iterator<Item = &'a str>) -> BTreeSet<String> {
+    topics
+        .filter(|t| pattern.find(t).is_some_and(|m| m.start() == 0 && m.end() == t.len()))
+        .map(str::to_string)
+        .collect()
+}
+
 /// FindCoordinator for `group` at any broker: the coordinator's broker id.
 async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<i32, Failure> {
     let broker = cluster.any_broker().await.map_err(|e| failure(&e))?;
@@ -1010,4 +1044,18 @@ async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<i32, Failure
 
 fn millis(d: Duration) -> i32 {
     i32::try_from(d.as_millis()).unwrap_or(i32::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pattern_matches_whole_topic_names() {
+        let p = regex::Regex::new("orders-.*|audit").unwrap();
+        let topics = ["orders-eu", "orders-us", "audit", "audit-log", "my-orders-eu", "payments"];
+        let got: Vec<String> = matching(&p, topics.into_iter()).into_iter().collect();
+        assert_eq!(got, ["audit", "orders-eu", "orders-us"]);
+        assert!(matching(&regex::Regex::new("nothing").unwrap(), topics.into_iter()).is_empty());
+    }
 }
