@@ -3,12 +3,11 @@
 //! partition's leader, one given broker).
 
 use crate::config::AdminConfig;
-use crate::error::{AdminError, check};
+use crate::error::AdminError;
 use crate::resource::{Results, TopicPartition};
 use krab_cluster::{Broker, Cluster, ClusterError};
 use krab_protocol::ApiKey;
 use krab_protocol::error_code::ErrorCode;
-use krab_protocol::messages::FindCoordinatorRequest;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::time::Duration;
@@ -235,25 +234,13 @@ impl Admin {
 
     /// The coordinator of `group`, found afresh (FindCoordinator).
     pub(crate) async fn coordinator(&self, group: &str) -> Result<Broker, AdminError> {
-        let broker = self.any().await?;
-        let response = broker
-            .call(|version| {
-                if version >= 4 {
-                    FindCoordinatorRequest {
-                        key_type: 0,
-                        coordinator_keys: vec![group.to_string()],
-                        ..Default::default()
-                    }
-                } else {
-                    FindCoordinatorRequest { key: group.to_string(), key_type: 0, ..Default::default() }
-                }
-            })
-            .await?;
-        let (code, message, node) = match response.coordinators.first() {
-            Some(c) => (c.error_code, c.error_message.clone(), c.node_id),
-            None => (response.error_code, response.error_message.clone(), response.node_id),
+        let node = match self.cluster.find_coordinator(group).await {
+            Ok(node) => node,
+            Err(ClusterError::Broker { code, message, .. }) => {
+                return Err(AdminError::broker(format!("group {group}"), ApiKey::FindCoordinator, code, message));
+            }
+            Err(e) => return Err(e.into()),
         };
-        check(ApiKey::FindCoordinator, || format!("group {group}"), code, message.as_ref())?;
         self.broker(node).await
     }
 

@@ -19,6 +19,7 @@ mod admin;
 mod broker;
 mod cluster;
 mod connection;
+mod coordinator;
 mod error;
 pub mod rebalance;
 mod resolver;

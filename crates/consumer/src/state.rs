@@ -86,6 +86,16 @@ pub(crate) enum Fetch {
     Validate { offset: i64, epoch: i32 },
 }
 
+impl From<Offset> for Fetch {
+    /// An exact offset is fetched from at once; the others are looked up first.
+    fn from(start: Offset) -> Self {
+        match start {
+            Offset::At(o) => Fetch::At(o),
+            other => Fetch::Start(other),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Part {
     pub(crate) version: u64,
@@ -356,10 +366,7 @@ impl State {
         self.ready.clear();
         for (tp, start) in assignment {
             let version = self.version();
-            let fetch = match start {
-                Offset::At(o) => Fetch::At(o),
-                other => Fetch::Start(other),
-            };
+            let fetch = Fetch::from(start);
             let prev = old.remove(&tp);
             let mut part = Part::new(fetch, version, prev.as_ref().is_some_and(|p| p.in_flight));
             if let Some(prev) = prev {
@@ -377,10 +384,7 @@ impl State {
     pub(crate) fn add(&mut self, partitions: Vec<(TopicPartition, Offset)>) -> Wake {
         for (tp, start) in partitions {
             let version = self.version();
-            let fetch = match start {
-                Offset::At(o) => Fetch::At(o),
-                other => Fetch::Start(other),
-            };
+            let fetch = Fetch::from(start);
             let in_flight = self.parts.get(&tp).is_some_and(|p| p.in_flight);
             if let Some(old) = self.parts.get(&tp) {
                 self.bytes -= old.bytes;
@@ -438,10 +442,7 @@ impl State {
         let in_flight = part.in_flight;
         let queued = part.queued;
         let (leader, leader_epoch, stale, paused) = (part.leader, part.leader_epoch, part.stale, part.paused);
-        let fetch = match start {
-            Offset::At(o) => Fetch::At(o),
-            other => Fetch::Start(other),
-        };
+        let fetch = Fetch::from(start);
         *part = Part::new(fetch, version, in_flight);
         part.leader = leader;
         part.leader_epoch = leader_epoch;

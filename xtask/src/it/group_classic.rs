@@ -12,11 +12,10 @@
 //!   600 new records: it resumed from the commits.
 
 use super::admin_support::{admin, all, eventually};
-use super::consumer_interop_codecs::librdkafka_write;
-use super::support::{ms, to_hex};
+use super::group_support::{create_topic, ends, group_config, write};
+use super::support::ms;
 use crate::brokers::Venv;
-use anyhow::{Context, Result, bail, ensure};
-use krab_admin::NewTopic;
+use anyhow::{Context, Result, ensure};
 use krab_consumer::{Consumer, ConsumerConfig, TopicPartition};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -37,46 +36,12 @@ fn member_config(
     session_ms: u64,
     extra: &[(&str, &str)],
 ) -> Result<ConsumerConfig> {
-    let mut c = ConsumerConfig::new(bootstrap)?.client_id(name).request_timeout(Duration::from_secs(10));
-    for (k, v) in [
-        ("group.id", group.to_string()),
-        ("auto.offset.reset", "earliest".to_string()),
-        ("session.timeout.ms", session_ms.to_string()),
-        ("heartbeat.interval.ms", (session_ms / 6).to_string()),
-        ("max.poll.interval.ms", "30000".to_string()),
-        ("auto.commit.interval.ms", "1000".to_string()),
-        ("partition.assignment.strategy", "range".to_string()),
-    ] {
-        c.set(k, &v)?;
-    }
+    let mut c = group_config(bootstrap, group, name, "range", session_ms)?;
     for (k, v) in extra {
         c.set(k, v)?;
     }
     c.validate()?;
     Ok(c)
-}
-
-/// Writes `n` records (values `v<first+i>`, partition i mod 6) with confluent-kafka; returns the
-/// partition → offsets they were acknowledged at.
-async fn write(venv: &Venv, bootstrap: &str, topic: &str, first: usize, n: usize) -> Result<BTreeMap<i32, Vec<i64>>> {
-    let input: String = (first..first + n)
-        .map(|i| format!("{} -1 - x{} 0\n", i as i32 % PARTITIONS, to_hex(format!("v{i}").as_bytes())))
-        .collect();
-    let text = librdkafka_write(venv, bootstrap, topic, "lz4", &[], &input).await?;
-    let mut out: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        if let Some(e) = v.get("err") {
-            bail!("confluent-kafka failed to write a record: {e}");
-        }
-        out.entry(v["p"].as_i64().context("p")? as i32).or_default().push(v["o"].as_i64().context("o")?);
-    }
-    ensure!(
-        out.values().map(Vec::len).sum::<usize>() == n,
-        "{} of {n} records acknowledged",
-        out.values().map(Vec::len).sum::<usize>()
-    );
-    Ok(out)
 }
 
 /// One member: subscribes, reads until told to stop, then closes (committing, leaving).
@@ -130,14 +95,9 @@ async fn run_with(
     let topic = format!("krab-it-group-{label}-{pid}");
     let group = format!("krab-it-group-{label}-{pid}");
     let admin = admin(bootstrap).await?;
-    all("create the topic", admin.create_topics(&[NewTopic::new(&topic, PARTITIONS, rf)]).await?)?;
-    eventually("the topic's leaders", Duration::from_secs(30), || async {
-        let d = admin.describe_topics(&[&topic]).await?;
-        Ok(matches!(d.get(&topic), Some(Ok(t)) if t.partitions.len() == PARTITIONS as usize && t.partitions.iter().all(|p| p.leader.is_some())).then_some(()))
-    })
-    .await?;
-    let written = write(venv, bootstrap, &topic, 0, TOTAL).await.context("writing with confluent-kafka")?;
-    let ends: BTreeMap<i32, i64> = written.iter().map(|(p, os)| (*p, os.iter().max().map_or(0, |o| o + 1))).collect();
+    create_topic(&admin, &topic, PARTITIONS, rf).await?;
+    let written = write(venv, bootstrap, &topic, PARTITIONS, 0, TOTAL).await.context("writing with confluent-kafka")?;
+    let ends = ends(&written);
 
     let reads: Reads = Arc::default();
     let unique = Arc::new(AtomicUsize::new(0));
@@ -213,7 +173,7 @@ async fn run_with(
             }
         }
     }
-    let more = write(venv, bootstrap, &topic, TOTAL, MORE).await.context("writing more")?;
+    let more = write(venv, bootstrap, &topic, PARTITIONS, TOTAL, MORE).await.context("writing more")?;
     let new_by_member_1 =
         |reads: &Reads| snapshot(reads).into_iter().filter(|((p, o), _)| *o >= ends[p]).collect::<Vec<_>>();
     while again.len() + new_by_member_1(&reads).len() < MORE {

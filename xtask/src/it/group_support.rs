@@ -1,8 +1,13 @@
 //! What the group scenarios share: a krab group member run as a task that reads at an
 //! application's pace and records what it read, when, and every rebalance event it saw.
 
-use anyhow::{Context, Result};
+use super::admin_support::{all, eventually};
+use super::consumer_interop_codecs::librdkafka_write;
+use super::support::to_hex;
+use crate::brokers::Venv;
+use anyhow::{Context, Result, bail, ensure};
 use futures_util::StreamExt;
+use krab_admin::{Admin, NewTopic};
 use krab_consumer::{Consumer, ConsumerConfig, RebalanceEvent, TopicPartition};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -169,4 +174,47 @@ pub(super) async fn until(what: &str, timeout: Duration, mut f: impl FnMut() -> 
 pub(super) fn gap(log: &Log, partition: i32, from: Instant, to: Instant) -> Duration {
     let times = log.arrivals.get(&partition).map(Vec::as_slice).unwrap_or(&[]);
     super::support::max_gap(times, from, to)
+}
+
+/// Creates `topic` and waits until every partition has a leader.
+pub(super) async fn create_topic(admin: &Admin, topic: &str, partitions: i32, rf: i16) -> Result<()> {
+    all("create the topic", admin.create_topics(&[NewTopic::new(topic, partitions, rf)]).await?)?;
+    eventually("the topic's leaders", Duration::from_secs(30), || async {
+        let d = admin.describe_topics(&[topic]).await?;
+        Ok(matches!(d.get(topic), Some(Ok(t)) if t.partitions.len() == partitions as usize && t.partitions.iter().all(|p| p.leader.is_some())).then_some(()))
+    })
+    .await?;
+    Ok(())
+}
+
+/// Writes `n` records (values `v<first+i>`, record i to partition i mod `partitions`) with
+/// confluent-kafka; returns the partition → offsets they were acknowledged at.
+pub(super) async fn write(
+    venv: &Venv,
+    bootstrap: &str,
+    topic: &str,
+    partitions: i32,
+    first: usize,
+    n: usize,
+) -> Result<BTreeMap<i32, Vec<i64>>> {
+    let input: String = (first..first + n)
+        .map(|i| format!("{} -1 - x{} 0\n", i as i32 % partitions, to_hex(format!("v{i}").as_bytes())))
+        .collect();
+    let text = librdkafka_write(venv, bootstrap, topic, "lz4", &[], &input).await?;
+    let mut out: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line)?;
+        if let Some(e) = v.get("err") {
+            bail!("confluent-kafka failed to write a record: {e}");
+        }
+        out.entry(v["p"].as_i64().context("p")? as i32).or_default().push(v["o"].as_i64().context("o")?);
+    }
+    let acked = out.values().map(Vec::len).sum::<usize>();
+    ensure!(acked == n, "{acked} of {n} records acknowledged");
+    Ok(out)
+}
+
+/// Each partition's end offset after `written` (one past its last acknowledged offset).
+pub(super) fn ends(written: &BTreeMap<i32, Vec<i64>>) -> BTreeMap<i32, i64> {
+    written.iter().map(|(p, os)| (*p, os.iter().max().map_or(0, |o| o + 1))).collect()
 }

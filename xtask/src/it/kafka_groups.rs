@@ -10,13 +10,11 @@
 //! - `kafka/group-coordinator-kill`: the group coordinator's broker is `kill -9`ed mid-read; the
 //!   members find the new coordinator, keep their commits, and read every record.
 
-use super::admin_support::{admin, all, eventually};
-use super::consumer_interop_codecs::librdkafka_write;
-use super::group_support::{Log, Member, Seen, gap, group_config, lock, until};
+use super::admin_support::admin;
+use super::group_support::{Log, Member, Seen, create_topic, ends, gap, group_config, lock, until, write};
 use super::kafka_support::{KafkaCtx, kctl};
-use super::support::{ms, to_hex};
-use anyhow::{Context, Result, bail, ensure};
-use krab_admin::NewTopic;
+use super::support::ms;
+use anyhow::{Context, Result, ensure};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -25,28 +23,9 @@ use std::time::{Duration, Instant};
 /// confluent-kafka; returns each partition's end offset.
 async fn prepare(ctx: &KafkaCtx<'_>, topic: &str, partitions: i32, per_partition: usize) -> Result<BTreeMap<i32, i64>> {
     let bootstrap = ctx.kafka.bootstrap();
-    let admin = admin(&bootstrap).await?;
-    all("create the topic", admin.create_topics(&[NewTopic::new(topic, partitions, 3)]).await?)?;
-    eventually("the topic's leaders", Duration::from_secs(30), || async {
-        let d = admin.describe_topics(&[topic]).await?;
-        Ok(matches!(d.get(topic), Some(Ok(t)) if t.partitions.len() == partitions as usize && t.partitions.iter().all(|p| p.leader.is_some())).then_some(()))
-    })
-    .await?;
+    create_topic(&admin(&bootstrap).await?, topic, partitions, 3).await?;
     let n = per_partition * partitions as usize;
-    let input: String =
-        (0..n).map(|i| format!("{} -1 - x{} 0\n", i as i32 % partitions, to_hex(format!("v{i}").as_bytes()))).collect();
-    let text = librdkafka_write(ctx.venv, &bootstrap, topic, "lz4", &[], &input).await?;
-    let mut ends: BTreeMap<i32, i64> = BTreeMap::new();
-    for line in text.lines() {
-        let v: serde_json::Value = serde_json::from_str(line)?;
-        if let Some(e) = v.get("err") {
-            bail!("confluent-kafka failed to write a record: {e}");
-        }
-        let (p, o) = (v["p"].as_i64().context("p")? as i32, v["o"].as_i64().context("o")?);
-        let end = ends.entry(p).or_default();
-        *end = (*end).max(o + 1);
-    }
-    Ok(ends)
+    Ok(ends(&write(ctx.venv, &bootstrap, topic, partitions, 0, n).await?))
 }
 
 /// Every written record read, by the union of the logs; returns the duplicates.
@@ -236,24 +215,9 @@ pub(super) async fn static_membership(ctx: &KafkaCtx<'_>) -> Result<String> {
 
 /// The coordinator of `group`, by FindCoordinator on the control listeners.
 async fn coordinator_of(ctx: &KafkaCtx<'_>, group: &str) -> Result<i32> {
-    use krab_protocol::messages::FindCoordinatorRequest;
-    let cluster = krab_cluster::Cluster::connect(krab_cluster::ClusterConfig::new(
-        krab_cluster::transport::parse_bootstrap(&ctx.kafka.direct_bootstrap())?,
-    ))
-    .await?;
-    let broker = cluster.any_broker().await?;
-    let r = broker
-        .call(|v| {
-            if v >= 4 {
-                FindCoordinatorRequest { key_type: 0, coordinator_keys: vec![group.to_string()], ..Default::default() }
-            } else {
-                FindCoordinatorRequest { key: group.to_string(), ..Default::default() }
-            }
-        })
-        .await?;
-    let (code, node) = r.coordinators.first().map_or((r.error_code, r.node_id), |c| (c.error_code, c.node_id));
-    ensure!(code == 0, "FindCoordinator answered {code}");
-    Ok(node)
+    let bootstrap = krab_cluster::transport::parse_bootstrap(&ctx.kafka.direct_bootstrap())?;
+    let cluster = krab_cluster::Cluster::connect(krab_cluster::ClusterConfig::new(bootstrap)).await?;
+    Ok(cluster.find_coordinator(group).await?)
 }
 
 pub(super) async fn coordinator_kill(ctx: &KafkaCtx<'_>) -> Result<String> {

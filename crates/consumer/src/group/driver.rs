@@ -28,8 +28,8 @@ use krab_protocol::messages::offset_fetch::{
 };
 use krab_protocol::messages::sync_group::SyncGroupRequestAssignment;
 use krab_protocol::messages::{
-    ConsumerGroupHeartbeatRequest, FindCoordinatorRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest,
-    OffsetCommitRequest, OffsetFetchRequest, SyncGroupRequest,
+    ConsumerGroupHeartbeatRequest, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest,
 };
 use std::collections::{BTreeMap, BTreeSet};
 use std::pin::Pin;
@@ -376,6 +376,14 @@ impl Driver {
         }
     }
 
+    /// A request to the coordinator that got no answer, or NOT_COORDINATOR: its connection is
+    /// dropped, and the next one goes to the coordinator found afresh.
+    fn forget_coordinator_after(&mut self, failure: Option<Failure>) {
+        if matches!(failure, Some(Failure::Transport | Failure::Code(ErrorCode::NotCoordinator))) {
+            self.coordinator = None;
+        }
+    }
+
     fn on_reply(&mut self, reply: Reply) {
         let now = self.now();
         match reply {
@@ -400,9 +408,7 @@ impl Driver {
                     }
                     Err((f, _)) => tracing::debug!(group = %self.group, failure = ?f, "JoinGroup failed"),
                 }
-                if matches!(&r, Err((Failure::Transport | Failure::Code(ErrorCode::NotCoordinator), _))) {
-                    self.coordinator = None;
-                }
+                self.forget_coordinator_after(r.as_ref().err().map(|(f, _)| *f));
                 if let Member::Classic(m) = &mut self.machine {
                     m.on_join(r, now);
                 }
@@ -411,17 +417,13 @@ impl Driver {
                 if let Err(f) = &r {
                     tracing::debug!(group = %self.group, failure = ?f, "SyncGroup failed");
                 }
-                if matches!(r, Err(Failure::Transport | Failure::Code(ErrorCode::NotCoordinator))) {
-                    self.coordinator = None;
-                }
+                self.forget_coordinator_after(r.as_ref().err().copied());
                 if let Member::Classic(m) = &mut self.machine {
                     m.on_sync(r, now);
                 }
             }
             Reply::Heartbeat(r) => {
-                if matches!(r, Err(Failure::Transport | Failure::Code(ErrorCode::NotCoordinator))) {
-                    self.coordinator = None;
-                }
+                self.forget_coordinator_after(r.err());
                 if let Member::Classic(m) = &mut self.machine {
                     m.on_heartbeat(r, now);
                 }
@@ -432,9 +434,7 @@ impl Driver {
                 }
             }
             Reply::ConsumerHeartbeat(r) => {
-                if matches!(r, Err(Failure::Transport | Failure::Code(ErrorCode::NotCoordinator))) {
-                    self.coordinator = None;
-                }
+                self.forget_coordinator_after(r.as_ref().err().copied());
                 if let Member::Consumer(m) = &mut self.machine {
                     m.on_heartbeat(r, now);
                 }
@@ -456,14 +456,7 @@ impl Driver {
                 Box::pin(async move {
                     let found = async {
                         let id = find_coordinator(&cluster, &group).await?;
-                        let broker = match cluster.dedicated(id, timeout).await {
-                            Err(ClusterError::UnknownBroker(_)) => {
-                                cluster.fetch_metadata(Some(&[])).await.map_err(|e| failure(&e))?;
-                                cluster.dedicated(id, timeout).await
-                            }
-                            r => r,
-                        }
-                        .map_err(|e| failure(&e))?;
+                        let broker = dedicated(&cluster, id, timeout).await.map_err(|e| failure(&e))?;
                         Ok((id, broker))
                     };
                     Reply::Coordinator(found.await)
@@ -640,15 +633,7 @@ impl Driver {
     }
 
     async fn connect_coordinator(&mut self, id: i32) -> Result<Broker, Error> {
-        let timeout = self.coordinator_timeout();
-        let broker = match self.cluster.dedicated(id, timeout).await {
-            Err(ClusterError::UnknownBroker(_)) => {
-                self.cluster.fetch_metadata(Some(&[])).await.map_err(Error::from)?;
-                self.cluster.dedicated(id, timeout).await
-            }
-            r => r,
-        }
-        .map_err(Error::from)?;
+        let broker = dedicated(&self.cluster, id, self.coordinator_timeout()).await?;
         self.coordinator = Some((id, broker.clone()));
         Ok(broker)
     }
@@ -1022,24 +1007,21 @@ pub(crate) fn matching<'a>(pattern: &regex::Regex, topics: impl Iterator<Item = 
         .collect()
 }
 
+/// A coordinator connection of the driver's own, reading metadata once if the snapshot does
+/// not know the broker yet.
+async fn dedicated(cluster: &Cluster, id: i32, timeout: Duration) -> Result<Broker, ClusterError> {
+    match cluster.dedicated(id, timeout).await {
+        Err(ClusterError::UnknownBroker(_)) => {
+            cluster.fetch_metadata(Some(&[])).await?;
+            cluster.dedicated(id, timeout).await
+        }
+        r => r,
+    }
+}
+
 /// FindCoordinator for `group` at any broker: the coordinator's broker id.
 async fn find_coordinator(cluster: &Cluster, group: &str) -> Result<i32, Failure> {
-    let broker = cluster.any_broker().await.map_err(|e| failure(&e))?;
-    let r = broker
-        .call(|version| {
-            if version >= 4 {
-                FindCoordinatorRequest { key_type: 0, coordinator_keys: vec![group.to_string()], ..Default::default() }
-            } else {
-                FindCoordinatorRequest { key: group.to_string(), key_type: 0, ..Default::default() }
-            }
-        })
-        .await
-        .map_err(|e| failure(&e))?;
-    let (c, node) = match r.coordinators.first() {
-        Some(c) => (c.error_code, c.node_id),
-        None => (r.error_code, r.node_id),
-    };
-    code(c).map(|()| node)
+    cluster.find_coordinator(group).await.map_err(|e| failure(&e))
 }
 
 fn millis(d: Duration) -> i32 {
