@@ -134,7 +134,7 @@ impl Consumer {
     pub async fn commit(&self) -> Result<(), Error> {
         let group = self.group()?;
         let offsets = self.current_offsets();
-        group.ask(|reply| Command::Commit(Some(offsets), reply)).await?
+        group.ask(|reply| Command::Commit(offsets, reply)).await?
     }
 
     /// Starts a commit of every assigned partition's position at once (like [`Consumer::commit`])
@@ -144,7 +144,7 @@ impl Consumer {
         let sent = self.group().and_then(|group| {
             let offsets = self.current_offsets();
             let (tx, rx) = oneshot::channel();
-            group.send(Command::Commit(Some(offsets), tx)).map(|()| rx)
+            group.send(Command::Commit(offsets, tx)).map(|()| rx)
         });
         async move {
             match sent {
@@ -231,7 +231,7 @@ impl Consumer {
     ) -> Result<(), Error> {
         let group = self.group()?;
         let offsets = offsets.into_iter().map(|(tp, o, m)| (tp, o, None, m)).collect();
-        group.ask(|reply| Command::Commit(Some(offsets), reply)).await?
+        group.ask(|reply| Command::Commit(offsets, reply)).await?
     }
 
     /// The group's committed offsets of these partitions (`None`: nothing committed).

@@ -1,18 +1,21 @@
-//! The task that drives a group member: it sends what the [`Machine`] asks for to the group's
-//! coordinator (over a connection of its own, whose request timeout covers a JoinGroup held for
-//! the whole rebalance timeout), feeds the answers back, and carries out revocations and
-//! assignments on the partition table. Commits go through it too, one at a time and in order,
-//! so a newer commit is never overtaken by an older one and every commit carries the current
-//! generation and member id.
+//! The task that drives a group member: it sends what the member ([`Machine`] or [`Kip848`])
+//! asks for to the group's coordinator (over a connection of its own, whose request timeout
+//! covers a JoinGroup held for the whole rebalance timeout), feeds the answers back, and carries
+//! out the core's actions on the partition table: pause, remove, assign, lose. It holds at most
+//! two requests in flight, the member's and the core's commit, and waits for a revocation's
+//! acknowledgement in the same loop, so heartbeats, commits and the application's calls go on
+//! meanwhile (a commit asked while handling `Revoked` is answered before ownership moves).
 //!
 //! No lock is held across I/O: the partition table is locked for a few map operations at a
 //! time (positions to commit, partitions to add or remove).
 
 use crate::config::{AutoOffsetReset, ConsumerConfig, GroupProtocol};
 use crate::error::{Error, ErrorKind};
+use crate::group::action::{Action, CommitError, CommitRequest, CommitResult, Failure, Phase, Request, Stamp};
+use crate::group::core::Core;
 use crate::group::events::{RebalanceEvent, RevokeAck};
 use crate::group::kip848::{self, Kip848};
-use crate::group::machine::{Action, Failure, Joined, Machine, Phase, Request, Settings};
+use crate::group::machine::{Joined, Machine, Settings};
 use crate::shared::Shared;
 use crate::state::Offset;
 use bytes::Bytes;
@@ -39,16 +42,15 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
-/// An offset to commit: partition, next offset, leader epoch of the last record, metadata.
-pub(crate) type CommitOffset = (TopicPartition, i64, Option<i32>, String);
+pub(crate) use crate::group::action::CommitOffset;
 
 /// What the application asks of its group.
 pub(crate) enum Command {
     Subscribe(BTreeSet<String>),
     /// Subscribe to every topic whose whole name matches (internal topics never).
     SubscribePattern(regex::Regex),
-    /// Commit these offsets (`None`: every owned partition's position).
-    Commit(Option<Vec<CommitOffset>>, oneshot::Sender<Result<(), Error>>),
+    /// Commit these offsets.
+    Commit(Vec<CommitOffset>, oneshot::Sender<Result<(), Error>>),
     /// The committed offsets of these partitions.
     Committed(Vec<TopicPartition>, oneshot::Sender<Result<BTreeMap<TopicPartition, Option<i64>>, Error>>),
     /// Commit (with auto-commit), revoke, leave; then the task ends.
@@ -67,6 +69,10 @@ pub(crate) struct Status {
 }
 
 type Answer = Pin<Box<dyn Future<Output = Reply> + Send>>;
+/// A commit's answer: the coordinator connection made for it (if one was), and each
+/// partition's code or why there was no answer.
+type CommitAnswer = Pin<Box<dyn Future<Output = (Option<(i32, Broker)>, Result<CommitCodes, Error>)> + Send>>;
+type CommitCodes = Vec<(TopicPartition, ErrorCode)>;
 
 enum Reply {
     Coordinator(Result<(i32, Broker), Failure>),
@@ -109,8 +115,14 @@ impl Member {
     fn leave(&mut self, now: std::time::Instant) {
         both!(self, m => m.leave(now))
     }
-    fn revoked(&mut self, now: std::time::Instant) {
-        both!(self, m => m.revoked(now))
+    fn released(&mut self, now: std::time::Instant) {
+        both!(self, m => m.released(now))
+    }
+    fn stamp(&self) -> Option<Stamp> {
+        both!(self, m => m.stamp())
+    }
+    fn core_mut(&mut self) -> &mut Core {
+        both!(self, m => m.core_mut())
     }
     fn poll_expired(&mut self, now: std::time::Instant) {
         both!(self, m => m.poll_expired(now))
@@ -126,9 +138,6 @@ impl Member {
     }
     fn owned(&self) -> &BTreeSet<TopicPartition> {
         both!(self, m => m.owned())
-    }
-    fn can_commit(&self) -> bool {
-        both!(self, m => m.can_commit())
     }
     fn phase(&self) -> Phase {
         both!(self, m => m.phase())
@@ -166,8 +175,13 @@ pub(crate) struct Driver {
     started: Instant,
     coordinator: Option<(i32, Broker)>,
     events: mpsc::UnboundedSender<RebalanceEvent>,
-    /// Positions last committed, so that an auto-commit sends only what moved.
-    committed: BTreeMap<TopicPartition, i64>,
+    /// The application's commits not answered yet, by id.
+    replies: BTreeMap<u64, oneshot::Sender<Result<(), Error>>>,
+    next_commit: u64,
+    /// Why the last commit got no answer (the core only knows that it did not).
+    commit_failure: Option<Error>,
+    /// The revocation's acknowledgement awaited, and until when.
+    ack: Option<(oneshot::Receiver<()>, Instant)>,
     expired: bool,
     /// Closing: revocations no longer wait for the application's ack (it asked to stop).
     closing: bool,
@@ -191,6 +205,7 @@ impl Driver {
             heartbeat_interval: config.heartbeat_interval,
             retry_backoff: config.retry_backoff,
             assignors: config.partition_assignment_strategy.iter().filter_map(|n| config.assignor_named(n)).collect(),
+            auto_commit: config.enable_auto_commit,
         };
         let now = Instant::now();
         let machine = match config.group_protocol {
@@ -200,6 +215,7 @@ impl Driver {
                     instance_id: config.group_instance_id.clone(),
                     assignor: config.group_remote_assignor.clone(),
                     retry_backoff: config.retry_backoff,
+                    auto_commit: config.enable_auto_commit,
                 },
                 now.into_std(),
             )),
@@ -214,7 +230,10 @@ impl Driver {
             started: now,
             coordinator: None,
             events,
-            committed: BTreeMap::new(),
+            replies: BTreeMap::new(),
+            next_commit: 0,
+            commit_failure: None,
+            ack: None,
             expired: false,
             closing: false,
             pattern: None,
@@ -228,6 +247,8 @@ impl Driver {
     /// Runs until the member has left (after `Close`, or the consumer dropped) or failed.
     pub(crate) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) {
         let mut in_flight: Option<Answer> = None;
+        // The commit in flight (the core sends one at a time).
+        let mut committing: Option<CommitAnswer> = None;
         let mut close: Option<oneshot::Sender<Result<(), Error>>> = None;
         let mut auto_commit = tokio::time::interval(self.config.auto_commit_interval);
         auto_commit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -238,46 +259,10 @@ impl Driver {
         loop {
             while let Some(action) = self.machine.next_action() {
                 tracing::debug!(group = %self.group, ?action, phase = ?self.machine.phase(), "group action");
-                match action {
-                    Action::Send(request) => in_flight = Some(self.send(request)),
-                    Action::Metadata(topics) => {
-                        let counts = self.partition_counts(&topics).await;
-                        let now = self.now();
-                        if let Member::Classic(m) = &mut self.machine {
-                            m.on_partition_counts(&counts, now);
-                        }
-                    }
-                    Action::Revoke(partitions) => {
-                        self.revoke(&partitions).await;
-                        self.machine.revoked(self.now());
-                    }
-                    Action::Assign(partitions) => self.assign(partitions).await,
-                    Action::Lost(partitions) => {
-                        let wake = self.shared.lock().remove(&partitions);
-                        self.shared.wake(wake);
-                        for tp in &partitions {
-                            self.committed.remove(tp);
-                        }
-                        tracing::info!(group = %self.group, partitions = partitions.len(), "partitions lost");
-                        self.emit(RebalanceEvent::Lost(partitions));
-                    }
-                    Action::Fatal(code) => {
-                        let e = Error::new(ErrorKind::Broker(code), format!("group {}: {code}", self.group));
-                        tracing::warn!(group = %self.group, error = %e, "the group member cannot go on");
-                        let wake = self.shared.lock().fail_group(e.clone());
-                        self.shared.wake(wake);
-                        if let Some(reply) = close.take() {
-                            let _ = reply.send(Err(e));
-                        }
-                        return;
-                    }
-                    Action::Left => {
-                        self.set_member();
-                        if let Some(reply) = close.take() {
-                            let _ = reply.send(Ok(()));
-                        }
-                        return;
-                    }
+                if let Some(end) = self.carry_out(action, &mut in_flight, &mut committing).await {
+                    self.set_member();
+                    self.finish(end, close.take());
+                    return;
                 }
             }
             self.set_member();
@@ -286,6 +271,22 @@ impl Driver {
                 reply = async { in_flight.as_mut().expect("guarded").await }, if in_flight.is_some() => {
                     in_flight = None;
                     self.on_reply(reply);
+                }
+                (found, result) = async { committing.as_mut().expect("guarded").await }, if committing.is_some() => {
+                    committing = None;
+                    self.on_commit(found, result);
+                }
+                () = async {
+                    let (done, until) = self.ack.as_mut().expect("guarded");
+                    tokio::select! {
+                        _ = done => {}
+                        () = tokio::time::sleep_until(*until) => {
+                            tracing::warn!(group = %self.group, "a revocation was not acknowledged within max.poll.interval.ms; going on");
+                        }
+                    }
+                }, if self.ack.is_some() => {
+                    self.ack = None;
+                    self.machine.released(self.now());
                 }
                 () = async { tokio::time::sleep_until(deadline.expect("guarded")).await }, if deadline.is_some() => {
                     self.machine.tick(self.now());
@@ -300,8 +301,11 @@ impl Driver {
                         self.match_pattern().await;
                     }
                     Some(Command::Commit(offsets, reply)) => {
-                        let result = self.commit(offsets).await;
-                        let _ = reply.send(result);
+                        let id = self.next_commit;
+                        self.next_commit += 1;
+                        self.replies.insert(id, reply);
+                        let stamp = self.machine.stamp();
+                        self.machine.core_mut().commit(id, offsets, stamp);
                     }
                     Some(Command::Committed(partitions, reply)) => {
                         let result = self.fetch_committed(&partitions).await.map(|m| {
@@ -311,21 +315,19 @@ impl Driver {
                     }
                     Some(Command::Close(reply)) => {
                         close = Some(reply);
-                        self.closing = true;
-                        self.machine.leave(self.now());
+                        self.close();
                     }
                     None => {
                         // The consumer was dropped: leave the group as on close.
                         commands_open = false;
-                        self.closing = true;
-                        self.machine.leave(self.now());
+                        self.close();
                     }
                 },
                 _ = auto_commit.tick(), if self.config.enable_auto_commit => {
-                    if self.machine.can_commit() {
-                        if let Err(e) = self.commit(None).await {
-                            tracing::debug!(group = %self.group, error = %e, "auto-commit failed");
-                        }
+                    let stamp = self.machine.stamp();
+                    if stamp.is_some() {
+                        let positions = self.positions(None);
+                        self.machine.core_mut().interval(positions, stamp);
                     }
                 }
                 _ = watchdog.tick() => self.watch_polls(),
@@ -655,69 +657,146 @@ impl Driver {
         }
     }
 
-    /// Pauses the partitions, commits their positions (with auto-commit), tells the application
-    /// (waiting for its ack, bounded by the rebalance timeout, heartbeating meanwhile), then
-    /// removes them.
-    async fn revoke(&mut self, partitions: &[TopicPartition]) {
-        // First, no more records of them reach the application (what they buffered stays until
-        // they are removed), so the positions committed are the last ones it gets.
-        {
+    /// Carries out one action (`Some`: the member has ended, left or fatally).
+    async fn carry_out(
+        &mut self,
+        action: Action,
+        in_flight: &mut Option<Answer>,
+        committing: &mut Option<CommitAnswer>,
+    ) -> Option<Result<(), Error>> {
+        match action {
+            Action::Send(request) => *in_flight = Some(self.send(request)),
+            Action::Metadata(topics) => {
+                let counts = self.partition_counts(&topics).await;
+                let now = self.now();
+                if let Member::Classic(m) = &mut self.machine {
+                    m.on_partition_counts(&counts, now);
+                }
+            }
+            Action::Revoke(partitions) => self.pause(&partitions),
+            Action::Commit(request) => *committing = Some(self.send_commit(request)),
+            Action::Committed { id, result } => {
+                let result = result.map_err(|e| self.commit_error(e));
+                if let Some(reply) = self.replies.remove(&id) {
+                    let _ = reply.send(result);
+                }
+            }
+            Action::Release(partitions) => self.release(partitions),
+            Action::Remove(partitions) => {
+                let wake = self.shared.lock().remove(&partitions);
+                self.shared.wake(wake);
+                tracing::info!(group = %self.group, partitions = partitions.len(), "partitions revoked");
+            }
+            Action::Assign(partitions) => self.assign(partitions).await,
+            Action::Lost(partitions) => {
+                let wake = self.shared.lock().remove(&partitions);
+                self.shared.wake(wake);
+                tracing::info!(group = %self.group, partitions = partitions.len(), "partitions lost");
+                self.emit(RebalanceEvent::Lost(partitions));
+            }
+            Action::Fatal(code) => {
+                let e = Error::new(ErrorKind::Broker(code), format!("group {}: {code}", self.group));
+                tracing::warn!(group = %self.group, error = %e, "the group member cannot go on");
+                let wake = self.shared.lock().fail_group(e.clone());
+                self.shared.wake(wake);
+                return Some(Err(e));
+            }
+            Action::Left => return Some(Ok(())),
+        }
+        None
+    }
+
+    /// The member ended: `close` (if asked) gets `end`, commits not answered an error.
+    fn finish(&mut self, end: Result<(), Error>, close: Option<oneshot::Sender<Result<(), Error>>>) {
+        for (_, reply) in std::mem::take(&mut self.replies) {
+            let _ = reply.send(Err(Error::new(
+                ErrorKind::Closed,
+                format!("group {}: the member left the group before the commit was answered", self.group),
+            )));
+        }
+        if let Some(reply) = close {
+            let _ = reply.send(end);
+        }
+    }
+
+    /// Close asked (or the consumer dropped): revocations no longer wait for the application,
+    /// which is not taking events any more (one awaited now is released at once).
+    fn close(&mut self) {
+        self.closing = true;
+        if self.ack.take().is_some() {
+            self.machine.released(self.now());
+        }
+        self.machine.leave(self.now());
+    }
+
+    /// A revocation's first step: no more records of these partitions reach the application
+    /// (what they buffered stays until they are removed), and their positions, read under the
+    /// same lock, are the last ones it got: the core commits those.
+    fn pause(&mut self, partitions: &[TopicPartition]) {
+        let positions: Vec<CommitOffset> = {
             let mut state = self.shared.lock();
             for tp in partitions {
                 let _ = state.set_paused(tp, true);
             }
-        }
-        if self.config.enable_auto_commit && self.machine.generation() >= 0 {
-            let offsets = self.positions(Some(partitions));
-            if let Err(e) = self.commit(Some(offsets)).await {
-                tracing::info!(group = %self.group, error = %e, "commit before revocation failed");
-            }
-        }
-        if self.status.listening.load(Ordering::Acquire) {
-            let (ack, done) = RevokeAck::new();
-            let _ = self.events.send(RebalanceEvent::Revoked { partitions: partitions.to_vec(), ack });
-            // On close the application is not taking events any more: it is told, not waited for.
-            if !self.closing {
-                self.wait_ack(done).await;
-            }
-        }
-        let wake = self.shared.lock().remove(partitions);
-        self.shared.wake(wake);
-        for tp in partitions {
-            self.committed.remove(tp);
-        }
-        tracing::info!(group = %self.group, partitions = partitions.len(), "partitions revoked");
+            state.committable(Some(partitions)).into_iter().map(|(tp, o, e)| (tp, o, e, String::new())).collect()
+        };
+        let stamp = self.machine.stamp();
+        self.machine.core_mut().paused(positions, stamp);
     }
 
-    /// Waits for the application's ack of a revocation, at most `max.poll.interval.ms`, and
-    /// heartbeats meanwhile so that a slow ack does not cost the membership.
-    async fn wait_ack(&self, mut done: oneshot::Receiver<()>) {
-        let deadline = Instant::now() + self.config.max_poll_interval;
-        let mut beat =
-            tokio::time::interval_at(Instant::now() + self.config.heartbeat_interval, self.config.heartbeat_interval);
-        loop {
-            tokio::select! {
-                _ = &mut done => return,
-                () = tokio::time::sleep_until(deadline) => {
-                    tracing::warn!(group = %self.group, "a revocation was not acknowledged within max.poll.interval.ms; going on");
-                    return;
+    /// A revocation's acknowledgement: the application is told and awaited (at most
+    /// `max.poll.interval.ms`), or, when it does not listen or is closing, released at once.
+    fn release(&mut self, partitions: Vec<TopicPartition>) {
+        if self.status.listening.load(Ordering::Acquire) {
+            let (ack, done) = RevokeAck::new();
+            let _ = self.events.send(RebalanceEvent::Revoked { partitions, ack });
+            if !self.closing {
+                self.ack = Some((done, Instant::now() + self.config.max_poll_interval));
+                return;
+            }
+        }
+        self.machine.released(self.now());
+    }
+
+    /// A commit was answered (or not): the core learns each partition's code.
+    fn on_commit(&mut self, found: Option<(i32, Broker)>, result: Result<CommitCodes, Error>) {
+        if found.is_some() {
+            self.coordinator = found;
+        }
+        let result: CommitResult = match result {
+            Ok(codes) => {
+                if codes
+                    .iter()
+                    .any(|(_, c)| matches!(c, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable))
+                {
+                    self.coordinator = None;
                 }
-                _ = beat.tick() => {
-                    let (Some((_, broker)), generation) = (&self.coordinator, self.machine.generation()) else { continue };
-                    if generation < 0 {
-                        continue;
-                    }
-                    let request = HeartbeatRequest {
-                        group_id: self.group.clone(),
-                        generation_id: generation,
-                        member_id: self.machine.member_id().to_string(),
-                        group_instance_id: self.config.group_instance_id.clone(),
-                        ..Default::default()
-                    };
-                    // The answer does not matter here: the machine learns the group's state at
-                    // its next request.
-                    let _ = broker.call(|_| request).await;
-                }
+                Ok(codes)
+            }
+            Err(e) => {
+                tracing::debug!(group = %self.group, error = %e, "commit failed");
+                // The next request finds the coordinator again.
+                self.coordinator = None;
+                self.commit_failure = Some(e);
+                Err(Failure::Transport)
+            }
+        };
+        let stamp = self.machine.stamp();
+        self.machine.core_mut().on_commit(result, stamp);
+    }
+
+    /// The application's error for a commit that failed.
+    fn commit_error(&mut self, e: CommitError) -> Error {
+        match e {
+            CommitError::NotMember => Error::new(
+                ErrorKind::Broker(ErrorCode::RebalanceInProgress),
+                format!("group {}: not a member of a generation (rebalancing); commit again after it", self.group),
+            ),
+            CommitError::Unanswered => self.commit_failure.take().unwrap_or_else(|| {
+                Error::new(ErrorKind::Cluster, format!("group {}: the commit got no answer", self.group))
+            }),
+            CommitError::Refused(tp, c) => {
+                Error::new(ErrorKind::Broker(c), format!("group {}: commit of {tp} failed: {c}", self.group))
             }
         }
     }
@@ -747,7 +826,7 @@ impl Driver {
         for tp in &partitions {
             match committed.get(tp) {
                 Some(&o) => {
-                    self.committed.insert(tp.clone(), o);
+                    self.machine.core_mut().found_committed(tp.clone(), o);
                     starts.push((tp.clone(), Offset::At(o)));
                 }
                 None => match reset {
@@ -768,90 +847,80 @@ impl Driver {
         self.emit(RebalanceEvent::Assigned(partitions));
     }
 
-    /// Positions of owned partitions (`None`: all) that are known.
+    /// Positions of owned partitions that are known (the core sends only those that moved).
     fn positions(&self, partitions: Option<&[TopicPartition]>) -> Vec<CommitOffset> {
         let owned = self.machine.owned();
-        let mut out: Vec<CommitOffset> = self
-            .shared
+        self.shared
             .lock()
             .committable(partitions)
             .into_iter()
-            .filter(|(tp, _, _)| partitions.is_some() || owned.contains(tp))
+            .filter(|(tp, _, _)| owned.contains(tp))
             .map(|(tp, o, e)| (tp, o, e, String::new()))
-            .collect();
-        out.retain(|(tp, o, _, _)| self.committed.get(tp) != Some(o));
-        out
+            .collect()
     }
 
-    /// OffsetCommit with the current generation and member id; one at a time, in order.
-    async fn commit(&mut self, offsets: Option<Vec<CommitOffset>>) -> Result<(), Error> {
-        let offsets = match offsets {
-            Some(o) => o,
-            None => self.positions(None),
-        };
-        if offsets.is_empty() {
-            return Ok(());
-        }
-        if self.machine.generation() < 0 && self.machine.phase() != Phase::Revoking {
-            return Err(Error::new(
-                ErrorKind::Broker(ErrorCode::RebalanceInProgress),
-                format!("group {}: not a member of a generation (rebalancing); commit again after it", self.group),
-            ));
-        }
-        let broker = self.coordinator().await?;
-        let mut topics: BTreeMap<String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
-        for (tp, offset, epoch, metadata) in &offsets {
-            topics.entry(tp.topic.to_string()).or_default().push(OffsetCommitRequestPartition {
-                partition_index: tp.partition,
-                committed_offset: *offset,
-                committed_leader_epoch: epoch.unwrap_or(-1),
-                commit_timestamp: -1,
-                committed_metadata: Some(metadata.clone()),
-                ..Default::default()
-            });
-        }
-        let request = OffsetCommitRequest {
-            group_id: self.group.clone(),
-            generation_id_or_member_epoch: self.machine.generation(),
-            member_id: self.machine.member_id().to_string(),
-            group_instance_id: self.config.group_instance_id.clone(),
-            retention_time_ms: -1,
-            topics: topics
-                .into_iter()
-                .map(|(name, partitions)| OffsetCommitRequestTopic { name, partitions, ..Default::default() })
-                .collect(),
-            ..Default::default()
-        };
-        let response = broker.call(|_| request).await.map_err(|e| {
-            if failure(&e) == Failure::Transport {
-                self.coordinator = None;
-            }
-            Error::from(e)
-        })?;
-        let mut first = None;
-        for t in &response.topics {
-            for p in &t.partitions {
-                let c = ErrorCode::from_code(p.error_code);
-                let tp = TopicPartition::new(t.name.as_str(), p.partition_index);
-                if c.is_ok() {
-                    if let Some((_, o, _, _)) = offsets.iter().find(|(x, _, _, _)| *x == tp) {
-                        self.committed.insert(tp, *o);
+    /// Starts an OffsetCommit stamped with the membership the core gave; its answer comes back
+    /// through the select loop. The coordinator is found first when no connection to it is up.
+    fn send_commit(&self, request: CommitRequest) -> CommitAnswer {
+        let cluster = self.cluster.clone();
+        let group = self.group.clone();
+        let instance = self.config.group_instance_id.clone();
+        let timeout = self.coordinator_timeout();
+        let known = self.coordinator.as_ref().filter(|(_, b)| b.is_connected()).map(|(_, b)| b.clone());
+        Box::pin(async move {
+            let (broker, found) = match known {
+                Some(b) => (b, None),
+                None => {
+                    let id = match find_coordinator(&cluster, &group).await {
+                        Ok(id) => id,
+                        Err(f) => {
+                            let e = Error::new(ErrorKind::Cluster, format!("group {group}: no coordinator ({f:?})"));
+                            return (None, Err(e));
+                        }
+                    };
+                    match dedicated(&cluster, id, timeout).await {
+                        Ok(b) => (b.clone(), Some((id, b))),
+                        Err(e) => return (None, Err(Error::from(e))),
                     }
-                } else if first.is_none() {
-                    if matches!(c, ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable) {
-                        self.coordinator = None;
-                    }
-                    first = Some(Error::new(
-                        ErrorKind::Broker(c),
-                        format!("group {}: commit of {tp} failed: {c}", self.group),
-                    ));
                 }
+            };
+            let mut topics: BTreeMap<String, Vec<OffsetCommitRequestPartition>> = BTreeMap::new();
+            for (tp, offset, epoch, metadata) in &request.offsets {
+                topics.entry(tp.topic.to_string()).or_default().push(OffsetCommitRequestPartition {
+                    partition_index: tp.partition,
+                    committed_offset: *offset,
+                    committed_leader_epoch: epoch.unwrap_or(-1),
+                    commit_timestamp: -1,
+                    committed_metadata: Some(metadata.clone()),
+                    ..Default::default()
+                });
             }
-        }
-        match first {
-            Some(e) => Err(e),
-            None => Ok(()),
-        }
+            let commit = OffsetCommitRequest {
+                group_id: group,
+                generation_id_or_member_epoch: request.generation,
+                member_id: request.member_id,
+                group_instance_id: instance,
+                retention_time_ms: -1,
+                topics: topics
+                    .into_iter()
+                    .map(|(name, partitions)| OffsetCommitRequestTopic { name, partitions, ..Default::default() })
+                    .collect(),
+                ..Default::default()
+            };
+            let result = broker.call(|_| commit).await.map_err(Error::from).map(|response| {
+                let mut codes = Vec::new();
+                for t in &response.topics {
+                    for p in &t.partitions {
+                        codes.push((
+                            TopicPartition::new(t.name.as_str(), p.partition_index),
+                            ErrorCode::from_code(p.error_code),
+                        ));
+                    }
+                }
+                codes
+            });
+            (found, result)
+        })
     }
 
     /// OffsetFetch (stable) of these partitions: those with a committed offset.

@@ -3,9 +3,9 @@
 //! partitions it owns; the coordinator answers with the member's epoch and its target
 //! assignment, computed by a server-side assignor (`group.remote.assignor`).
 //!
-//! Reconciliation: partitions owned but not in the target are revoked first (committed, told to
-//! the application, removed); then the target's new partitions are assigned; then a heartbeat
-//! at once acknowledges the new owned set (the coordinator hands a revoked partition to its next
+//! Reconciliation, in the [`Core`] it shares with the classic member: partitions owned but not
+//! in the target are revoked first (committed, told to the application, removed); then the
+//! target's new partitions are assigned; then a heartbeat at once acknowledges the new owned set (the coordinator hands a revoked partition to its next
 //! owner only once its previous owner's heartbeat no longer lists it).
 //!
 //! Rules it keeps:
@@ -20,11 +20,14 @@
 //!   previous incarnation still known): retry after the backoff.
 //!
 //! It speaks the same [`Action`]s as the classic machine, so the driver carries out both alike.
+//! No heartbeat goes while a revocation waits for the application (the coordinator's rebalance
+//! timeout bounds it, as the acknowledgement's wait does).
 
-use crate::group::machine::{Action, Failure, Phase, Request};
+use crate::group::action::{Action, Failure, Phase, Request, Stamp};
+use crate::group::core::Core;
 use krab_buffer::TopicPartition;
 use krab_protocol::error_code::ErrorCode;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 /// The settings the machine runs by.
@@ -36,6 +39,8 @@ pub(crate) struct Settings {
     pub(crate) assignor: Option<String>,
     /// `retry.backoff.ms`.
     pub(crate) retry_backoff: Duration,
+    /// `enable.auto.commit`: revocations commit first.
+    pub(crate) auto_commit: bool,
 }
 
 /// A successful ConsumerGroupHeartbeat answer, topic ids resolved to names by the driver.
@@ -59,9 +64,8 @@ pub(crate) struct Kip848 {
     member_id: String,
     epoch: i32,
     topics: BTreeSet<String>,
-    owned: BTreeSet<TopicPartition>,
-    /// Added by the target, waiting for a revocation to finish.
-    pending: Vec<TopicPartition>,
+    /// Partitions owned, the revocation in progress, commits, actions.
+    pub(super) core: Core,
     coordinator: bool,
     in_flight: bool,
     /// The last heartbeat carried the full state (subscription, owned); after a failure or a
@@ -71,27 +75,25 @@ pub(crate) struct Kip848 {
     leaving: bool,
     /// `max.poll.interval.ms` passed: out of the group until the application polls.
     expired: bool,
-    actions: VecDeque<Action>,
 }
 
 impl Kip848 {
     /// A member that has not joined yet.
     pub(crate) fn new(settings: Settings, now: Instant) -> Self {
+        let auto_commit = settings.auto_commit;
         Kip848 {
             settings,
             phase: Phase::Unjoined,
             member_id: String::new(),
             epoch: 0,
             topics: BTreeSet::new(),
-            owned: BTreeSet::new(),
-            pending: Vec::new(),
+            core: Core::new(auto_commit),
             coordinator: false,
             in_flight: false,
             interval: Duration::from_secs(5),
             next_at: Some(now),
             leaving: false,
             expired: false,
-            actions: VecDeque::new(),
         }
     }
 
@@ -112,12 +114,22 @@ impl Kip848 {
         self.generation() > 0
     }
 
+    /// The membership commits go under now, if any.
+    pub(crate) fn stamp(&self) -> Option<Stamp> {
+        self.can_commit().then(|| Stamp { generation: self.epoch, member_id: self.member_id.clone() })
+    }
+
     pub(crate) fn owned(&self) -> &BTreeSet<TopicPartition> {
-        &self.owned
+        self.core.owned()
+    }
+
+    /// The reconcile/commit core (commits, revocation steps).
+    pub(crate) fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
     }
 
     pub(crate) fn next_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.core.next_action()
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -148,11 +160,8 @@ impl Kip848 {
     }
 
     fn begin_leave(&mut self, now: Instant) {
-        if !self.owned.is_empty() {
-            let all: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
-            self.pending.clear();
+        if self.core.revoke_all() {
             self.phase = Phase::Revoking;
-            self.actions.push_back(Action::Revoke(all));
             return;
         }
         self.send_leave(now);
@@ -171,18 +180,19 @@ impl Kip848 {
     fn finish(&mut self) {
         self.phase = Phase::Done;
         self.epoch = -1;
-        self.actions.push_back(Action::Left);
+        self.core.push(Action::Left);
     }
 
     fn send(&mut self, epoch: i32, _full: bool) {
         self.in_flight = true;
         let joining_or_acting = epoch >= 0;
-        self.actions.push_back(Action::Send(Request::ConsumerHeartbeat {
+        let owned: Vec<TopicPartition> = self.owned().iter().cloned().collect();
+        self.core.push(Action::Send(Request::ConsumerHeartbeat {
             member_id: self.member_id.clone(),
             epoch,
             topics: joining_or_acting.then(|| self.topics.iter().cloned().collect()),
             assignor: if joining_or_acting { self.settings.assignor.clone() } else { None },
-            owned: joining_or_acting.then(|| self.owned.iter().cloned().collect()),
+            owned: joining_or_acting.then_some(owned),
         }));
     }
 
@@ -198,7 +208,7 @@ impl Kip848 {
         if !self.coordinator {
             self.phase = Phase::Finding;
             self.in_flight = true;
-            self.actions.push_back(Action::Send(Request::FindCoordinator));
+            self.core.push(Action::Send(Request::FindCoordinator));
             return;
         }
         if self.expired {
@@ -216,20 +226,20 @@ impl Kip848 {
         }
     }
 
-    pub(crate) fn revoked(&mut self, now: Instant) {
-        if self.phase != Phase::Revoking {
+    /// The application acknowledged the revocation (or nobody listens): the core removes the
+    /// partitions and assigns what waited; the new owned set is acknowledged at once.
+    pub(crate) fn released(&mut self, now: Instant) {
+        if self.leaving {
+            // Leaving: what the target added is never taken.
+            self.core.cancel_assign();
+        }
+        if !self.core.released() || self.phase != Phase::Revoking {
             return;
         }
         if self.leaving {
             // A reconciliation's revocation may leave partitions owned: those go too first.
-            self.pending.clear();
             self.begin_leave(now);
             return;
-        }
-        let added = std::mem::take(&mut self.pending);
-        self.owned.extend(added.iter().cloned());
-        if !added.is_empty() {
-            self.actions.push_back(Action::Assign(added));
         }
         self.phase = Phase::Stable;
         // Acknowledge the new owned set at once.
@@ -237,18 +247,14 @@ impl Kip848 {
     }
 
     fn lose(&mut self) {
-        if !self.owned.is_empty() {
-            let all: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
-            self.actions.push_back(Action::Lost(all));
-        }
-        self.pending.clear();
+        self.core.lose();
     }
 
     fn fatal(&mut self, code: ErrorCode) {
         self.lose();
         self.phase = Phase::Done;
         self.epoch = -1;
-        self.actions.push_back(Action::Fatal(code));
+        self.core.push(Action::Fatal(code));
     }
 
     pub(crate) fn on_coordinator(&mut self, result: Result<(), Failure>, now: Instant) {
@@ -317,18 +323,10 @@ impl Kip848 {
         // (`subscribe`): that goes at once.
         self.next_at = Some(if self.next_at.is_some() { now } else { now + self.interval });
         if let Some(target) = answer.assignment {
-            let revoked: Vec<TopicPartition> = self.owned.difference(&target).cloned().collect();
-            let added: Vec<TopicPartition> = target.difference(&self.owned).cloned().collect();
-            if !revoked.is_empty() {
-                for tp in &revoked {
-                    self.owned.remove(tp);
-                }
-                self.pending = added;
+            let before = self.owned().len();
+            if self.core.reconcile(&target) {
                 self.phase = Phase::Revoking;
-                self.actions.push_back(Action::Revoke(revoked));
-            } else if !added.is_empty() {
-                self.owned.extend(added.iter().cloned());
-                self.actions.push_back(Action::Assign(added));
+            } else if self.owned().len() != before {
                 self.next_at = Some(now);
             }
         }
@@ -429,7 +427,12 @@ mod tests {
     use super::*;
 
     fn settings() -> Settings {
-        Settings { instance_id: None, assignor: Some("uniform".into()), retry_backoff: Duration::from_millis(100) }
+        Settings {
+            instance_id: None,
+            assignor: Some("uniform".into()),
+            retry_backoff: Duration::from_millis(100),
+            auto_commit: false,
+        }
     }
 
     fn tp(p: i32) -> TopicPartition {
@@ -513,7 +516,9 @@ mod tests {
         m.on_heartbeat(Ok(answer(2, Some(&[1, 2]))), now);
         assert_eq!(drain(&mut m), [Action::Revoke(vec![tp(0)])]);
         assert_eq!(m.deadline(), None, "nothing goes while the revocation runs");
-        m.revoked(now);
+        m.core.pause_for_test();
+        m.released(now);
+        m.core.take_for_test(|a| matches!(a, Action::Remove(_)));
         assert_eq!(drain(&mut m), [Action::Assign(vec![tp(2)])]);
         assert_eq!(heartbeat(&mut m, now), (2, vec![tp(1), tp(2)]));
     }
@@ -574,7 +579,9 @@ mod tests {
             m.on_heartbeat(Ok(answer(1, None)), now);
             m.leave(now);
             assert_eq!(drain(&mut m), [Action::Revoke(vec![tp(0)])]);
-            m.revoked(now);
+            m.core.pause_for_test();
+            m.released(now);
+            m.core.take_for_test(|a| matches!(a, Action::Remove(_)));
             match drain(&mut m).as_slice() {
                 [Action::Send(Request::ConsumerHeartbeat { epoch: e, topics: None, owned: None, .. })] => {
                     assert_eq!(*e, epoch)

@@ -9,6 +9,7 @@
 //! and the property tests run from a fixed seed and persist nothing.
 
 use super::*;
+use crate::group::core_model::CoreModel;
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
 
@@ -59,6 +60,7 @@ fn settings(instance_id: Option<&str>, assignor: Option<&str>) -> Settings {
         instance_id: instance_id.map(str::to_owned),
         assignor: assignor.map(str::to_owned),
         retry_backoff: BACKOFF,
+        auto_commit: false,
     }
 }
 
@@ -87,6 +89,14 @@ fn topics(names: &[&str]) -> BTreeSet<String> {
 /// Every action the machine has queued.
 fn drain(m: &mut Kip848) -> Vec<Action> {
     std::iter::from_fn(|| m.next_action()).collect()
+}
+
+/// Carries a revocation through as a driver does with nothing to commit and nobody listening:
+/// paused, released at once; the Release and Remove actions are taken.
+fn revoked(m: &mut Kip848, at: Instant) {
+    m.core.pause_for_test();
+    m.released(at);
+    m.core.take_for_test(|a| matches!(a, Action::Remove(_)));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -128,6 +138,12 @@ enum App {
     Leave,
     PollExpired,
     PollResumed,
+    /// Commit every owned position.
+    Commit,
+    /// The auto-commit interval came.
+    Interval,
+    /// Acknowledge the revocation awaited.
+    Ack,
 }
 
 #[derive(Debug, Clone)]
@@ -138,6 +154,8 @@ enum Step {
     /// next may find a request in flight).
     Tick,
     App(App),
+    /// Answers the commit in flight (`None`: success), if any.
+    Commit(Option<Failure>),
 }
 
 fn beat() -> impl Strategy<Value = Beat> {
@@ -178,17 +196,36 @@ fn app() -> impl Strategy<Value = App> {
         1 => Just(App::Leave),
         3 => Just(App::PollExpired),
         3 => Just(App::PollResumed),
+        2 => Just(App::Commit),
+        2 => Just(App::Interval),
+        5 => Just(App::Ack),
+    ]
+}
+
+fn commit_answer() -> impl Strategy<Value = Option<Failure>> {
+    prop_oneof![
+        3 => Just(None),
+        1 => Just(Some(Failure::Transport)),
+        1 => Just(Some(Failure::Code(ErrorCode::FencedMemberEpoch))),
+        1 => Just(Some(Failure::Code(ErrorCode::StaleMemberEpoch))),
     ]
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![6 => reply().prop_map(Step::Reply), 1 => Just(Step::Tick), 2 => app().prop_map(Step::App)]
+    prop_oneof![
+        6 => reply().prop_map(Step::Reply),
+        1 => Just(Step::Tick),
+        3 => app().prop_map(Step::App),
+        2 => commit_answer().prop_map(Step::Commit),
+    ]
 }
 
-/// Static or dynamic; a named assignor or the broker's default.
+/// Static or dynamic; a named assignor or the broker's default; auto-commit or not.
 fn member() -> impl Strategy<Value = Settings> {
-    (any::<bool>(), any::<bool>())
-        .prop_map(|(is_static, named)| settings(is_static.then_some(INSTANCE), named.then_some(ASSIGNOR)))
+    (any::<bool>(), any::<bool>(), any::<bool>()).prop_map(|(is_static, named, auto_commit)| Settings {
+        auto_commit,
+        ..settings(is_static.then_some(INSTANCE), named.then_some(ASSIGNOR))
+    })
 }
 
 /// The model coordinator's memory of the one member.
@@ -317,11 +354,14 @@ struct Run {
     /// The earliest application call since the last tick (a deadline it set may be that old).
     app_at: Option<Instant>,
     trace: Vec<String>,
+    /// The driver's side of the core: positions, commits, acknowledgements.
+    core: CoreModel,
 }
 
 impl Run {
     fn new(settings: Settings, target: u8, gated: bool) -> Self {
         let start = Instant::now();
+        let core = CoreModel::new(settings.auto_commit);
         let mut m = Kip848::new(settings.clone(), start);
         m.subscribe(topics(&["t"]), start);
         Run {
@@ -351,6 +391,7 @@ impl Run {
             resubscribed: false,
             app_at: None,
             trace: Vec::new(),
+            core,
         }
     }
 
@@ -435,12 +476,26 @@ impl Run {
                 {
                     return Err(self.failed(format!("revoking {partitions:?}, in the target {target:?}")));
                 }
-                self.m.revoked(self.now);
+                let stamp = self.m.stamp();
+                let positions = self.core.revoke(&partitions, stamp.as_ref()).map_err(|e| self.failed(e))?;
+                self.m.core_mut().paused(positions, stamp);
             }
             Action::Lost(partitions) => {
-                if partitions.is_empty() || !partitions.iter().all(|tp| self.owned.remove(tp)) {
-                    return Err(self.failed(format!("losing {partitions:?}, not all owned")));
+                if partitions.is_empty() {
+                    return Err(self.failed("losing nothing"));
                 }
+                self.core.lost(&partitions, &mut self.owned).map_err(|e| self.failed(e))?;
+            }
+            Action::Commit(_) | Action::Committed { .. } | Action::Release(_) | Action::Remove(_) => {
+                let stamp = self.m.stamp();
+                if let (Action::Commit(_), Some(s)) = (&action, &stamp)
+                    && (s.generation, &s.member_id) != (self.epoch, &self.member_id)
+                {
+                    return Err(
+                        self.failed(format!("a commit as {s:?}; the member is {} at {}", self.member_id, self.epoch))
+                    );
+                }
+                self.core.process(&action, stamp.as_ref()).map_err(|e| self.failed(e))?;
             }
             Action::Assign(partitions) => {
                 if partitions.is_empty() || !partitions.iter().all(|tp| self.owned.insert(tp.clone())) {
@@ -597,7 +652,7 @@ impl Run {
                     if epoch < 0 && self.end != Some(Action::Left) {
                         return Err(self.failed("the leave answered, not left"));
                     }
-                    if self.end.is_none() && !self.leaving() {
+                    if self.end.is_none() && !self.leaving() && !self.core.revoking() {
                         return Err(self.failed("asked to leave, answered: neither left nor leaving"));
                     }
                 } else if dropped {
@@ -607,6 +662,18 @@ impl Run {
                         return Err(
                             self.failed(format!("a dropped answer: {n} actions, deadline {:?}", self.m.deadline()))
                         );
+                    }
+                } else if fatal.is_none() && self.core.revoking() {
+                    // A revocation waits for its commit or the application: nothing goes meanwhile,
+                    // and nothing of the target is added yet.
+                    let within = self.target.as_ref().is_none_or(|t| self.owned.is_subset(t));
+                    if self.m.deadline().is_some() || !within {
+                        return Err(self.failed(format!(
+                            "revoking: deadline {:?}, owning {:?} with a target of {:?}",
+                            self.m.deadline(),
+                            self.owned,
+                            self.target
+                        )));
                     }
                 } else if fatal.is_none() {
                     let due = match &result {
@@ -681,7 +748,10 @@ impl Run {
     /// no deadline (which only a member out of the group by the application's doing may have).
     fn wait(&mut self) -> Result<bool, String> {
         let Some(deadline) = self.m.deadline() else {
-            if self.end.is_none() && (self.leave_asked || (!self.expired && !self.topics.is_empty())) {
+            if self.end.is_none()
+                && (self.leave_asked || (!self.expired && !self.topics.is_empty()))
+                && !self.core.waiting()
+            {
                 return Err(self.failed("nothing in flight, nothing due: stuck"));
             }
             return Ok(false);
@@ -727,7 +797,7 @@ impl Run {
                 self.leave_asked = true;
                 self.m.leave(now);
                 self.settle()?;
-                if !was_out && self.in_flight.is_none() && self.end != Some(Action::Left) {
+                if !was_out && self.in_flight.is_none() && self.end != Some(Action::Left) && !self.core.revoking() {
                     return Err(self.failed("leave() with nothing in flight: neither left nor leaving"));
                 }
             }
@@ -767,6 +837,37 @@ impl Run {
                     return Err(self.failed(format!("resumed: the deadline is {:?}, not now", self.m.deadline())));
                 }
             }
+            App::Commit => {
+                let (id, offsets) = self.core.user_commit(&self.owned);
+                let stamp = self.m.stamp();
+                self.m.core_mut().commit(id, offsets, stamp);
+                self.settle()?;
+            }
+            App::Interval => {
+                let positions = self.core.interval(&self.owned);
+                let stamp = self.m.stamp();
+                self.m.core_mut().interval(positions, stamp);
+                self.settle()?;
+            }
+            App::Ack => {
+                if self.core.ack() {
+                    self.m.released(now);
+                    self.settle()?;
+                    // Reconciled: the new owned set is acknowledged at once.
+                    if self.m.phase() == Phase::Stable && self.in_flight.is_none() {
+                        if let Some(target) = &self.target
+                            && self.owned != *target
+                        {
+                            return Err(self.failed(format!("released: owning {:?}, not {target:?}", self.owned)));
+                        }
+                        if self.m.deadline() != Some(now) {
+                            return Err(
+                                self.failed(format!("released: the deadline is {:?}, not now", self.m.deadline()))
+                            );
+                        }
+                    }
+                }
+            }
         }
         Ok(())
     }
@@ -797,12 +898,17 @@ impl Run {
                     steps.next();
                 }
                 Step::Reply(reply) => {
+                    self.core.read(&self.owned);
                     if self.in_flight.is_some() {
                         self.answer(reply)?;
                         steps.next();
                     } else if !self.wait()? {
                         steps.next();
                     }
+                }
+                Step::Commit(failure) => {
+                    self.commit_answer(*failure)?;
+                    steps.next();
                 }
             }
         }
@@ -831,7 +937,16 @@ impl Run {
             if self.end.is_some() {
                 return self.after_the_end();
             }
+            // What the core waits for comes at once.
+            if self.core.awaiting_ack() {
+                self.app(&App::Ack)?;
+                continue;
+            }
+            if self.commit_answer(None)? {
+                continue;
+            }
             if !self.leave_asked
+                && self.core.idle()
                 && self.owned == goal
                 && self.coordinator.assigned.as_ref() == Some(&goal)
                 && matches!(&self.in_flight, Some(Request::ConsumerHeartbeat { epoch, owned: Some(o), .. })
@@ -849,6 +964,16 @@ impl Run {
                 return Err(self.failed("nothing due, not reconciled"));
             }
         }
+    }
+
+    /// The coordinator answers the commit in flight, if any (true when one was).
+    fn commit_answer(&mut self, failure: Option<Failure>) -> Result<bool, String> {
+        let Some(result) = self.core.answer(failure, &self.owned) else { return Ok(false) };
+        self.log(format!("commit answered {failure:?}"));
+        let stamp = self.m.stamp();
+        self.m.core_mut().on_commit(result, stamp);
+        self.settle()?;
+        Ok(true)
     }
 
     /// After Fatal or Left nothing the application or a stray answer does brings anything.
@@ -1004,10 +1129,10 @@ fn a_leave_during_a_reconciliation_revokes_what_the_target_kept_before_leaving()
     m.leave(at);
     m.on_heartbeat(ok(2, Some(&[1, 2])), at);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0]))]);
-    m.revoked(at);
+    revoked(&mut m, at);
     // It used to send the leave at once, still owning t-1, and end so (never revoked).
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[1]))], "what the target kept, and nothing of t-2");
-    m.revoked(at);
+    revoked(&mut m, at);
     let request = only_send(drain(&mut m));
     assert!(matches!(request, Request::ConsumerHeartbeat { epoch: -1, topics: None, owned: None, .. }), "{request:?}");
     m.on_heartbeat(ok(-1, None), at);

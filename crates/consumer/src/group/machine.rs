@@ -1,12 +1,14 @@
 //! The classic group protocol (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) as an I/O-free
-//! state machine, eager and cooperative (KIP-429) alike.
+//! state machine, eager and cooperative (KIP-429) alike, over the reconcile/commit [`Core`] it
+//! shares with the KIP-848 member.
 //!
-//! Inputs are the answers to the requests it asked for (`on_*`), the driver's acknowledgement
-//! that a revocation is done, time (`tick`), and the application's wishes (subscribe, leave).
-//! Outputs are [`Action`]s taken with [`Machine::next_action`]: a request to send, partitions
-//! to revoke, assign or declare lost, and [`Machine::deadline`], the next instant it wants a
-//! tick. One group request is in flight at a time; the driver sends what it is told and feeds
-//! back what came of it, and nothing here knows about sockets or clocks.
+//! Inputs are the answers to the requests it asked for (`on_*`), the steps of a revocation and
+//! commit answers (through the core, [`Machine::core_mut`], and [`Machine::released`]), time
+//! (`tick`), and the application's wishes (subscribe, leave). Outputs are [`Action`]s taken with
+//! [`Machine::next_action`], and [`Machine::deadline`], the next instant it wants a tick. One
+//! group request is in flight at a time (commits are the core's, beside it); the driver sends
+//! what it is told and feeds back what came of it, and nothing here knows about sockets or
+//! clocks.
 //!
 //! Rules it keeps (Kafka's `AbstractCoordinator` and `ConsumerCoordinator`, KIP-394, KIP-345):
 //! - MEMBER_ID_REQUIRED: join again at once with the member id the coordinator gave.
@@ -21,13 +23,17 @@
 //! - Cooperative: after SyncGroup, revoke owned − assigned; when anything was revoked, join
 //!   again (the follow-up rebalance hands the freed partitions out).
 //! - Static members (`group.instance.id`) never send LeaveGroup.
+//! - While a revocation waits for the application, heartbeats go on: a lost membership is lost
+//!   at once, a fatal code ends the member, anything else waits for the revocation's end.
 
+use crate::group::action::{Action, Failure, Phase, Request, Stamp};
 use crate::group::assignor::{MemberSubscription, PartitionAssignor, RebalanceProtocol};
+use crate::group::core::Core;
 use crate::group::protocol::{decode_assignment, decode_subscription, encode_assignment, encode_subscription};
 use bytes::Bytes;
 use krab_buffer::TopicPartition;
 use krab_protocol::error_code::ErrorCode;
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -49,6 +55,8 @@ pub(crate) struct Settings {
     pub(crate) retry_backoff: Duration,
     /// `partition.assignment.strategy`, in order of preference.
     pub(crate) assignors: Vec<Arc<dyn PartitionAssignor>>,
+    /// `enable.auto.commit`: revocations commit first.
+    pub(crate) auto_commit: bool,
 }
 
 impl Settings {
@@ -61,110 +69,6 @@ impl Settings {
             RebalanceProtocol::Eager
         }
     }
-}
-
-/// Why a request failed.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Failure {
-    /// The coordinator answered this code.
-    Code(ErrorCode),
-    /// The request did not get an answer (connection lost, timed out, coordinator unreachable).
-    Transport,
-}
-
-/// A request the driver must send to the coordinator.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Request {
-    /// FindCoordinator for the group.
-    FindCoordinator,
-    /// JoinGroup.
-    Join {
-        /// The member id ("" the first time).
-        member_id: String,
-        /// The protocols (assignor names) and their subscription metadata, in preference order.
-        protocols: Vec<(String, Bytes)>,
-    },
-    /// SyncGroup; the leader sends every member's assignment.
-    Sync {
-        /// The generation joined.
-        generation: i32,
-        /// This member's id.
-        member_id: String,
-        /// The protocol chosen.
-        protocol: String,
-        /// Member id → encoded assignment (empty unless leader).
-        assignments: Vec<(String, Bytes)>,
-    },
-    /// Heartbeat.
-    Heartbeat {
-        /// The generation.
-        generation: i32,
-        /// The member id.
-        member_id: String,
-    },
-    /// LeaveGroup (dynamic members only).
-    Leave {
-        /// The member id.
-        member_id: String,
-    },
-    /// ConsumerGroupHeartbeat (KIP-848): join (epoch 0), heartbeat, acknowledge, leave (-1, -2).
-    ConsumerHeartbeat {
-        /// The member id ("" to be given one).
-        member_id: String,
-        /// The member epoch.
-        epoch: i32,
-        /// The subscription (`None` on a leave).
-        topics: Option<Vec<String>>,
-        /// `group.remote.assignor`.
-        assignor: Option<String>,
-        /// The partitions owned (`None` on a leave).
-        owned: Option<Vec<TopicPartition>>,
-    },
-}
-
-/// What the driver must do next.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) enum Action {
-    /// Send this request; answer with the matching `on_*`.
-    Send(Request),
-    /// The leader needs these topics' partition counts: answer with
-    /// [`Machine::on_partition_counts`].
-    Metadata(Vec<String>),
-    /// Commit, tell the application, then stop fetching these partitions; answer with
-    /// [`Machine::revoked`].
-    Revoke(Vec<TopicPartition>),
-    /// Start fetching these partitions (at their committed offsets) and tell the application.
-    Assign(Vec<TopicPartition>),
-    /// These partitions are no longer owned and may already be someone else's: stop fetching
-    /// them without committing, and tell the application.
-    Lost(Vec<TopicPartition>),
-    /// The member cannot go on (the code says why).
-    Fatal(ErrorCode),
-    /// The member left the group (after [`Machine::leave`]).
-    Left,
-}
-
-/// Where the member is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// No coordinator known: FindCoordinator goes when `retry_at` allows.
-    Unjoined,
-    /// FindCoordinator in flight.
-    Finding,
-    /// Waiting for the driver to finish a revocation before joining (eager) or going on.
-    Revoking,
-    /// JoinGroup in flight.
-    Joining,
-    /// The leader waits for partition counts.
-    Assigning,
-    /// SyncGroup in flight.
-    Syncing,
-    /// A member of the current generation, heartbeating.
-    Stable,
-    /// LeaveGroup in flight, or about to be.
-    Leaving,
-    /// Out of the group for good (left, or fatal).
-    Done,
 }
 
 /// What to do once a revocation is done.
@@ -186,8 +90,8 @@ pub(crate) struct Machine {
     protocol: Option<String>,
     /// The topics subscribed to.
     topics: BTreeSet<String>,
-    /// Partitions owned in the current generation.
-    owned: BTreeSet<TopicPartition>,
+    /// Partitions owned, the revocation in progress, commits, actions.
+    pub(super) core: Core,
     /// Whether the coordinator is known (FindCoordinator answered since the last failure).
     coordinator: bool,
     /// A request is in flight (its answer pending).
@@ -195,8 +99,13 @@ pub(crate) struct Machine {
     /// Join again once the current step is over (a subscription change, a follow-up rebalance).
     rejoin: bool,
     after_revoke: AfterRevoke,
-    /// Added by the last SyncGroup, waiting for a cooperative revocation to finish.
-    pending_assign: Vec<TopicPartition>,
+    /// The revocation ended while a heartbeat was in flight: what follows it waits for the
+    /// answer.
+    resume_pending: bool,
+    /// A heartbeat during a revocation failed: what follows the revocation waits until then.
+    retry_at: Option<Instant>,
+    /// The generation whose SyncGroup succeeded (heartbeats during a revocation go only for it).
+    synced: i32,
     /// The leader's JoinGroup members, until partition counts arrive.
     members: Vec<MemberSubscription>,
     /// Next heartbeat (Stable), or when a retry may go (after a failure).
@@ -207,12 +116,12 @@ pub(crate) struct Machine {
     leaving: bool,
     /// [`Machine::poll_expired`] gave up the request in flight: its answer is dropped.
     abandoned: bool,
-    actions: VecDeque<Action>,
 }
 
 impl Machine {
     /// A member that has not joined yet.
     pub(crate) fn new(settings: Settings, now: Instant) -> Self {
+        let auto_commit = settings.auto_commit;
         Machine {
             settings,
             phase: Phase::Unjoined,
@@ -220,18 +129,19 @@ impl Machine {
             generation: -1,
             protocol: None,
             topics: BTreeSet::new(),
-            owned: BTreeSet::new(),
+            core: Core::new(auto_commit),
             coordinator: false,
             in_flight: false,
             rejoin: false,
             after_revoke: AfterRevoke::Join,
-            pending_assign: Vec::new(),
+            resume_pending: false,
+            retry_at: None,
+            synced: -1,
             members: Vec::new(),
             next_at: Some(now),
             alive_at: now,
             leaving: false,
             abandoned: false,
-            actions: VecDeque::new(),
         }
     }
 
@@ -252,17 +162,27 @@ impl Machine {
 
     /// Whether commits may go now (a member of a live generation, not mid-rebalance).
     pub(crate) fn can_commit(&self) -> bool {
-        self.generation >= 0 && matches!(self.phase, Phase::Stable | Phase::Revoking)
+        self.generation >= 0 && self.generation == self.synced && matches!(self.phase, Phase::Stable | Phase::Revoking)
+    }
+
+    /// The membership commits go under now, if any.
+    pub(crate) fn stamp(&self) -> Option<Stamp> {
+        self.can_commit().then(|| Stamp { generation: self.generation, member_id: self.member_id.clone() })
     }
 
     /// The partitions owned.
     pub(crate) fn owned(&self) -> &BTreeSet<TopicPartition> {
-        &self.owned
+        self.core.owned()
+    }
+
+    /// The reconcile/commit core (commits, revocation steps).
+    pub(crate) fn core_mut(&mut self) -> &mut Core {
+        &mut self.core
     }
 
     /// The next action, if any.
     pub(crate) fn next_action(&mut self) -> Option<Action> {
-        self.actions.pop_front()
+        self.core.next_action()
     }
 
     /// When the machine next wants [`Machine::tick`].
@@ -295,16 +215,14 @@ impl Machine {
             return;
         }
         self.leaving = true;
-        if self.in_flight {
-            return; // decided when the answer comes
+        if self.in_flight || self.phase == Phase::Revoking {
+            return; // decided when the answer comes, or the revocation is over
         }
         self.begin_leave(now);
     }
 
     fn begin_leave(&mut self, now: Instant) {
-        if !self.owned.is_empty() {
-            self.revoke_all(AfterRevoke::Leave);
-        } else {
+        if !self.revoke_all(AfterRevoke::Leave, now) {
             self.send_leave(now);
         }
     }
@@ -321,12 +239,12 @@ impl Machine {
     fn finish_leave(&mut self) {
         self.phase = Phase::Done;
         self.generation = -1;
-        self.actions.push_back(Action::Left);
+        self.core.push(Action::Left);
     }
 
     fn send(&mut self, request: Request) {
         self.in_flight = true;
-        self.actions.push_back(Action::Send(request));
+        self.core.push(Action::Send(request));
     }
 
     /// Time passed: sends what is due (FindCoordinator, JoinGroup, a heartbeat).
@@ -359,8 +277,12 @@ impl Machine {
                     self.send(Request::Heartbeat { generation: self.generation, member_id: self.member_id.clone() });
                 }
             }
-            // Joining, Syncing, Finding, Leaving: their answers drive them. Revoking and
-            // Assigning wait for the driver.
+            // The session is kept alive while the application finishes with what is revoked.
+            Phase::Revoking if self.coordinator && self.generation >= 0 && self.generation == self.synced => {
+                self.send(Request::Heartbeat { generation: self.generation, member_id: self.member_id.clone() });
+            }
+            // Joining, Syncing, Finding, Leaving: their answers drive them. Assigning waits for
+            // the driver.
             _ => {}
         }
     }
@@ -369,31 +291,41 @@ impl Machine {
     fn start_rejoin(&mut self, now: Instant) {
         self.rejoin = false;
         match self.settings.protocol() {
-            RebalanceProtocol::Eager if !self.owned.is_empty() => self.revoke_all(AfterRevoke::Join),
+            RebalanceProtocol::Eager => {
+                if !self.revoke_all(AfterRevoke::Join, now) {
+                    self.start_join(now);
+                }
+            }
             RebalanceProtocol::Cooperative => {
                 // Topics no longer subscribed are revoked before joining.
                 let gone: Vec<TopicPartition> =
-                    self.owned.iter().filter(|tp| !self.topics.contains(&*tp.topic)).cloned().collect();
+                    self.owned().iter().filter(|tp| !self.topics.contains(&*tp.topic)).cloned().collect();
                 if gone.is_empty() {
                     self.start_join(now);
                 } else {
-                    for tp in &gone {
-                        self.owned.remove(tp);
-                    }
-                    self.phase = Phase::Revoking;
-                    self.after_revoke = AfterRevoke::Join;
-                    self.actions.push_back(Action::Revoke(gone));
+                    self.core.revoke(gone, Vec::new());
+                    self.revoking(AfterRevoke::Join, now);
                 }
             }
-            _ => self.start_join(now),
         }
     }
 
-    fn revoke_all(&mut self, then: AfterRevoke) {
-        let all: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
+    /// Revokes everything owned, then `then` (false: nothing is owned, nothing to do).
+    fn revoke_all(&mut self, then: AfterRevoke, now: Instant) -> bool {
+        let revoking = self.core.revoke_all();
+        if revoking {
+            self.revoking(then, now);
+        }
+        revoking
+    }
+
+    /// A revocation began in the core: wait for it, heartbeating meanwhile so that a slow
+    /// acknowledgement does not cost the membership.
+    fn revoking(&mut self, then: AfterRevoke, now: Instant) {
         self.phase = Phase::Revoking;
         self.after_revoke = then;
-        self.actions.push_back(Action::Revoke(all));
+        self.resume_pending = false;
+        self.next_at = Some(now + self.settings.heartbeat_interval);
     }
 
     fn start_join(&mut self, _now: Instant) {
@@ -409,7 +341,7 @@ impl Machine {
         // the same bytes every time, which lets a restarted static member rejoin without a
         // rebalance (the coordinator compares a static member's metadata).
         let (owned, generation): (Vec<TopicPartition>, i32) = match self.settings.protocol() {
-            RebalanceProtocol::Cooperative => (self.owned.iter().cloned().collect(), self.generation),
+            RebalanceProtocol::Cooperative => (self.owned().iter().cloned().collect(), self.generation),
             RebalanceProtocol::Eager => (Vec::new(), -1),
         };
         let metadata = encode_subscription(&topics, &owned, generation, SUBSCRIPTION_VERSION);
@@ -417,30 +349,45 @@ impl Machine {
         self.send(Request::Join { member_id: self.member_id.clone(), protocols });
     }
 
-    /// The driver finished a revocation (committed, told the application, stopped fetching).
-    pub(crate) fn revoked(&mut self, now: Instant) {
+    /// The application acknowledged the revocation (or nobody listens): the core removes the
+    /// partitions and assigns what waited; then the member goes on (once a heartbeat in flight
+    /// is answered).
+    pub(crate) fn released(&mut self, now: Instant) {
+        if self.core.released() && self.phase == Phase::Revoking {
+            if self.in_flight {
+                self.resume_pending = true;
+            } else {
+                self.after_revocation(now);
+            }
+        }
+    }
+
+    /// What follows a revocation: join, leave, or (cooperative) the follow-up rebalance; after a
+    /// heartbeat failed meanwhile, not before the backoff, and through FindCoordinator when it
+    /// lost the coordinator.
+    fn after_revocation(&mut self, now: Instant) {
         if self.phase != Phase::Revoking {
             return;
         }
+        let due = self.retry_at.take().filter(|t| *t > now).unwrap_or(now);
         match self.after_revoke {
             AfterRevoke::Leave => self.send_leave(now),
+            // What a cooperative member still owns goes before the leave.
+            AfterRevoke::Join if self.leaving => self.begin_leave(now),
             AfterRevoke::Join => {
-                if self.leaving {
-                    self.send_leave(now);
-                } else {
+                if self.coordinator && due == now {
                     self.start_join(now);
+                } else {
+                    self.phase = Phase::Unjoined;
+                    self.rejoin = true;
+                    self.next_at = Some(due);
                 }
             }
             AfterRevoke::AssignThenRejoin => {
-                let added = std::mem::take(&mut self.pending_assign);
-                self.owned.extend(added.iter().cloned());
-                if !added.is_empty() {
-                    self.actions.push_back(Action::Assign(added));
-                }
-                self.phase = Phase::Stable;
+                self.phase = if self.coordinator { Phase::Stable } else { Phase::Unjoined };
                 // The follow-up rebalance, at once.
                 self.rejoin = true;
-                self.next_at = Some(now);
+                self.next_at = Some(due);
                 self.alive_at = now;
                 if self.leaving {
                     self.begin_leave(now);
@@ -452,17 +399,13 @@ impl Machine {
     /// Declares every owned partition lost and forgets the generation.
     fn lose(&mut self) {
         self.generation = -1;
-        if !self.owned.is_empty() {
-            let all: Vec<TopicPartition> = std::mem::take(&mut self.owned).into_iter().collect();
-            self.actions.push_back(Action::Lost(all));
-        }
-        self.pending_assign.clear();
+        self.core.lose();
     }
 
     fn fatal(&mut self, code: ErrorCode) {
         self.lose();
         self.phase = Phase::Done;
-        self.actions.push_back(Action::Fatal(code));
+        self.core.push(Action::Fatal(code));
     }
 
     fn retry_after(&mut self, now: Instant) {
@@ -472,7 +415,7 @@ impl Machine {
     /// The coordinator is unknown: find it again (the membership is kept).
     fn coordinator_lost(&mut self, now: Instant) {
         self.coordinator = false;
-        if self.leaving && self.owned.is_empty() {
+        if self.leaving && self.owned().is_empty() && !self.core.revoking() {
             self.finish_leave();
             return;
         }
@@ -624,7 +567,7 @@ impl Machine {
                 topics.extend(m.topics.iter().cloned());
             }
             self.phase = Phase::Assigning;
-            self.actions.push_back(Action::Metadata(topics.into_iter().collect()));
+            self.core.push(Action::Metadata(topics.into_iter().collect()));
         } else {
             self.phase = Phase::Syncing;
             self.send(Request::Sync {
@@ -708,6 +651,7 @@ impl Machine {
                 return;
             }
         };
+        self.synced = self.generation;
         let assigned: BTreeSet<TopicPartition> = match decode_assignment(&bytes) {
             Ok(a) => a.into_iter().collect(),
             Err(_) => {
@@ -719,24 +663,12 @@ impl Machine {
         };
         self.alive_at = now;
         self.next_at = Some(now + self.settings.heartbeat_interval);
-        let revoked: Vec<TopicPartition> = self.owned.difference(&assigned).cloned().collect();
-        let added: Vec<TopicPartition> = assigned.difference(&self.owned).cloned().collect();
-        if !revoked.is_empty() {
-            // Cooperative: give up what moves first; what was added waits for that.
-            for tp in &revoked {
-                self.owned.remove(tp);
-            }
-            self.pending_assign = added;
-            self.phase = Phase::Revoking;
-            self.after_revoke = AfterRevoke::AssignThenRejoin;
-            self.actions.push_back(Action::Revoke(revoked));
+        // Cooperative: what moves is given up first; what was added waits for that.
+        if self.core.reconcile(&assigned) {
+            self.revoking(AfterRevoke::AssignThenRejoin, now);
             return;
         }
-        self.owned.extend(added.iter().cloned());
         self.phase = Phase::Stable;
-        if !added.is_empty() {
-            self.actions.push_back(Action::Assign(added));
-        }
         if self.leaving {
             self.begin_leave(now);
         } else if self.rejoin {
@@ -746,10 +678,20 @@ impl Machine {
 
     /// A heartbeat's answer.
     pub(crate) fn on_heartbeat(&mut self, result: Result<(), Failure>, now: Instant) {
-        if self.abandoned(result.err().and_then(fatal_code), now) || self.phase != Phase::Stable || !self.in_flight {
+        if self.abandoned(result.err().and_then(fatal_code), now)
+            || !matches!(self.phase, Phase::Stable | Phase::Revoking)
+            || !self.in_flight
+        {
             return;
         }
         self.in_flight = false;
+        if self.phase == Phase::Revoking {
+            self.on_keepalive(result, now);
+            if std::mem::take(&mut self.resume_pending) {
+                self.after_revocation(now);
+            }
+            return;
+        }
         match result {
             Ok(()) => {
                 self.alive_at = now;
@@ -783,6 +725,50 @@ impl Machine {
         }
         if self.leaving && matches!(self.phase, Phase::Stable | Phase::Unjoined) && !self.in_flight {
             self.begin_leave(now);
+        }
+    }
+
+    /// A heartbeat's answer during a revocation. Only the session is at stake: a lost membership
+    /// is lost at once (nothing more may be committed under it), a fatal code ends the member;
+    /// anything else is taken up once the revocation is over.
+    fn on_keepalive(&mut self, result: Result<(), Failure>, now: Instant) {
+        match result {
+            Ok(()) => {
+                self.alive_at = now;
+                self.next_at = Some(now + self.settings.heartbeat_interval);
+            }
+            Err(Failure::Code(ErrorCode::RebalanceInProgress)) => {
+                self.alive_at = now;
+                self.rejoin = true;
+                self.next_at = Some(now + self.settings.heartbeat_interval);
+            }
+            Err(Failure::Code(code @ (ErrorCode::UnknownMemberId | ErrorCode::IllegalGeneration))) => {
+                if code == ErrorCode::UnknownMemberId {
+                    self.member_id.clear();
+                }
+                // The revocation is lost with the rest: go on at once.
+                self.lose();
+                self.after_revocation(now);
+            }
+            Err(failure) => {
+                if let Some(code) = fatal_code(failure) {
+                    self.fatal(code);
+                    return;
+                }
+                self.retry_at = Some(now + self.settings.retry_backoff);
+                if matches!(
+                    failure,
+                    Failure::Transport
+                        | Failure::Code(
+                            ErrorCode::NotCoordinator | ErrorCode::CoordinatorNotAvailable | ErrorCode::RequestTimedOut
+                        )
+                ) {
+                    self.coordinator = false;
+                    self.next_at = None;
+                } else {
+                    self.next_at = self.retry_at;
+                }
+            }
         }
     }
 

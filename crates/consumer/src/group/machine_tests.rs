@@ -9,6 +9,7 @@
 
 use super::*;
 use crate::group::assignor::{CooperativeStickyAssignor, RangeAssignor, RoundRobinAssignor};
+use crate::group::core_model::CoreModel;
 use proptest::prelude::*;
 use proptest::test_runner::{RngSeed, TestCaseError};
 
@@ -24,6 +25,7 @@ fn settings(assignors: Vec<Arc<dyn PartitionAssignor>>, instance_id: Option<&str
         heartbeat_interval: HEARTBEAT,
         retry_backoff: BACKOFF,
         assignors,
+        auto_commit: false,
     }
 }
 
@@ -61,6 +63,14 @@ fn strings(names: &[&str]) -> Vec<String> {
 /// Every action the machine has queued.
 fn drain(m: &mut Machine) -> Vec<Action> {
     std::iter::from_fn(|| m.next_action()).collect()
+}
+
+/// Carries a revocation through as a driver does with nothing to commit and nobody listening:
+/// paused, released at once; the Release and Remove actions are taken.
+fn revoked(m: &mut Machine, at: Instant) {
+    m.core.pause_for_test();
+    m.released(at);
+    m.core.take_for_test(|a| matches!(a, Action::Remove(_)));
 }
 
 /// The one request `actions` hold, and nothing else.
@@ -405,13 +415,81 @@ fn eager_rebalance_in_progress_revokes_everything_then_joins_owning_nothing() {
     heartbeat(&mut m, at);
     m.on_heartbeat(Err(Failure::Code(ErrorCode::RebalanceInProgress)), at);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0, 1]))]);
-    assert_eq!((m.phase(), m.owned().len(), m.deadline()), (Phase::Revoking, 0, None));
+    assert_eq!((m.phase(), m.owned().len()), (Phase::Revoking, 0));
+    assert_eq!(m.deadline(), Some(at + HEARTBEAT), "heartbeats go on while it runs");
     assert!(m.can_commit(), "the revocation commits first");
-    m.revoked(at + MS);
+    revoked(&mut m, at + MS);
     let (member_id, _, sub) = only_join(drain(&mut m));
     // No owned partitions, and so no generation either: an eager subscription is the same
     // bytes every time.
     assert_eq!((member_id.as_str(), sub.owned, sub.generation), ("m-1", vec![], -1));
+}
+
+#[test]
+fn heartbeats_go_on_while_a_revocation_waits_for_the_application_and_the_join_waits_for_their_answer() {
+    let now = Instant::now();
+    let mut m = stable(eager(), &[0, 1], now);
+    let at = now + HEARTBEAT;
+    heartbeat(&mut m, at);
+    m.on_heartbeat(Err(Failure::Code(ErrorCode::RebalanceInProgress)), at);
+    assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0, 1]))]);
+    m.core.pause_for_test();
+    // The application holds the acknowledgement for three heartbeat intervals.
+    let mut beat = at;
+    for _ in 0..3 {
+        beat += HEARTBEAT;
+        assert_eq!(heartbeat(&mut m, beat), Request::Heartbeat { generation: 1, member_id: "m-1".into() });
+        m.on_heartbeat(Err(Failure::Code(ErrorCode::RebalanceInProgress)), beat);
+        assert!(drain(&mut m).is_empty(), "still revoking");
+        assert_eq!(m.phase(), Phase::Revoking);
+    }
+    // Acknowledged while a heartbeat is in flight: the join goes once it is answered.
+    heartbeat(&mut m, beat + HEARTBEAT);
+    m.released(beat + HEARTBEAT);
+    assert_eq!(drain(&mut m), vec![Action::Remove(t(&[0, 1]))]);
+    m.on_heartbeat(Ok(()), beat + HEARTBEAT + MS);
+    let (member_id, _, sub) = only_join(drain(&mut m));
+    assert_eq!((member_id.as_str(), sub.owned), ("m-1", vec![]));
+}
+
+#[test]
+fn a_membership_lost_during_a_revocation_loses_it_and_joins_again_at_once() {
+    for (code, id) in [(ErrorCode::UnknownMemberId, ""), (ErrorCode::IllegalGeneration, "m-1")] {
+        let (mut m, now) = with_in_flight(Kind::Sync, cooperative(), Instant::now());
+        m.on_sync(Ok(encode_assignment(&t(&[1, 2]), 1)), now);
+        assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0]))]);
+        m.core.pause_for_test();
+        heartbeat(&mut m, now + HEARTBEAT);
+        m.on_heartbeat(Err(Failure::Code(code)), now + HEARTBEAT);
+        // Lost: what it owned and what it was revoking; t-2 never comes. The follow-up join
+        // goes at once, with no commit possible meanwhile.
+        assert_eq!(drain(&mut m), vec![Action::Lost(t(&[0, 1]))], "{code:?}");
+        assert!(m.stamp().is_none());
+        m.tick(now + HEARTBEAT);
+        let (member_id, _, sub) = only_join(drain(&mut m));
+        assert_eq!((member_id.as_str(), sub.owned), (id, vec![]), "{code:?}");
+        // The acknowledgement, when it comes, releases nothing.
+        m.released(now + HEARTBEAT * 2);
+        assert!(drain(&mut m).is_empty());
+    }
+}
+
+#[test]
+fn a_coordinator_lost_during_a_revocation_is_found_after_it_before_joining() {
+    let now = Instant::now();
+    let mut m = stable(eager(), &[0], now);
+    m.subscribe(topics(&["t", "u"]), now);
+    assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0]))]);
+    m.core.pause_for_test();
+    heartbeat(&mut m, now);
+    m.on_heartbeat(Err(Failure::Transport), now);
+    assert_eq!(m.deadline(), None, "no heartbeat without a coordinator");
+    m.released(now + MS);
+    assert_eq!(drain(&mut m), vec![Action::Remove(t(&[0]))]);
+    let due = now + BACKOFF;
+    assert_eq!(m.deadline(), Some(due), "after the backoff");
+    m.tick(due);
+    assert_eq!(drain(&mut m), vec![Action::Send(Request::FindCoordinator)]);
 }
 
 #[test]
@@ -434,7 +512,7 @@ fn cooperative_sync_revokes_what_moved_then_assigns_what_came_then_joins_again()
     m.on_sync(Ok(encode_assignment(&t(&[1, 2]), 1)), at);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0]))]);
     assert_eq!((m.phase(), m.owned()), (Phase::Revoking, &set(&t(&[1]))));
-    m.revoked(at);
+    revoked(&mut m, at);
     assert_eq!(drain(&mut m), vec![Action::Assign(t(&[2]))]);
     assert_eq!((m.phase(), m.owned()), (Phase::Stable, &set(&t(&[1, 2]))));
     // The follow-up rebalance, at once.
@@ -618,7 +696,7 @@ fn an_eager_member_revokes_before_a_rejoin_decided_while_finding_the_coordinator
     m.subscribe(topics(&["t", "u"]), at + BACKOFF);
     m.on_coordinator(Ok(()), at + BACKOFF);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0, 1]))]);
-    m.revoked(at + BACKOFF);
+    revoked(&mut m, at + BACKOFF);
     let (_, _, sub) = only_join(drain(&mut m));
     assert_eq!((sub.topics, sub.owned), (strings(&["t", "u"]), vec![]));
 }
@@ -636,7 +714,7 @@ fn a_subscription_changed_while_the_coordinator_is_unknown_joins_once_it_is_foun
     assert_eq!(only_send(drain(&mut m)), Request::FindCoordinator);
     m.on_coordinator(Ok(()), at);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0, 1]))]);
-    m.revoked(at);
+    revoked(&mut m, at);
     let (_, _, sub) = only_join(drain(&mut m));
     assert_eq!(sub.topics, strings(&["t", "u"]));
     // Synced or not, that join's generation is heartbeated only once SyncGroup answers.
@@ -657,7 +735,7 @@ fn a_dynamic_member_leaves_by_revoking_then_sending_leave_group() {
     let mut m = stable(eager(), &[0, 1], now);
     m.leave(now);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0, 1]))]);
-    m.revoked(now);
+    revoked(&mut m, now);
     assert_eq!(only_send(drain(&mut m)), Request::Leave { member_id: "m-1".into() });
     assert_eq!((m.phase(), m.deadline()), (Phase::Leaving, None));
     m.on_leave(Err(Failure::Transport), now);
@@ -672,7 +750,7 @@ fn a_dynamic_member_leaves_by_revoking_then_sending_leave_group() {
     assert_eq!(drain(&mut m), vec![]);
     m.on_heartbeat(Ok(()), at);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[3]))]);
-    m.revoked(at);
+    revoked(&mut m, at);
     assert_eq!(only_send(drain(&mut m)), Request::Leave { member_id: "m-1".into() });
     m.on_leave(Ok(()), at);
     assert_eq!(drain(&mut m), vec![Action::Left]);
@@ -690,7 +768,7 @@ fn a_static_member_leaves_without_leave_group() {
     let mut m = stable(settings(vec![Arc::new(RangeAssignor)], Some("i-1")), &[0, 1], now);
     m.leave(now);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0, 1]))]);
-    m.revoked(now);
+    revoked(&mut m, now);
     assert_eq!(drain(&mut m), vec![Action::Left]);
     assert_eq!((m.phase(), m.deadline()), (Phase::Done, None));
 }
@@ -704,7 +782,7 @@ fn a_new_subscription_joins_again() {
     assert_eq!((drain(&mut m), m.deadline()), (vec![], Some(now + HEARTBEAT)));
     m.subscribe(topics(&["t", "u"]), now + MS);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0, 1]))]);
-    m.revoked(now + MS);
+    revoked(&mut m, now + MS);
     let (member_id, _, sub) = only_join(drain(&mut m));
     assert_eq!((member_id.as_str(), sub.topics, sub.owned), ("m-1", strings(&["t", "u"]), vec![]));
 
@@ -718,7 +796,7 @@ fn a_new_subscription_joins_again() {
     let mut m = stable(cooperative(), &[0, 1], now);
     m.subscribe(topics(&["u"]), now);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0, 1]))]);
-    m.revoked(now);
+    revoked(&mut m, now);
     let (_, _, sub) = only_join(drain(&mut m));
     assert_eq!((sub.topics, sub.owned), (strings(&["u"]), vec![]));
 
@@ -732,7 +810,7 @@ fn a_new_subscription_joins_again() {
     let due = m.deadline().expect("a rejoin is due");
     m.tick(due);
     assert_eq!(drain(&mut m), vec![Action::Revoke(t(&[0]))]);
-    m.revoked(due);
+    revoked(&mut m, due);
     let (_, _, sub) = only_join(drain(&mut m));
     assert_eq!(sub.topics, strings(&["u"]));
 }
@@ -906,6 +984,12 @@ enum App {
     Leave,
     PollExpired,
     PollResumed,
+    /// Commit every owned position.
+    Commit,
+    /// The auto-commit interval came.
+    Interval,
+    /// Acknowledge the revocation awaited.
+    Ack,
 }
 
 #[derive(Debug, Clone)]
@@ -913,6 +997,8 @@ enum Step {
     /// Answers the request in flight; with none, time passes to the deadline first.
     Answer(Answer),
     App(App),
+    /// Answers the commit in flight (`None`: success), if any.
+    Commit(Option<Failure>),
 }
 
 fn failure() -> impl Strategy<Value = Failure> {
@@ -941,17 +1027,25 @@ fn app() -> impl Strategy<Value = App> {
         1 => Just(App::Leave),
         4 => Just(App::PollExpired),
         4 => Just(App::PollResumed),
+        3 => Just(App::Commit),
+        3 => Just(App::Interval),
+        6 => Just(App::Ack),
     ]
 }
 
 fn step() -> impl Strategy<Value = Step> {
-    prop_oneof![6 => answer().prop_map(Step::Answer), 1 => app().prop_map(Step::App)]
+    prop_oneof![
+        6 => answer().prop_map(Step::Answer),
+        2 => app().prop_map(Step::App),
+        2 => prop_oneof![3 => Just(None), 1 => failure().prop_map(Some)].prop_map(Step::Commit),
+    ]
 }
 
 /// Eager (one or two eager assignors, or cooperative-sticky with an eager one) or cooperative;
-/// static or dynamic.
+/// static or dynamic; auto-commit or not.
 fn member() -> impl Strategy<Value = Settings> {
-    (0usize..4, any::<bool>()).prop_map(|(which, is_static)| member_settings(which, is_static))
+    (0usize..4, any::<bool>(), any::<bool>())
+        .prop_map(|(which, is_static, auto_commit)| Settings { auto_commit, ..member_settings(which, is_static) })
 }
 
 /// A generation the model coordinator formed with the member.
@@ -1028,10 +1122,13 @@ struct Run {
     /// The earliest application call since the last tick (a deadline it set may be that old).
     app_at: Option<Instant>,
     trace: Vec<String>,
+    /// The driver's side of the core: positions, commits, acknowledgements.
+    core: CoreModel,
 }
 
 impl Run {
     fn new(settings: Settings) -> Self {
+        let auto_commit = settings.auto_commit;
         let start = Instant::now();
         let mut m = Machine::new(settings.clone(), start);
         m.subscribe(topics(&["t"]), start);
@@ -1056,6 +1153,7 @@ impl Run {
             backoff_from: None,
             app_at: None,
             trace: Vec::new(),
+            core: CoreModel::new(auto_commit),
         }
     }
 
@@ -1130,12 +1228,25 @@ impl Run {
                 if partitions.is_empty() || !partitions.iter().all(|tp| self.owned.remove(tp)) {
                     return Err(self.failed(format!("revoking {partitions:?}, not all owned")));
                 }
-                self.m.revoked(self.now);
+                let stamp = self.m.stamp();
+                let positions = self.core.revoke(&partitions, stamp.as_ref()).map_err(|e| self.failed(e))?;
+                self.m.core_mut().paused(positions, stamp);
             }
             Action::Lost(partitions) => {
-                if partitions.is_empty() || !partitions.iter().all(|tp| self.owned.remove(tp)) {
-                    return Err(self.failed(format!("losing {partitions:?}, not all owned")));
+                if partitions.is_empty() {
+                    return Err(self.failed("losing nothing".into()));
                 }
+                self.core.lost(&partitions, &mut self.owned).map_err(|e| self.failed(e))?;
+            }
+            Action::Commit(_) | Action::Committed { .. } | Action::Release(_) | Action::Remove(_) => {
+                let stamp = self.m.stamp();
+                if let (Action::Commit(_), Some(s)) = (&action, &stamp) {
+                    let synced = self.coordinator.synced.as_ref().map(|(g, id)| (*g, id));
+                    if synced != Some((s.generation, &s.member_id)) {
+                        return Err(self.failed(format!("a commit as {s:?}; the coordinator synced {synced:?}")));
+                    }
+                }
+                self.core.process(&action, stamp.as_ref()).map_err(|e| self.failed(e))?;
             }
             Action::Assign(partitions) => {
                 if partitions.is_empty() || !partitions.iter().all(|tp| self.owned.insert(tp.clone())) {
@@ -1183,7 +1294,12 @@ impl Run {
                 return Err(self.failed(format!("{request:?} while expired (only one LeaveGroup may go)")));
             }
         }
-        if std::mem::take(&mut self.follow_up)
+        // Heartbeats go on while the revocation before the follow-up runs, and a coordinator
+        // lost meanwhile is found first.
+        if self.follow_up
+            && self.m.phase() != Phase::Revoking
+            && *request != Request::FindCoordinator
+            && std::mem::take(&mut self.follow_up)
             && !matches!(request, Request::Join { .. })
             && !(is_leave && (self.leave_asked || self.expired))
         {
@@ -1409,7 +1525,7 @@ impl Run {
     /// no deadline (which only a member out of the group by the application's doing may have).
     fn wait(&mut self) -> Result<bool, String> {
         let Some(deadline) = self.m.deadline() else {
-            if self.end.is_none() && !self.expired && !self.topics.is_empty() {
+            if self.end.is_none() && !self.expired && !self.topics.is_empty() && !self.core.waiting() {
                 return Err(self.failed("nothing in flight, nothing due: stuck".into()));
             }
             return Ok(false);
@@ -1453,7 +1569,8 @@ impl Run {
                 self.m.leave(now);
             }
             App::PollExpired => {
-                if !self.expired && self.m.generation() >= 0 {
+                // A member asked to leave does not expire (the driver stops watching polls).
+                if !self.expired && !self.leave_asked && self.m.generation() >= 0 {
                     (self.expired, self.resubscribed, self.sent_expired) = (true, false, 0);
                     self.abandoned = self.in_flight.is_some() && !self.leave_asked;
                     (self.next_join_id, self.follow_up) = (None, false);
@@ -1464,6 +1581,21 @@ impl Run {
                 if self.expired {
                     self.expired = false;
                     self.m.poll_resumed(now);
+                }
+            }
+            App::Commit => {
+                let (id, offsets) = self.core.user_commit(&self.owned);
+                let stamp = self.m.stamp();
+                self.m.core_mut().commit(id, offsets, stamp);
+            }
+            App::Interval => {
+                let positions = self.core.interval(&self.owned);
+                let stamp = self.m.stamp();
+                self.m.core_mut().interval(positions, stamp);
+            }
+            App::Ack => {
+                if self.core.ack() {
+                    self.m.released(now);
                 }
             }
         }
@@ -1492,12 +1624,17 @@ impl Run {
                     steps.next();
                 }
                 Step::Answer(answer) => {
+                    self.core.read(&self.owned);
                     if self.in_flight.is_some() {
                         self.answer(answer)?;
                         steps.next();
                     } else if !self.wait()? {
                         steps.next();
                     }
+                }
+                Step::Commit(failure) => {
+                    self.commit_answer(*failure)?;
+                    steps.next();
                 }
             }
         }
@@ -1522,10 +1659,19 @@ impl Run {
                 }
                 return self.after_the_end();
             }
+            // What the core waits for comes at once.
+            if self.core.awaiting_ack() {
+                self.app(&App::Ack)?;
+                continue;
+            }
+            if self.commit_answer(None)? {
+                continue;
+            }
             if !self.leave_asked
                 && self.m.phase() == Phase::Stable
                 && self.owned == all
                 && matches!(self.in_flight, Some(Request::Heartbeat { .. }))
+                && self.core.idle()
             {
                 return Ok(());
             }
@@ -1541,6 +1687,16 @@ impl Run {
                 return Err(self.failed("nothing due, not stable".into()));
             }
         }
+    }
+
+    /// The coordinator answers the commit in flight, if any (true when one was).
+    fn commit_answer(&mut self, failure: Option<Failure>) -> Result<bool, String> {
+        let Some(result) = self.core.answer(failure, &self.owned) else { return Ok(false) };
+        self.log(format!("commit answered {failure:?}"));
+        let stamp = self.m.stamp();
+        self.m.core_mut().on_commit(result, stamp);
+        self.settle()?;
+        Ok(true)
     }
 
     /// After Fatal or Left nothing the application does brings anything.

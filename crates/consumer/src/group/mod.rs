@@ -1,7 +1,12 @@
-//! Consumer groups, classic protocol: assignors, the consumer protocol's embedded messages, the
-//! I/O-free member state machine, the task that drives it, and the rebalance events.
+//! Consumer groups: assignors, the consumer protocol's embedded messages, the I/O-free members
+//! (classic eager and cooperative, KIP-848) over one reconcile/commit core, the task that drives
+//! them, and the rebalance events.
 
+pub(crate) mod action;
 pub mod assignor;
+pub(crate) mod core;
+#[cfg(test)]
+mod core_model;
 pub(crate) mod driver;
 pub mod events;
 pub(crate) mod kip848;
