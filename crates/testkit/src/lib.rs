@@ -14,6 +14,10 @@
 //!   epochs and sequence numbers the way a real broker does (DUPLICATE_SEQUENCE_NUMBER,
 //!   OUT_OF_ORDER_SEQUENCE_NUMBER, INVALID_PRODUCER_EPOCH), and follows per-partition scripts
 //!   ([`ProduceStep`]: error codes, delays, appending then hanging or dropping the connection).
+//! - [`FakeCoordinator`] is an in-memory group coordinator (classic protocol: FindCoordinator,
+//!   JoinGroup with KIP-394 member ids, SyncGroup, Heartbeat, LeaveGroup, OffsetCommit fenced by
+//!   generation and member id, OffsetFetch) that a test's handler delegates to, with a log of
+//!   commits, scripted error codes per API and a coordinator that can move between brokers.
 //! - [`FakeCluster`] is a set of fake brokers sharing one state, and [`FakeTransport`] is a
 //!   `tower::Service<BrokerAddr>` for `Cluster::connect_with` that maps broker addresses to them
 //!   in memory, with per-broker "down" (connection refused) and "hang" switches.
@@ -21,6 +25,7 @@
 
 mod broker;
 mod cluster;
+mod coordinator;
 mod log;
 mod reply;
 mod state;
@@ -28,6 +33,7 @@ mod transport;
 
 pub use broker::{FakeBroker, Stats};
 pub use cluster::FakeCluster;
+pub use coordinator::{CommitRecord, CommittedOffset, FakeCoordinator, GroupState, GroupView, LeaveRecord};
 pub use log::{PartitionLog, ProduceStep, StoredBatch};
 pub use reply::{Held, IntoAny, Reply};
 pub use state::{ClusterState, FakePartition};
