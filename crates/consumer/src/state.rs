@@ -22,7 +22,7 @@ use krab_cluster::ClusterSnapshot;
 use krab_protocol::records::{RecordHeader, TimestampType};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::task::Waker;
 
 /// Where to start reading a partition.
@@ -125,6 +125,12 @@ pub(crate) struct Part {
     cursor: usize,
     bytes: usize,
     error: Option<Error>,
+    /// The version of the partition when its front chunk was lent as a [`Run`] (the run is out
+    /// while this is the current version): the position must not move past it meanwhile.
+    lent: Option<u64>,
+    /// While a run is out: the offset after the last record it handed out, which the run
+    /// stores (no lock) and commits read.
+    handed: Arc<AtomicI64>,
 }
 
 impl Part {
@@ -152,6 +158,8 @@ impl Part {
             cursor: 0,
             bytes: 0,
             error: None,
+            lent: None,
+            handed: Arc::new(AtomicI64::new(-1)),
         }
     }
 
@@ -236,6 +244,8 @@ pub(crate) struct Run {
     chunk: Chunk,
     /// The next record to hand out; always within the chunk while the run is out.
     cursor: usize,
+    /// The partition's [`Part::handed`].
+    handed: Arc<AtomicI64>,
 }
 
 impl Run {
@@ -265,6 +275,7 @@ impl Run {
     pub(crate) fn pop(&mut self) -> Option<ConsumerRecord> {
         let r = self.chunk.records.get_mut(self.cursor)?;
         self.cursor += 1;
+        self.handed.store(r.offset + 1, Ordering::Relaxed);
         Some(ConsumerRecord {
             topic: self.tp.topic.clone(),
             partition: self.tp.partition,
@@ -413,7 +424,12 @@ impl State {
         self.parts
             .iter()
             .filter(|(tp, _)| partitions.is_none_or(|ps| ps.contains(tp)))
-            .filter_map(|(tp, p)| Some((tp.clone(), p.position?, p.last_epoch)))
+            .filter_map(|(tp, p)| {
+                // A run out has handed records past the position the table keeps for it.
+                let position =
+                    if p.lent == Some(p.version) { Some(p.handed.load(Ordering::Relaxed)) } else { p.position };
+                Some((tp.clone(), position?, p.last_epoch))
+            })
             .collect()
     }
 
@@ -756,7 +772,9 @@ impl State {
                 self.bytes += added;
                 part.last_epoch = decoded.last_epoch.or(part.last_epoch);
                 part.fetch = Fetch::At(decoded.next_offset);
-                if part.chunks.is_empty() {
+                // Nothing buffered and nothing lent: the position follows the log (past control
+                // batches and aborted records). A run out holds the position at its start.
+                if part.chunks.is_empty() && part.lent != Some(part.version) {
                     part.position = Some(decoded.next_offset);
                 }
                 if let Some(e) = stop {
@@ -1099,12 +1117,16 @@ impl State {
             if let Some(chunk) = part.chunks.pop_front() {
                 let cursor = std::mem::take(&mut part.cursor);
                 let version = part.version;
+                part.lent = Some(version);
+                let next = chunk.records.get(cursor).map_or(chunk.next_offset, |r| r.offset);
+                part.handed.store(next, Ordering::Relaxed);
+                let handed = Arc::clone(&part.handed);
                 if !part.chunks.is_empty() || part.error.is_some() {
                     // Back of the queue, as `mark_ready` would put it.
                     part.queued = true;
                     self.ready.push_back(tp.clone());
                 }
-                return Some(Ok(Run { tp, version, chunk, cursor }));
+                return Some(Ok(Run { tp, version, chunk, cursor, handed }));
             }
             if let Some(e) = part.error.take() {
                 return Some(Err(e));
@@ -1131,6 +1153,7 @@ impl State {
         if part.version != run.version {
             return wake;
         }
+        part.lent = None;
         part.bytes -= run.chunk.bytes;
         self.bytes -= run.chunk.bytes;
         part.position = Some(run.chunk.next_offset);
@@ -1160,6 +1183,7 @@ impl State {
         if part.version != run.version {
             return wake;
         }
+        part.lent = None;
         part.position = Some(run.next_offset());
         // The chunk behind it was not touched while the run was out.
         debug_assert_eq!(part.cursor, 0);
@@ -1417,6 +1441,31 @@ mod tests {
         let _ = s.finish_run(run);
         assert_eq!(s.buffered(), 0);
         assert!(s.take_run(None).is_none());
+    }
+
+    #[test]
+    fn an_empty_answer_while_a_run_is_lent_leaves_the_position_at_the_run_and_commits_take_what_it_handed_out() {
+        let mut s = state(1_000, 10_000, AutoOffsetReset::Latest);
+        let work = s.take_fetch_work(1);
+        let _ = s.apply_fetch(&work[0], records(vec![chunk(0, 5, 10, 5)], 5));
+        let mut run = s.take_run(None).unwrap().unwrap();
+        let tp0 = run.partition().clone();
+        for _ in 0..3 {
+            let _ = run.pop();
+        }
+        // The next fetch of the partition answers nothing new while the run is out: the
+        // position (what a commit takes) stays where the application is, not at the log's end.
+        let work = s.take_fetch_work(1);
+        let again = work.iter().find(|w| w.tp == tp0).expect("fetched again");
+        let _ = s.apply_fetch(again, records(Vec::new(), 5));
+        assert_eq!(s.position(&tp0).unwrap(), Some(0), "held at the run's start while it is out");
+        assert_eq!(s.committable(Some(&[tp0.clone()]))[0].1, 3, "commits take what the run handed out");
+        let _ = s.give_back(run);
+        assert_eq!(s.position(&tp0).unwrap(), Some(3), "the run's next record");
+        let mut run = s.take_run(None).unwrap().unwrap();
+        while run.pop().is_some() {}
+        let _ = s.finish_run(run);
+        assert_eq!(s.position(&tp0).unwrap(), Some(5));
     }
 
     #[test]

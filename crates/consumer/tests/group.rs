@@ -281,8 +281,6 @@ async fn commits_carry_the_generation_and_member_id_and_are_answered_in_order() 
 
 /// A commit whose answer is slow does not stop the heartbeats: the member outlives it.
 #[tokio::test(start_paused = true)]
-#[ignore = "consumer bug: the group driver awaits a commit's answer inline, sending no heartbeat meanwhile; \
-            an answer slower than session.timeout.ms costs the membership (UNKNOWN_MEMBER_ID, Lost)"]
 async fn heartbeats_go_on_while_a_commit_answer_is_slow() {
     let fake = Fake::new(1, 4);
     fake.append_all(5);
@@ -386,9 +384,6 @@ async fn auto_commit_commits_the_revoked_positions_before_the_revoked_event() {
 }
 
 #[tokio::test(start_paused = true)]
-#[ignore = "consumer bug: auto-commit before a revocation commits past records the Stream has not returned \
-            (a fetch answered while the Stream holds the partition's batch moves the table's position to the \
-            next fetch offset); committed 5 where the application got 3"]
 async fn auto_commit_before_a_revocation_counts_the_records_returned_mid_batch() {
     // 3 records of a 5-record batch returned: the Stream holds the rest of that batch.
     auto_commit_before_revoke(3).await;
