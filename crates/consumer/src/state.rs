@@ -1459,7 +1459,7 @@ mod tests {
         let again = work.iter().find(|w| w.tp == tp0).expect("fetched again");
         let _ = s.apply_fetch(again, records(Vec::new(), 5));
         assert_eq!(s.position(&tp0).unwrap(), Some(0), "held at the run's start while it is out");
-        assert_eq!(s.committable(Some(&[tp0.clone()]))[0].1, 3, "commits take what the run handed out");
+        assert_eq!(s.committable(Some(std::slice::from_ref(&tp0)))[0].1, 3, "commits take what the run handed out");
         let _ = s.give_back(run);
         assert_eq!(s.position(&tp0).unwrap(), Some(3), "the run's next record");
         let mut run = s.take_run(None).unwrap().unwrap();
