@@ -221,6 +221,9 @@ fn krab(a: &ConsumeArgs) -> Result<(Tally, String, Extra)> {
         // fetch.max.bytes.
         let wire = (per_partition_bytes * a.partitions as usize).min(fetch_max * brokers);
         extra.insert("response_mb".into(), serde_json::json!(wire as f64 * in_memory / (1 << 20) as f64));
+        // A compressed response's wire bytes live beside its decompressed records while it is
+        // decoded (uncompressed records are slices of the wire bytes: no second copy).
+        extra.insert("wire_mb".into(), serde_json::json!(mb(wire)));
         extra.insert("peak_buffered_mb".into(), serde_json::json!(mb(peak_buffered)));
         anyhow::Ok((tally, note, Some(extra)))
     })

@@ -462,12 +462,15 @@ fn print_table(results: &Results, s: &Settings, records: u64) {
         let Some((_, samples)) = results.cases.iter().find(|(l, _)| l == label) else { continue };
         let Some(first) = samples.first() else { continue };
         let (budget, response) = (first.num("budget_mb"), first.num("response_mb"));
+        // Compressed: the response's wire bytes too, while it is decompressed.
+        let wire = if s.compression == "none" { 0.0 } else { first.num("wire_mb") };
         let max = |key: &str| samples.iter().map(|s| s.num(key)).fold(f64::NEG_INFINITY, f64::max);
         let (start, peak, buffered) = (max("start_rss_mb"), max("peak_rss_mb"), max("peak_buffered_mb"));
-        let bound = start + budget + response;
+        let bound = start + budget + response + wire;
+        let wire_note = if wire > 0.0 { format!(" + its wire bytes {wire:.1}") } else { String::new() };
         println!(
             "{label:<15} peak RSS {peak:.1} MB (max of runs; buffered at most {buffered:.1} MiB as counted) vs \
-             {bound:.1} = {start:.1} at start + budget {budget:.1} + one response per broker {response:.1}: {}",
+             {bound:.1} = {start:.1} at start + budget {budget:.1} + one response per broker {response:.1}{wire_note}: {}",
             if peak <= bound { "within" } else { "OVER" }
         );
     }
