@@ -246,7 +246,7 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         options.tls = picked("kafka/tls");
         options.sasl = picked("kafka/sasl") || picked("kafka/acl");
         options.acl = picked("kafka/acl");
-        let kafka = Arc::new(KafkaCluster::start(&options)?);
+        let kafka = Arc::new(start_healthy(&options)?);
         println!(
             "{} at {} (proxies; direct {}), serving after {:.1} s",
             kafka.version(),
@@ -300,4 +300,23 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         bail!("integration scenarios failed: {}", failed.join("; "));
     }
     Ok(())
+}
+
+/// Starts the Kafka cluster and checks that a new topic's replicas all join its ISR (a node has
+/// been seen to start without ever joining the ISR of new topics, failing every scenario that
+/// waits for a full ISR); such a cluster is started again, once.
+fn start_healthy(options: &KafkaOptions) -> Result<KafkaCluster> {
+    let kafka = KafkaCluster::start(options)?;
+    match kafka.create_topic("krab-it-health", 6, 3, &[]) {
+        Ok(_) => Ok(kafka),
+        Err(e) => {
+            println!("  the cluster started unhealthy ({e:#}); starting it again");
+            drop(kafka);
+            let kafka = KafkaCluster::start(options)?;
+            kafka
+                .create_topic("krab-it-health", 6, 3, &[])
+                .context("the Kafka cluster is unhealthy after a restart")?;
+            Ok(kafka)
+        }
+    }
 }
