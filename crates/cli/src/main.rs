@@ -114,9 +114,15 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     if let Command::Completions { shell } = &cli.command {
-        let mut command = Cli::command();
-        clap_complete::generate(*shell, &mut command, "krab", &mut std::io::stdout());
-        return ExitCode::SUCCESS;
+        let mut script = Vec::new();
+        clap_complete::generate(*shell, &mut Cli::command(), "krab", &mut script);
+        return match table::print(&String::from_utf8_lossy(&script)) {
+            Err(e) if !is_broken_pipe(&e) => {
+                eprintln!("krab: {}", one_line(&e));
+                ExitCode::FAILURE
+            }
+            _ => ExitCode::SUCCESS,
+        };
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(rt) => rt,
