@@ -283,12 +283,19 @@ async fn read(
         // A group member has no partitions until the coordinator assigns them.
         !assigned.is_empty() && assigned.iter().all(|tp| at_end.contains(tp))
     };
+    let (mut check_end, mut last_check) = (true, Instant::now());
     loop {
         if args.count.is_some_and(|c| printed >= c) {
             break;
         }
-        if args.exit_at_end && reached_end(&consumer, &mut at_end) {
-            break;
+        // Checked when a record was a partition's last before its end, and every 100 ms (an
+        // empty partition, a group's assignment arriving).
+        if args.exit_at_end && (check_end || last_check.elapsed() >= Duration::from_millis(100)) {
+            check_end = false;
+            last_check = Instant::now();
+            if reached_end(&consumer, &mut at_end) {
+                break;
+            }
         }
         let item = match consumer.next().now_or_never() {
             Some(item) => item,
@@ -310,6 +317,8 @@ async fn read(
                 printer.write(&r, &mut line);
                 out.write_all(&line).context("writing to stdout")?;
                 printed += 1;
+                let tp = TopicPartition::new(r.topic.clone(), r.partition);
+                check_end |= extents.get(&tp).is_some_and(|(_, end)| r.offset + 1 >= *end);
                 let bytes = r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len());
                 counters.add(1, bytes as u64);
             }
