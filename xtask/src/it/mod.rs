@@ -6,6 +6,8 @@
 //! over the three brokers (what each can do), `kafka_control.rs` Kafka's control API.
 
 mod admin_support;
+mod cli_support;
+mod cli_terminal;
 mod cluster_basics;
 mod consume_support;
 mod consumer_interop_codecs;
@@ -15,6 +17,8 @@ pub(crate) mod java_client;
 mod kafka_acl;
 mod kafka_admin;
 mod kafka_auto_create;
+mod kafka_cli_interop;
+mod kafka_cli_roundtrip;
 mod kafka_consume_incidents;
 mod kafka_control;
 mod kafka_faults;
@@ -84,6 +88,9 @@ const KAFKA_SCENARIOS: &[&str] = &[
     "kafka/group-coordinator-kill",
     "kafka/group-mixed",
     "kafka/group-kip848",
+    "kafka/cli-roundtrip",
+    "kafka/cli-interop",
+    "cli/terminal",
 ];
 
 fn known_scenarios() -> String {
@@ -294,6 +301,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         kafka_scenario!("kafka/group-coordinator-kill", kafka_groups::coordinator_kill);
         kafka_scenario!("kafka/group-mixed", kafka_groups::mixed);
         kafka_scenario!("kafka/group-kip848", group_classic::kip848);
+        kafka_scenario!("kafka/cli-roundtrip", kafka_cli_roundtrip::run);
+        kafka_scenario!("kafka/cli-interop", kafka_cli_interop::run);
+        kafka_scenario!("cli/terminal", cli_terminal::run);
     }
     println!("\n{passed} passed, {} failed", failed.len());
     if !failed.is_empty() {
