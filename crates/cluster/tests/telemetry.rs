@@ -67,7 +67,8 @@ async fn requests_are_spanned_and_counted_as_the_brokers_saw_them() {
 
     // One closed span per request, with its fields.
     let spans = log.closed_spans("krab.request");
-    let metadata: Vec<_> = spans.iter().filter(|s| s.fields.get("api").map(String::as_str) == Some("Metadata")).collect();
+    let metadata: Vec<_> =
+        spans.iter().filter(|s| s.fields.get("api").map(String::as_str) == Some("Metadata")).collect();
     assert_eq!(metadata.len() as u64, fake.requests(ApiKey::Metadata), "{spans:?}");
     for s in &spans {
         for field in ["version", "broker", "correlation_id", "latency_us"] {
@@ -76,7 +77,10 @@ async fn requests_are_spanned_and_counted_as_the_brokers_saw_them() {
         assert!(!s.fields.contains_key("error"), "{s:?}");
     }
     assert!(metadata.iter().any(|s| s.fields["broker"] == "2"), "{metadata:?}");
-    assert!(spans.iter().any(|s| s.fields["broker"] == fake.addr(1).to_string()), "the bootstrap connection by address");
+    assert!(
+        spans.iter().any(|s| s.fields["broker"] == fake.addr(1).to_string()),
+        "the bootstrap connection by address"
+    );
     // A healthy run says nothing at INFO or above.
     assert!(log.at_least(tracing::Level::INFO).is_empty(), "{:?}", log.at_least(tracing::Level::INFO));
 }
@@ -94,11 +98,8 @@ async fn a_request_without_answer_records_its_error_on_the_span_and_counts() {
         _ => Reply::Default,
     });
     let timeout = Duration::from_millis(500);
-    let config = ConnectionConfig {
-        client_id: Some(CLIENT.into()),
-        request_timeout: timeout,
-        ..ConnectionConfig::default()
-    };
+    let config =
+        ConnectionConfig { client_id: Some(CLIENT.into()), request_timeout: timeout, ..ConnectionConfig::default() };
     let (client, _conn) = broker.connect(config);
     let r = client.send(&MetadataRequest::default(), 12).await;
     assert!(matches!(r, Err(RequestError::TimedOut(_))), "{r:?}");

@@ -540,11 +540,8 @@ async fn rebalances_are_traced_alike_and_counted() {
     let Member { consumer, .. } = a;
     consumer.close().await.unwrap();
 
-    let rebalances: Vec<_> = log
-        .at_least(tracing::Level::INFO)
-        .into_iter()
-        .filter(|e| e.message.starts_with("partitions "))
-        .collect();
+    let rebalances: Vec<_> =
+        log.at_least(tracing::Level::INFO).into_iter().filter(|e| e.message.starts_with("partitions ")).collect();
     let kinds: Vec<&str> = rebalances.iter().map(|e| e.message.as_str()).collect();
     assert_eq!(kinds, ["partitions assigned", "partitions lost", "partitions assigned", "partitions revoked"]);
     for e in &rebalances {

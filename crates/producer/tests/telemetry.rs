@@ -84,7 +84,10 @@ async fn a_leader_move_is_traced_and_measured() {
     assert_eq!(records.iter().sum::<f64>(), 8.0, "{records:?}");
     let batches = records.len();
     assert_eq!(recorder.histogram(names::PRODUCER_BATCH_BYTES, &client).len(), batches);
-    assert!(recorder.histogram(names::PRODUCER_BATCH_BYTES, &client).iter().all(|b| *b > 61.0), "a batch header and more");
+    assert!(
+        recorder.histogram(names::PRODUCER_BATCH_BYTES, &client).iter().all(|b| *b > 61.0),
+        "a batch header and more"
+    );
     assert_eq!(recorder.histogram(names::PRODUCER_LATENCY, &client).len(), batches);
     assert_eq!(recorder.counter(names::PRODUCER_RECORDS_ACKED, &client), 8);
     assert_eq!(recorder.counter(names::PRODUCER_RECORDS_FAILED, &client), 0);

@@ -150,7 +150,11 @@ impl TestRecorder {
     /// Every gauge named `name` whose labels include `labels`, with all its labels.
     pub fn gauges(&self, name: &str, labels: &[(&str, &str)]) -> Vec<(Labels, GaugeValue)> {
         let m = lock(&self.inner);
-        m.gauges.iter().filter(|(n, l, _)| n == name && matches(l, labels)).map(|(_, l, g)| (l.clone(), *lock(&g.0))).collect()
+        m.gauges
+            .iter()
+            .filter(|(n, l, _)| n == name && matches(l, labels))
+            .map(|(_, l, g)| (l.clone(), *lock(&g.0)))
+            .collect()
     }
 
     /// Every sample of the histograms named `name` whose labels include `labels`.
@@ -280,7 +284,17 @@ impl EventLog {
     }
 
     /// Collects this thread's events until the guard drops.
+    ///
+    /// The first call also installs a global subscriber that collects nothing but keeps every
+    /// callsite undecided (`Interest::sometimes`): tracing caches each callsite's interest
+    /// process-wide, and a callsite first reached on another thread while this thread's
+    /// collector was being installed could otherwise stay cached as uninteresting, losing this
+    /// thread's events (tests run in parallel threads). A global subscriber set before is kept.
     pub fn set_default(&self) -> tracing::subscriber::DefaultGuard {
+        static UNDECIDED: std::sync::Once = std::sync::Once::new();
+        UNDECIDED.call_once(|| {
+            let _ = tracing::subscriber::set_global_default(Undecided);
+        });
         tracing::subscriber::set_default(tracing_subscriber::registry().with(self.layer()))
     }
 
@@ -304,6 +318,27 @@ impl EventLog {
         // tracing orders levels by verbosity: ERROR < WARN < INFO < DEBUG < TRACE.
         lock(&self.inner).events.iter().filter(|e| e.level <= level).cloned().collect()
     }
+}
+
+/// Wants nothing, decides nothing once for all: every callsite asks each time.
+struct Undecided;
+
+impl Subscriber for Undecided {
+    fn register_callsite(&self, _: &'static tracing::Metadata<'static>) -> tracing::subscriber::Interest {
+        tracing::subscriber::Interest::sometimes()
+    }
+    fn enabled(&self, _: &tracing::Metadata<'_>) -> bool {
+        false
+    }
+    fn new_span(&self, _: &Attributes<'_>) -> Id {
+        // Never called: nothing is enabled.
+        Id::from_u64(1)
+    }
+    fn record(&self, _: &Id, _: &Record<'_>) {}
+    fn record_follows_from(&self, _: &Id, _: &Id) {}
+    fn event(&self, _: &Event<'_>) {}
+    fn enter(&self, _: &Id) {}
+    fn exit(&self, _: &Id) {}
 }
 
 #[derive(Default)]

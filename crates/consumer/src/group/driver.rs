@@ -222,8 +222,8 @@ impl Driver {
                 now.into_std(),
             )),
         };
-        let rebalances = ["assigned", "revoked", "lost"]
-            .map(|event| crate::telemetry::rebalances(&config.client_id, &group, event));
+        let rebalances =
+            ["assigned", "revoked", "lost"].map(|event| crate::telemetry::rebalances(&config.client_id, &group, event));
         Driver {
             rebalances,
             group,
@@ -717,9 +717,15 @@ impl Driver {
         let (group, generation, member) = (&self.group, self.machine.generation(), self.machine.member_id());
         let n = partitions.len();
         match event {
-            0 => tracing::info!(group = %group, generation, member, partitions = n, list = ?partitions, "partitions assigned"),
-            1 => tracing::info!(group = %group, generation, member, partitions = n, list = ?partitions, "partitions revoked"),
-            _ => tracing::info!(group = %group, generation, member, partitions = n, list = ?partitions, "partitions lost"),
+            0 => {
+                tracing::info!(group = %group, generation, member, partitions = n, list = ?partitions, "partitions assigned")
+            }
+            1 => {
+                tracing::info!(group = %group, generation, member, partitions = n, list = ?partitions, "partitions revoked")
+            }
+            _ => {
+                tracing::info!(group = %group, generation, member, partitions = n, list = ?partitions, "partitions lost")
+            }
         }
         self.rebalances[event.min(2)].increment(1);
     }
