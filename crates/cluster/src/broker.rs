@@ -1,6 +1,6 @@
 //! A negotiated broker connection: a [`BrokerClient`] plus the versions agreed with the broker.
 
-use crate::connection::{BrokerClient, ConnectionConfig, handshake};
+use crate::connection::{BrokerClient, ConnectionConfig, handshake_to};
 use crate::error::{ClusterError, DisconnectReason};
 use crate::sasl::{Reauth, authenticate};
 use crate::transport::{BoxError, BrokerAddr, Stream};
@@ -61,7 +61,8 @@ impl Broker {
         }
         .map_err(|e| connect_err(io_reason(e.into())))?;
         let sasl_config = config.sasl.clone();
-        let (client, connection) = handshake(io, config);
+        let peer = crate::telemetry::Peer::new(id, &addr.to_string(), config.client_id.as_deref());
+        let (client, connection) = handshake_to(io, config, peer);
         let broker_label = label.clone();
         tokio::spawn(async move {
             if let Err(e) = connection.await {

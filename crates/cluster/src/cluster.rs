@@ -172,7 +172,7 @@ impl Cluster {
         });
         let cluster = Cluster { inner };
         cluster.bootstrap().await?;
-        cluster.fetch_metadata(Some(&[])).await?;
+        cluster.fetch_metadata_for(Some(&[]), "bootstrap").await?;
         tokio::spawn(maintain(Arc::downgrade(&cluster.inner)));
         Ok(cluster)
     }
@@ -395,9 +395,43 @@ impl Cluster {
     /// snapshot and publishes the result. Every call sends exactly one Metadata request; use the
     /// [`MetadataResolver`](crate::MetadataResolver) to coalesce callers.
     pub async fn fetch_metadata(&self, topics: Option<&[String]>) -> Result<Arc<ClusterSnapshot>, ClusterError> {
+        self.fetch_metadata_for(topics, "explicit").await
+    }
+
+    /// [`fetch_metadata`](Self::fetch_metadata), saying why (`reason`, a metric label and an
+    /// event field): `bootstrap`, `periodic`, `resolve` (topics not known yet), `stale` (a
+    /// partition's leader failed) or `explicit`.
+    pub(crate) async fn fetch_metadata_for(
+        &self,
+        topics: Option<&[String]>,
+        reason: &'static str,
+    ) -> Result<Arc<ClusterSnapshot>, ClusterError> {
+        let started = Instant::now();
+        let result = self.fetch_metadata_once(topics, reason).await;
+        match &result {
+            Ok((next, answered)) => tracing::debug!(
+                reason,
+                requested = topics.map_or(-1, |t| t.len() as i64),
+                topics = *answered,
+                brokers = next.brokers.len(),
+                generation = next.generation,
+                took_us = started.elapsed().as_micros() as u64,
+                "metadata refreshed"
+            ),
+            Err(e) => tracing::debug!(reason, error = %e, "metadata refresh failed"),
+        }
+        result.map(|(next, _)| next)
+    }
+
+    async fn fetch_metadata_once(
+        &self,
+        topics: Option<&[String]>,
+        reason: &'static str,
+    ) -> Result<(Arc<ClusterSnapshot>, usize), ClusterError> {
         let broker = self.any_broker().await?;
         let allow = self.inner.config.allow_auto_topic_creation;
         self.inner.metadata_requests.fetch_add(1, Ordering::Relaxed);
+        crate::telemetry::metadata_refresh(self.inner.config.connection.client_id.as_deref(), reason);
         let response = broker
             .call(|version| MetadataRequest {
                 topics: match topics {
@@ -427,7 +461,7 @@ impl Cluster {
         };
         // Connections to brokers that left the cluster are closed.
         lock(&self.inner.pool).retain(|id, _| next.brokers.contains_key(id));
-        Ok(next)
+        Ok((next, response.topics.len()))
     }
 
     /// Broker-level view for tests and metrics: the ids with an open connection.
@@ -499,9 +533,8 @@ async fn maintain(weak: Weak<Inner>) {
         let snapshot = cluster.snapshot();
         if snapshot.updated_at.elapsed() >= age {
             let known: Vec<String> = snapshot.topics.keys().cloned().collect();
-            if let Err(e) = cluster.fetch_metadata(Some(&known)).await {
-                tracing::debug!(error = %e, "periodic metadata refresh failed");
-            }
+            // A failure is traced by the fetch itself ("metadata refresh failed").
+            let _ = cluster.fetch_metadata_for(Some(&known), "periodic").await;
         }
     }
 }

@@ -12,6 +12,7 @@
 //! across an `.await` or any I/O.
 
 use crate::error::{DisconnectReason, RequestError};
+use crate::telemetry::{Peer, RequestMetrics};
 use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::StreamExt;
 use krab_protocol::frame::{FrameCodec, FrameError};
@@ -26,6 +27,7 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufWriter};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::codec::FramedRead;
+use tracing::Instrument;
 
 /// Settings of one connection.
 #[derive(Debug, Clone)]
@@ -140,6 +142,8 @@ struct ClientInner {
     writer: mpsc::UnboundedSender<Outgoing>,
     next_id: AtomicI32,
     config: ConnectionConfig,
+    /// Who the connection talks to, and its per-API metric handles.
+    metrics: RequestMetrics,
 }
 
 /// A handle to one broker connection, cheap to clone and usable from many tasks at once.
@@ -176,7 +180,19 @@ impl Future for Connection {
 }
 
 /// Sets up a connection over an established transport.
+///
+/// Its requests' spans and metrics name the broker `unknown`; [`Broker::connect`](crate::Broker::connect)
+/// names it by id (or address, for a bootstrap connection).
 pub fn handshake<IO>(io: IO, config: ConnectionConfig) -> (BrokerClient, Connection)
+where
+    IO: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let peer = Peer::unknown(config.client_id.as_deref());
+    handshake_to(io, config, peer)
+}
+
+/// [`handshake`] for a connection to `peer`.
+pub(crate) fn handshake_to<IO>(io: IO, config: ConnectionConfig, peer: Peer) -> (BrokerClient, Connection)
 where
     IO: AsyncRead + AsyncWrite + Send + 'static,
 {
@@ -190,8 +206,10 @@ where
     let (read_half, write_half) = tokio::io::split(io);
     let reader = FramedRead::new(read_half, FrameCodec::new(config.max_response_size));
     let driver = drive(shared.clone(), reader, BufWriter::with_capacity(64 * 1024, write_half), rx);
-    let client =
-        BrokerClient { inner: Arc::new(ClientInner { shared, writer: tx, next_id: AtomicI32::new(1), config }) };
+    let metrics = RequestMetrics::new(peer);
+    let client = BrokerClient {
+        inner: Arc::new(ClientInner { shared, writer: tx, next_id: AtomicI32::new(1), config, metrics }),
+    };
     (client, Connection { fut: Box::pin(driver) })
 }
 
@@ -354,8 +372,36 @@ impl BrokerClient {
     }
 
     /// Sends `request` at `version` and returns the raw response frame (header + body).
+    ///
+    /// Each request runs in a DEBUG span `krab.request` (fields `api`, `version`, `broker`,
+    /// `correlation_id`; `latency_us` and `error` recorded when it ends) and counts towards the
+    /// connection's request metrics (see [`telemetry`](crate::telemetry)).
     pub async fn send_raw<R: Request>(&self, request: &R, version: i16) -> Result<Bytes, RequestError> {
         let (id, frame) = self.encode(request, version)?;
+        let span = request_span(R::KEY, version, self.inner.metrics.peer(), id);
+        // tokio's clock: std's at run time, and paused with the runtime in tests.
+        let started = tokio::time::Instant::now();
+        let metrics = &self.inner.metrics;
+        metrics.sent(R::KEY, frame.len());
+        let result = self.round_trip(id, frame).instrument(span.clone()).await;
+        let latency = started.elapsed();
+        match &result {
+            Ok(response) => {
+                metrics.answered(R::KEY, response.len(), latency);
+                span.record("latency_us", latency.as_micros() as u64);
+                tracing::trace!(parent: &span, latency_us = latency.as_micros() as u64, bytes = response.len(), "response");
+            }
+            Err(e) => {
+                metrics.failed(R::KEY);
+                span.record("latency_us", latency.as_micros() as u64);
+                span.record("error", tracing::field::display(e));
+                tracing::debug!(parent: &span, latency_us = latency.as_micros() as u64, error = %e, "request failed");
+            }
+        }
+        result
+    }
+
+    async fn round_trip(&self, id: i32, frame: Bytes) -> Result<Bytes, RequestError> {
         let permit = self.permit().await?;
         let (tx, rx) = oneshot::channel();
         {
@@ -402,8 +448,21 @@ impl BrokerClient {
     }
 
     /// Sends a request that gets no response (a produce with acks=0); resolves once written.
+    /// Spanned and counted as [`send_raw`](Self::send_raw) is (no latency: there is no answer).
     pub async fn send_no_response<R: Request>(&self, request: &R, version: i16) -> Result<(), RequestError> {
         let (id, frame) = self.encode(request, version)?;
+        let span = request_span(R::KEY, version, self.inner.metrics.peer(), id);
+        self.inner.metrics.sent(R::KEY, frame.len());
+        let result = self.write_only(id, frame).instrument(span.clone()).await;
+        if let Err(e) = &result {
+            self.inner.metrics.failed(R::KEY);
+            span.record("error", tracing::field::display(e));
+            tracing::debug!(parent: &span, error = %e, "request failed");
+        }
+        result
+    }
+
+    async fn write_only(&self, id: i32, frame: Bytes) -> Result<(), RequestError> {
         let (tx, rx) = oneshot::channel();
         if self.is_closed()
             || self.inner.writer.send(Outgoing { frame, correlation_id: id, flushed: Some(tx) }).is_err()
@@ -426,4 +485,18 @@ impl BrokerClient {
             }
         }
     }
+}
+
+/// The span of one request: DEBUG, so that it costs a level check (no allocation, no
+/// formatting) unless a subscriber wants it.
+fn request_span(api: krab_protocol::ApiKey, version: i16, peer: &Peer, correlation_id: i32) -> tracing::Span {
+    tracing::debug_span!(
+        "krab.request",
+        api = api.name(),
+        version,
+        broker = %peer,
+        correlation_id,
+        latency_us = tracing::field::Empty,
+        error = tracing::field::Empty,
+    )
 }

@@ -13,6 +13,8 @@
 //!   `tls` feature (on by default), [`TlsTransport`] is TLS over TCP (`security.protocol=SSL`).
 //! - [`sasl`]: PLAIN, SCRAM-SHA-256/512 and OAUTHBEARER on any transport
 //!   (`SASL_PLAINTEXT`, `SASL_SSL`), with re-authentication before the session ends (KIP-368).
+//! - [`telemetry`]: every request in a `krab.request` span; request, byte, latency and metadata
+//!   metrics through the `metrics` facade (names shared with the producer and consumer).
 #![forbid(unsafe_code)]
 
 mod admin;
@@ -26,6 +28,7 @@ mod resolver;
 pub mod sasl;
 mod security;
 mod snapshot;
+pub mod telemetry;
 #[cfg(feature = "tls")]
 mod tls;
 pub mod transport;

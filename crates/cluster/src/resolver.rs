@@ -247,8 +247,11 @@ async fn run(cluster: Cluster, mut rx: mpsc::UnboundedReceiver<Job>, config: Res
                 let c = cluster.clone();
                 sent.fetch_add(1, Ordering::Relaxed);
                 last_sent = Some(Instant::now());
-                tracing::debug!(topics = ?topics, callers = riders.len(), "resolving metadata");
-                fetch = Some(Box::pin(async move { c.fetch_metadata(Some(&topics)).await }));
+                // `stale`: some caller hit a rebalancing error; `resolve`: topics not known yet.
+                let reason =
+                    if riders.iter().any(|j| j.request.stale_generation.is_some()) { "stale" } else { "resolve" };
+                tracing::debug!(topics = ?topics, callers = riders.len(), reason, "resolving metadata");
+                fetch = Some(Box::pin(async move { c.fetch_metadata_for(Some(&topics), reason).await }));
             }
             result = poll_fetch(&mut fetch), if fetch.is_some() => {
                 fetch = None;

@@ -41,6 +41,8 @@ pub struct Consumer {
     /// The table's change counter, and its value when `run` was last known good.
     changes: Arc<AtomicU64>,
     seen: u64,
+    /// `krab_consumer_e2e_latency_seconds`, sampled once per chunk handed out.
+    e2e: metrics::Histogram,
 }
 
 impl Consumer {
@@ -85,7 +87,8 @@ impl Consumer {
             GroupHandle { commands, status, events: Some(events), started: tokio::time::Instant::now() }
         });
         let read_committed = config.isolation_level == crate::records::IsolationLevel::ReadCommitted;
-        Ok(Consumer { shared, cluster, read_committed, group, run: None, changes, seen: 0 })
+        let e2e = crate::telemetry::e2e_latency(&config.client_id);
+        Ok(Consumer { shared, cluster, read_committed, group, run: None, changes, seen: 0, e2e })
     }
 
     fn group(&self) -> Result<&GroupHandle, Error> {
@@ -398,6 +401,12 @@ impl Consumer {
         self.shared.wake(wake);
         match taken {
             Some(r) => {
+                if let Ok(batch) = &r {
+                    for p in batch {
+                        let first = p.records.first().map_or(-1, |r| r.timestamp);
+                        crate::telemetry::sample_e2e(&self.e2e, first);
+                    }
+                }
                 coop.made_progress();
                 Poll::Ready(r)
             }
@@ -427,6 +436,7 @@ impl Stream for Consumer {
                 match state.take_run(Some(cx.waker())) {
                     Some(Ok(run)) => {
                         this.seen = this.changes.load(Ordering::Acquire);
+                        crate::telemetry::sample_e2e(&this.e2e, run.next_timestamp());
                         this.run = Some(run);
                     }
                     Some(Err(e)) => {

@@ -41,14 +41,23 @@ pub(crate) struct Fetcher {
     pub(crate) cluster: Cluster,
     pub(crate) config: Arc<ConsumerConfig>,
     pub(crate) notify: Arc<Notify>,
+    /// `krab_consumer_fetch_session_resets_total` for this broker.
+    resets: metrics::Counter,
 }
 
 impl Fetcher {
     /// Starts broker `id`'s fetch task unless it runs already.
     pub(crate) fn spawn(shared: &Arc<Shared>, cluster: &Cluster, config: &Arc<ConsumerConfig>, id: i32) {
         if let Some(notify) = shared.register_fetcher(id) {
-            let fetcher =
-                Fetcher { id, shared: shared.clone(), cluster: cluster.clone(), config: config.clone(), notify };
+            let resets = crate::telemetry::session_resets(&config.client_id, id);
+            let fetcher = Fetcher {
+                id,
+                shared: shared.clone(),
+                cluster: cluster.clone(),
+                config: config.clone(),
+                notify,
+                resets,
+            };
             tokio::spawn(fetcher.run());
         }
     }
@@ -407,9 +416,11 @@ impl Fetcher {
             ..Default::default()
         };
         let response = broker.send(&request, version).await;
+        let session_id = plan.session_id;
         let response = match response {
             Err(e) => {
                 sess.complete(plan, Outcome::Failed);
+                self.session_lost(sess, session_id);
                 let result = self.request_failed(&e);
                 tracing::debug!(broker = self.id, error = %e, "fetch failed");
                 let mut state = self.shared.lock();
@@ -447,6 +458,7 @@ impl Fetcher {
             plan,
             Outcome::Response { error: top, session_id: response.session_id, partitions: &listed_refs },
         );
+        self.session_lost(sess, session_id);
         if !usable {
             let session_error = matches!(top, ErrorCode::FetchSessionIdNotFound | ErrorCode::InvalidFetchSessionEpoch);
             let mut state = self.shared.lock();
@@ -464,13 +476,23 @@ impl Fetcher {
             // fails, or any other failure, backs off first.
             return if session_error && !was_full { Ok(()) } else { Err(()) };
         }
-        let (results, replicas) = self.decode(response, &work, by_id, &names).await;
+        let (results, replicas, ends) = self.decode(response, &work, by_id, &names).await;
         let mut state = self.shared.lock();
         let mut wakes = Vec::new();
         let mut answered = vec![false; work.len()];
         for (n, result) in results {
             answered[n] = true;
             wakes.push(state.apply_fetch(&work[n], result));
+        }
+        // Every partition of the request: an incremental response leaves out those whose log
+        // end did not move, but their positions may have.
+        let mut end_of = vec![None; work.len()];
+        for (n, end) in ends {
+            end_of[n] = Some(end);
+        }
+        for (item, end) in work.iter().zip(end_of) {
+            let tp = &item.tp;
+            state.record_lag(tp, end, || crate::telemetry::lag(&self.config.client_id, tp));
         }
         let mut followers = Vec::new();
         let mut waiting = Vec::new();
@@ -509,14 +531,24 @@ impl Fetcher {
         Ok(())
     }
 
-    /// Decodes every partition of a response (on the blocking pool when large).
+    /// The session with the broker was lost by the request just completed: say so and count it.
+    fn session_lost(&self, session: &mut FetchSession, session_id: i32) {
+        if let Some(reason) = session.take_lost() {
+            tracing::debug!(broker = self.id, session_id, reason, "fetch session reset");
+            self.resets.increment(1);
+        }
+    }
+
+    /// Decodes every partition of a response (on the blocking pool when large). Also returns,
+    /// per partition answered without error, where its log ends for the consumer (the high
+    /// watermark, or the last stable offset under `read_committed`): its lag.
     async fn decode(
         &self,
         response: FetchResponse,
         work: &[FetchItem],
         by_id: bool,
         names: &HashMap<Uuid, Arc<str>>,
-    ) -> (Vec<(usize, FetchResult)>, Vec<(usize, i32)>) {
+    ) -> (Vec<(usize, FetchResult)>, Vec<(usize, i32)>, Vec<(usize, i64)>) {
         let snapshot = self.cluster.snapshot();
         let mut replicas = Vec::new();
         let index: HashMap<(Arc<str>, i32), usize> =
@@ -529,6 +561,8 @@ impl Fetcher {
         let mut jobs = Vec::new();
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<(usize, FetchResult)> = Vec::new();
+        let mut ends: Vec<(usize, i64)> = Vec::new();
+        let read_committed = isolation == crate::records::IsolationLevel::ReadCommitted;
         let mut total = 0usize;
         for t in response.responses {
             let name: Arc<str> = if by_id {
@@ -556,6 +590,14 @@ impl Fetcher {
                 }
                 match code {
                     ErrorCode::None => {
+                        let end = if read_committed && p.last_stable_offset >= 0 {
+                            p.last_stable_offset
+                        } else {
+                            p.high_watermark
+                        };
+                        if end >= 0 {
+                            ends.push((n, end));
+                        }
                         let records = p.records.unwrap_or_default();
                         total += records.len();
                         jobs.push((
@@ -619,13 +661,13 @@ impl Fetcher {
                         .enumerate()
                         .map(|(n, _)| (n, FetchResult::Retry(Error::new(ErrorKind::CorruptRecords, "decoding failed"))))
                         .collect();
-                    return (failed, Vec::new());
+                    return (failed, Vec::new(), Vec::new());
                 }
             }
         } else {
             run(jobs)
         };
         out.extend(decoded);
-        (out, replicas)
+        (out, replicas, ends)
     }
 }

@@ -21,9 +21,16 @@ use tower::ServiceExt;
 pub(crate) async fn run(shared: Arc<Shared>, cluster: Cluster, resolver: BoxResolver, config: Arc<ConsumerConfig>) {
     let mut changes = cluster.subscribe();
     let mut pacing = Pacing::new(config.retry_backoff, config.retry_backoff_max);
+    // Every wake-up of this task follows a change in what needs metadata, so the gauge is
+    // brought up to date here.
+    let stalled_gauge = crate::telemetry::stalled(&config.client_id);
     apply(&shared, &cluster, &config, &cluster.snapshot());
     while !shared.is_closed() {
-        let needed = shared.lock().metadata_needed();
+        let (needed, stalled) = {
+            let state = shared.lock();
+            (state.metadata_needed(), state.stalled())
+        };
+        stalled_gauge.set(stalled as f64);
         let Some((topics, stale)) = needed else {
             tokio::select! {
                 () = shared.metadata.notified() => {}

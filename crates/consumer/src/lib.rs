@@ -20,6 +20,7 @@ mod records;
 mod session;
 mod shared;
 mod state;
+mod telemetry;
 
 pub use config::{AutoOffsetReset, ConfigError, ConsumerConfig, CustomAssignors, GroupProtocol};
 pub use consumer::Consumer;

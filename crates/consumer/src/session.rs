@@ -91,6 +91,8 @@ pub(crate) struct FetchSession {
     epoch: i32,
     disabled: bool,
     acked: HashMap<Key, Wanted>,
+    /// Why the last [`complete`](Self::complete) lost an established session, if it did.
+    lost: Option<&'static str>,
 }
 
 fn next_epoch(epoch: i32) -> i32 {
@@ -149,8 +151,16 @@ impl FetchSession {
         if self.disabled {
             return matches!(outcome, Outcome::Response { error: ErrorCode::None, .. });
         }
+        // An incremental session the broker holds: losing it means a full request next.
+        let established = self.id != 0 && self.epoch > 0;
+        let lose = |this: &mut Self, why: &'static str| {
+            if established {
+                this.lost = Some(why);
+            }
+        };
         match outcome {
             Outcome::Failed => {
+                lose(self, "no response");
                 self.reset();
                 false
             }
@@ -160,6 +170,7 @@ impl FetchSession {
                     self.disabled = true;
                     self.acked.clear();
                 } else {
+                    lose(self, ErrorCode::FetchSessionIdNotFound.name());
                     self.id = 0;
                     self.epoch = 0;
                     self.acked.clear();
@@ -169,6 +180,7 @@ impl FetchSession {
             Outcome::Response { error: ErrorCode::None, session_id, partitions } => {
                 if !plan.is_full() && partitions.iter().any(|(t, p)| !plan.next.contains_key(&(Arc::from(*t), *p))) {
                     tracing::debug!("incremental fetch response names a partition outside the session; resetting");
+                    lose(self, "partition outside the session");
                     self.reset();
                     return false;
                 }
@@ -189,11 +201,18 @@ impl FetchSession {
                 }
                 true
             }
-            Outcome::Response { .. } => {
+            Outcome::Response { error, .. } => {
+                lose(self, error.name());
                 self.reset();
                 false
             }
         }
+    }
+
+    /// Why the last [`complete`](Self::complete) lost the session the broker held (the next
+    /// request is full), once.
+    pub(crate) fn take_lost(&mut self) -> Option<&'static str> {
+        self.lost.take()
     }
 
     /// The next request is full: same id at epoch 0 (the broker closes the old session).
@@ -235,6 +254,28 @@ mod tests {
         assert!(s.complete(plan, ok(42)));
         assert_eq!((s.id(), s.epoch()), (42, 1));
         s
+    }
+
+    #[test]
+    fn losing_an_established_session_is_told_once_and_a_fresh_one_is_not() {
+        let mut s = FetchSession::new(12);
+        let plan = s.plan(&[w(0, 0)]);
+        assert!(!s.complete(plan, Outcome::Failed));
+        assert_eq!(s.take_lost(), None, "no session yet: nothing lost");
+        let mut s = established();
+        let plan = s.plan(&[w(0, 1), w(1, 0)]);
+        assert!(!s.complete(plan, Outcome::Failed));
+        assert_eq!(s.take_lost(), Some("no response"));
+        assert_eq!(s.take_lost(), None, "once");
+        let mut s = established();
+        let plan = s.plan(&[w(0, 1), w(1, 0)]);
+        let evicted = Outcome::Response { error: ErrorCode::FetchSessionIdNotFound, session_id: 0, partitions: &[] };
+        assert!(!s.complete(plan, evicted));
+        assert_eq!(s.take_lost(), Some("FETCH_SESSION_ID_NOT_FOUND"));
+        let mut s = established();
+        let plan = s.plan(&[w(0, 1), w(1, 0)]);
+        assert!(s.complete(plan, ok(42)));
+        assert_eq!(s.take_lost(), None);
     }
 
     #[test]

@@ -115,6 +115,9 @@ pub(crate) struct Part {
     replica_wait: bool,
     /// Waiting for metadata newer than this generation.
     pub(crate) stale: Option<u64>,
+    /// Stale after it had a leader (not merely looked up for the first time): "stalled" in
+    /// events and in the `krab_consumer_stalled_partitions` gauge.
+    stalled: bool,
     /// Times metadata did not know the partition, in a row.
     missing: u32,
     paused: bool,
@@ -131,6 +134,10 @@ pub(crate) struct Part {
     /// While a run is out: the offset after the last record it handed out, which the run
     /// stores (no lock) and commits read.
     handed: Arc<AtomicI64>,
+    /// `krab_consumer_lag` of this partition, registered on its first fetch response.
+    lag: Option<metrics::Gauge>,
+    /// Where the log ends for the consumer, as the last fetch response naming it said.
+    log_end: Option<i64>,
 }
 
 impl Part {
@@ -150,6 +157,7 @@ impl Part {
             banned_replica: None,
             replica_wait: false,
             stale: None,
+            stalled: false,
             missing: 0,
             paused: false,
             in_flight,
@@ -160,6 +168,8 @@ impl Part {
             error: None,
             lent: None,
             handed: Arc::new(AtomicI64::new(-1)),
+            lag: None,
+            log_end: None,
         }
     }
 
@@ -249,6 +259,11 @@ pub(crate) struct Run {
 }
 
 impl Run {
+    /// The timestamp of the next record of the run (-1: none).
+    pub(crate) fn next_timestamp(&self) -> i64 {
+        self.chunk.records.get(self.cursor).map_or(-1, |r| r.timestamp)
+    }
+
     /// The offset of the next record of the run.
     pub(crate) fn next_offset(&self) -> i64 {
         self.chunk.records[self.cursor].offset
@@ -325,6 +340,23 @@ impl Wake {
 /// How often in a row metadata may miss a partition before it is reported unknown.
 const MAX_MISSING: u32 = 5;
 
+/// `part` waits for metadata newer than `generation`. If it had a leader (it was fetching, not
+/// being looked up for the first time), it is stalled: a "partition stalled" event says why.
+fn stall(tp: &TopicPartition, part: &mut Part, generation: u64, reason: &'static str) {
+    if part.stale.is_none() && part.leader.is_some() && !part.stalled {
+        tracing::debug!(partition = %tp, generation, leader = part.leader, reason, "partition stalled");
+        part.stalled = true;
+    }
+    part.stale = Some(generation);
+}
+
+/// A partition that leaves the assignment reports no lag any more.
+fn zero_lag(part: &Part) {
+    if let Some(lag) = &part.lag {
+        lag.set(0.0);
+    }
+}
+
 /// The partition table.
 #[derive(Debug)]
 pub(crate) struct State {
@@ -384,8 +416,12 @@ impl State {
                 part.leader = prev.leader;
                 part.leader_epoch = prev.leader_epoch;
                 part.stale = prev.stale;
+                part.stalled = prev.stalled;
             }
             self.parts.insert(tp, part);
+        }
+        for part in old.values() {
+            zero_lag(part);
         }
         Wake { all_brokers: true, metadata: true, ..Wake::default() }
     }
@@ -397,10 +433,14 @@ impl State {
             let version = self.version();
             let fetch = Fetch::from(start);
             let in_flight = self.parts.get(&tp).is_some_and(|p| p.in_flight);
-            if let Some(old) = self.parts.get(&tp) {
+            let mut lag = None;
+            if let Some(old) = self.parts.get_mut(&tp) {
                 self.bytes -= old.bytes;
+                lag = old.lag.take();
             }
-            self.parts.insert(tp, Part::new(fetch, version, in_flight));
+            let mut part = Part::new(fetch, version, in_flight);
+            part.lag = lag;
+            self.parts.insert(tp, part);
         }
         Wake { all_brokers: true, metadata: true, ..Wake::default() }
     }
@@ -412,6 +452,7 @@ impl State {
         for tp in partitions {
             if let Some(part) = self.parts.remove(tp) {
                 self.bytes -= part.bytes;
+                zero_lag(&part);
             }
         }
         self.ready.retain(|tp| !partitions.contains(tp));
@@ -458,11 +499,15 @@ impl State {
         let in_flight = part.in_flight;
         let queued = part.queued;
         let (leader, leader_epoch, stale, paused) = (part.leader, part.leader_epoch, part.stale, part.paused);
+        let stalled = part.stalled;
+        let lag = part.lag.take();
         let fetch = Fetch::from(start);
         *part = Part::new(fetch, version, in_flight);
+        part.lag = lag;
         part.leader = leader;
         part.leader_epoch = leader_epoch;
         part.stale = stale;
+        part.stalled = stalled;
         part.paused = paused;
         part.queued = queued;
         self.bytes -= freed;
@@ -620,7 +665,7 @@ impl State {
                 }
             }
             Err(FetchResult::Reresolve(generation)) => {
-                part.stale = Some(generation);
+                stall(&item.tp, part, generation, "OffsetForLeaderEpoch failed");
                 wake.metadata = true;
             }
             Err(FetchResult::Retry(e)) => part.error = Some(e.for_partition(&item.tp)),
@@ -720,7 +765,7 @@ impl State {
                 wake.brokers.extend(part.leader);
             }
             Err(FetchResult::Reresolve(generation)) => {
-                part.stale = Some(generation);
+                stall(&item.tp, part, generation, "ListOffsets failed");
                 wake.metadata = true;
             }
             Err(FetchResult::Retry(e)) => {
@@ -814,7 +859,7 @@ impl State {
                 }
             },
             FetchResult::Reresolve(generation) => {
-                part.stale = Some(generation);
+                stall(&item.tp, part, generation, "fetch failed");
                 wake.metadata = true;
             }
             FetchResult::Retry(e) => {
@@ -857,12 +902,12 @@ impl State {
     /// (its connection failed).
     pub(crate) fn broker_failed(&mut self, broker: i32, generation: u64) -> Wake {
         let mut wake = Wake { metadata: true, ..Wake::default() };
-        for part in self.parts.values_mut() {
+        for (tp, part) in &mut self.parts {
             if part.replica == Some(broker) {
                 part.banned_replica = part.replica.take();
                 wake.brokers.extend(part.leader);
             } else if part.leader == Some(broker) && part.stale.is_none() {
-                part.stale = Some(generation);
+                stall(tp, part, generation, "leader unreachable");
             }
         }
         wake
@@ -887,6 +932,35 @@ impl State {
             return None;
         }
         Some((topics.into_iter().collect(), if any_unknown { None } else { stale }))
+    }
+
+    /// Partitions waiting for newer metadata (the `krab_consumer_stalled_partitions` gauge).
+    pub(crate) fn stalled(&self) -> usize {
+        self.parts.values().filter(|p| p.stalled).count()
+    }
+
+    /// A fetch response came for a request carrying `tp`, saying where its log ends (`None`: the
+    /// response left it out, the end is the last one known): its lag gauge (registered by
+    /// `register` on first use) becomes the end − the position (what the application has been
+    /// handed, a lent run included).
+    pub(crate) fn record_lag(
+        &mut self,
+        tp: &TopicPartition,
+        end: Option<i64>,
+        register: impl FnOnce() -> metrics::Gauge,
+    ) {
+        let Some(part) = self.parts.get_mut(tp) else { return };
+        if end.is_some() {
+            part.log_end = end;
+        }
+        let Some(end) = part.log_end else { return };
+        let position = if part.lent == Some(part.version) {
+            Some(part.handed.load(Ordering::Relaxed))
+        } else {
+            part.position.or_else(|| part.fetch_position())
+        };
+        let Some(position) = position.filter(|p| *p >= 0) else { return };
+        part.lag.get_or_insert_with(register).set((end - position).max(0) as f64);
     }
 
     /// Takes leaders from `snapshot`. Returns the brokers that now lead assigned partitions.
@@ -915,20 +989,29 @@ impl State {
                                 part.replica = None;
                                 part.banned_replica = None;
                             }
+                            if std::mem::take(&mut part.stalled) {
+                                tracing::debug!(
+                                    partition = %tp,
+                                    leader,
+                                    leader_epoch = info.leader_epoch,
+                                    generation = snapshot.generation,
+                                    "partition resumed"
+                                );
+                            }
                             part.leader = Some(leader);
                             part.leader_epoch = info.leader_epoch;
                             part.stale = None;
                             leaders.insert(leader);
                         }
                         None => {
+                            stall(tp, part, snapshot.generation, "no leader");
                             part.leader = None;
-                            part.stale = Some(snapshot.generation);
                             wake.metadata = true;
                         }
                     }
                 }
                 None => {
-                    part.leader = None;
+                    let had_leader = part.leader.take();
                     // A topic the broker refuses for good (TOPIC_AUTHORIZATION_FAILED, ...) is
                     // not missing: its error is handed out at once, with its code.
                     let refused =
@@ -953,7 +1036,10 @@ impl State {
                         unknown.push(tp.clone());
                     }
                     if part.missing < MAX_MISSING {
-                        part.stale = Some(snapshot.generation);
+                        // Stalled if it was fetching (the event names the leader it had).
+                        part.leader = had_leader;
+                        stall(tp, part, snapshot.generation, "not in metadata");
+                        part.leader = None;
                         wake.metadata = true;
                     }
                 }

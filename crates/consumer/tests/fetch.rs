@@ -924,3 +924,68 @@ async fn group_calls_without_a_group_id_are_a_typed_config_error() {
         assert!(e.to_string().contains("group.id"), "{e}");
     }
 }
+
+/// Telemetry of a leader move: the partition stalls and resumes (events, and the
+/// stalled-partitions gauge up then back to 0), the refresh says why, lag gauges follow the
+/// high watermark, end-to-end latency is sampled per chunk, and a lost fetch session is counted.
+#[tokio::test(start_paused = true)]
+async fn a_leader_move_and_a_lost_session_are_traced_and_measured() {
+    use krab_cluster::telemetry as names;
+    use krab_testkit::observe::{EventLog, TestRecorder};
+    let recorder = TestRecorder::new();
+    let _metrics = recorder.set_default();
+    let log = EventLog::new();
+    let _tracing = log.set_default();
+    let client = [("client_id", "consumer-telemetry")];
+    let lag = |p: &str| recorder.gauge(names::CONSUMER_LAG, &[client[0], ("topic", "t"), ("partition", p)]);
+
+    let fake = Arc::new(Fake::new(2, 2));
+    fake.append(0, 3);
+    fake.append(1, 3);
+    let mut consumer = fake.consumer(fake.config().client_id("consumer-telemetry")).await;
+    consumer.assign([(tp(0), Offset::Earliest), (tp(1), Offset::Earliest)]);
+    read(&mut consumer, 6).await;
+    // The next responses (long polls) see the positions at the log's end.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    for p in ["0", "1"] {
+        let g = lag(p).expect("a lag gauge per partition");
+        assert_eq!((g.max, g.current), (3.0, 0.0), "partition {p}: {g:?}");
+    }
+    assert!(log.with_message("partition stalled").is_empty(), "{:?}", log.with_message("partition stalled"));
+    assert!(log.at_least(tracing::Level::INFO).is_empty(), "{:?}", log.at_least(tracing::Level::INFO));
+
+    fake.cluster.move_leader("t", 0, 2);
+    fake.append(0, 3);
+    fake.append(1, 3);
+    read(&mut consumer, 6).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let stalled = log.with_message("partition stalled");
+    assert_eq!(stalled.len(), 1, "{stalled:?}");
+    assert_eq!((stalled[0].field("partition"), stalled[0].field("reason")), (Some("t-0"), Some("fetch failed")));
+    let resumed = log.with_message("partition resumed");
+    assert_eq!(resumed.len(), 1, "{resumed:?}");
+    assert_eq!((resumed[0].field("partition"), resumed[0].field("leader")), (Some("t-0"), Some("2")));
+    assert!(
+        log.with_message("metadata refreshed").iter().any(|e| e.field("reason") == Some("stale")),
+        "{:?}",
+        log.with_message("metadata refreshed")
+    );
+    let gauge = recorder.gauge(names::CONSUMER_STALLED, &client).expect("stalled-partitions gauge");
+    assert_eq!((gauge.max, gauge.current), (1.0, 0.0), "{gauge:?}");
+    assert_eq!(lag("0").unwrap().current, 0.0);
+    // One sample per chunk handed out (each fetch brought one batch per partition), not per record.
+    let e2e = recorder.histogram(names::CONSUMER_E2E_LATENCY, &client);
+    assert!((4..=6).contains(&e2e.len()), "{} samples for 12 records in 4 batches", e2e.len());
+
+    // Broker 2's connections drop mid long poll: its session is lost, and the next Fetch is full.
+    assert_eq!(recorder.counter(names::CONSUMER_SESSION_RESETS, &client), 0);
+    // Mid long poll (they end on whole half seconds here).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    fake.cluster.broker(2).kill_connections();
+    fake.append(0, 1);
+    read(&mut consumer, 1).await;
+    let resets = log.with_message("fetch session reset");
+    assert_eq!(resets.len(), 1, "{resets:?}");
+    assert_eq!((resets[0].field("broker"), resets[0].field("reason")), (Some("2"), Some("no response")));
+    assert_eq!(recorder.counter(names::CONSUMER_SESSION_RESETS, &[client[0], ("broker", "2")]), 1);
+}

@@ -518,3 +518,44 @@ async fn close_commits_revokes_and_leaves_the_group() {
     let g = fake.coord.group(GROUP).unwrap();
     assert_eq!((g.state, g.members.len()), (GroupState::Empty, 0));
 }
+
+/// Rebalance events are INFO events of one shape (group, generation, member, partitions) and
+/// counted by kind: assigned, lost (UNKNOWN_MEMBER_ID), assigned again, revoked on close.
+#[tokio::test(start_paused = true)]
+async fn rebalances_are_traced_alike_and_counted() {
+    use krab_cluster::telemetry as names;
+    use krab_testkit::observe::{EventLog, TestRecorder};
+    let recorder = TestRecorder::new();
+    let _metrics = recorder.set_default();
+    let log = EventLog::new();
+    let _tracing = log.set_default();
+
+    let fake = Fake::new(1, 4);
+    fake.append_all(5);
+    let mut a = Member::new(&fake, &[("client.id", "group-telemetry")]).await;
+    a.subscribe();
+    until(&mut [&mut a], "assigned", |m| m[0].owned() == [0, 1, 2, 3]).await;
+    fake.coord.fail_next(ApiKey::Heartbeat, [ErrorCode::UnknownMemberId.code()]);
+    until(&mut [&mut a], "lost, then assigned again", |m| m[0].log.len() >= 3).await;
+    let Member { consumer, .. } = a;
+    consumer.close().await.unwrap();
+
+    let rebalances: Vec<_> =
+        log.at_least(tracing::Level::INFO).into_iter().filter(|e| e.message.starts_with("partitions ")).collect();
+    let kinds: Vec<&str> = rebalances.iter().map(|e| e.message.as_str()).collect();
+    assert_eq!(kinds, ["partitions assigned", "partitions lost", "partitions assigned", "partitions revoked"]);
+    for e in &rebalances {
+        assert_eq!(e.level, tracing::Level::INFO);
+        assert_eq!((e.field("group"), e.field("partitions")), (Some(GROUP), Some("4")), "{e:?}");
+        for field in ["generation", "member", "list"] {
+            assert!(e.fields.contains_key(field), "{field} in {e:?}");
+        }
+    }
+    let count = |event: &str| {
+        recorder.counter(
+            names::CONSUMER_REBALANCES,
+            &[("client_id", "group-telemetry"), ("group", GROUP), ("event", event)],
+        )
+    };
+    assert_eq!((count("assigned"), count("lost"), count("revoked")), (2, 1, 1));
+}

@@ -28,6 +28,7 @@ mod producer;
 mod record;
 mod sender;
 mod stats;
+mod telemetry;
 mod time;
 
 pub use config::{Acks, ConfigError, DEFAULT_DELIVERY_TIMEOUT, ProducerConfig};

@@ -117,7 +117,7 @@ impl Producer {
         let inbox = Inbox::new(QUEUE_CAPACITY);
         let max_request_size = config.max_request_size;
         let max_block = config.max_block;
-        let stats = Arc::new(Stats::default());
+        let stats = Arc::new(Stats::new(&config.client_id));
         let flush = FlushLoop::start(
             config,
             cluster.clone(),

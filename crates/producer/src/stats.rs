@@ -21,12 +21,24 @@ pub struct PartitionStats {
     pub longest_ack_gap: Duration,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Stats {
     partitions: Mutex<BTreeMap<TopicPartition, PartitionStats>>,
+    /// `krab_producer_records_acked_total` and `..._failed_total`, counted per batch here.
+    acked_total: metrics::Counter,
+    failed_total: metrics::Counter,
 }
 
 impl Stats {
+    pub(crate) fn new(client_id: &str) -> Self {
+        let labels = || crate::telemetry::client_labels(client_id);
+        Stats {
+            partitions: Mutex::default(),
+            acked_total: metrics::counter!(krab_cluster::telemetry::PRODUCER_RECORDS_ACKED, labels()),
+            failed_total: metrics::counter!(krab_cluster::telemetry::PRODUCER_RECORDS_FAILED, labels()),
+        }
+    }
+
     fn with(&self, tp: &TopicPartition, f: impl FnOnce(&mut PartitionStats)) {
         let mut map = self.partitions.lock().unwrap_or_else(|p| p.into_inner());
         match map.get_mut(tp) {
@@ -37,6 +49,7 @@ impl Stats {
 
     pub(crate) fn acked(&self, tp: &TopicPartition, n: u64) {
         let now = Instant::now();
+        self.acked_total.increment(n);
         self.with(tp, |s| {
             s.acked += n;
             if let Some(last) = s.last_ack {
@@ -47,6 +60,7 @@ impl Stats {
     }
 
     pub(crate) fn failed(&self, tp: &TopicPartition, n: u64) {
+        self.failed_total.increment(n);
         self.with(tp, |s| s.failed += n);
     }
 

@@ -21,12 +21,14 @@
 //! - [`FakeCluster`] is a set of fake brokers sharing one state, and [`FakeTransport`] is a
 //!   `tower::Service<BrokerAddr>` for `Cluster::connect_with` that maps broker addresses to them
 //!   in memory, with per-broker "down" (connection refused) and "hang" switches.
+//! - [`observe`]: a `metrics` recorder and a tracing collector for tests of krab's telemetry.
 #![forbid(unsafe_code)]
 
 mod broker;
 mod cluster;
 mod coordinator;
 mod log;
+pub mod observe;
 mod reply;
 mod state;
 mod transport;

@@ -36,6 +36,7 @@ mod kafka_tls;
 mod mock_consume_incidents;
 mod mock_incidents;
 mod mock_send_latency;
+mod mock_tracing_events;
 mod support;
 mod tansu_codecs;
 mod tansu_key_placement;
@@ -66,6 +67,7 @@ const MOCK_SCENARIOS: &[&str] = &[
     "producer/mock: 200k records through leader moves, a broker down and injected errors",
     "producer/mock: send stays fast while the flush is slow (rtt 500 ms)",
     "mock/consume-incidents",
+    "mock/tracing-events",
 ];
 const KAFKA_SCENARIOS: &[&str] = &[
     "kafka/auto-create",
@@ -243,6 +245,9 @@ pub(crate) fn run(args: &[String]) -> Result<()> {
         );
         let t = Instant::now();
         record_if!("mock/consume-incidents", t, rt.block_on(mock_consume_incidents::run(&mock)));
+        let t = Instant::now();
+        // On a thread and runtime of its own: its collector and recorder are that thread's.
+        record_if!("mock/tracing-events", t, mock_tracing_events::run(&mock));
     }
     if wants(Only::Kafka, KAFKA_SCENARIOS) {
         let venv = Venv::ensure()?;

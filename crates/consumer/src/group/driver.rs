@@ -188,6 +188,8 @@ pub(crate) struct Driver {
     /// A pattern subscription, matched against the cluster's topics every
     /// `metadata.max.age.ms`.
     pattern: Option<regex::Regex>,
+    /// `krab_consumer_rebalances_total` by event: assigned, revoked, lost.
+    rebalances: [metrics::Counter; 3],
 }
 
 impl Driver {
@@ -220,7 +222,10 @@ impl Driver {
                 now.into_std(),
             )),
         };
+        let rebalances =
+            ["assigned", "revoked", "lost"].map(|event| crate::telemetry::rebalances(&config.client_id, &group, event));
         Driver {
+            rebalances,
             group,
             machine,
             config,
@@ -685,13 +690,13 @@ impl Driver {
             Action::Remove(partitions) => {
                 let wake = self.shared.lock().remove(&partitions);
                 self.shared.wake(wake);
-                tracing::info!(group = %self.group, partitions = partitions.len(), "partitions revoked");
+                self.rebalanced(1, &partitions);
             }
             Action::Assign(partitions) => self.assign(partitions).await,
             Action::Lost(partitions) => {
                 let wake = self.shared.lock().remove(&partitions);
                 self.shared.wake(wake);
-                tracing::info!(group = %self.group, partitions = partitions.len(), "partitions lost");
+                self.rebalanced(2, &partitions);
                 self.emit(RebalanceEvent::Lost(partitions));
             }
             Action::Fatal(code) => {
@@ -704,6 +709,25 @@ impl Driver {
             Action::Left => return Some(Ok(())),
         }
         None
+    }
+
+    /// Partitions were assigned (`event` 0), revoked (1, once they left the table) or lost (2):
+    /// one INFO event of the same shape for each, and the counter.
+    fn rebalanced(&self, event: usize, partitions: &[TopicPartition]) {
+        let (group, generation, member) = (&self.group, self.machine.generation(), self.machine.member_id());
+        let n = partitions.len();
+        match event {
+            0 => {
+                tracing::info!(group = %group, generation, member, partitions = n, list = ?partitions, "partitions assigned")
+            }
+            1 => {
+                tracing::info!(group = %group, generation, member, partitions = n, list = ?partitions, "partitions revoked")
+            }
+            _ => {
+                tracing::info!(group = %group, generation, member, partitions = n, list = ?partitions, "partitions lost")
+            }
+        }
+        self.rebalances[event.min(2)].increment(1);
     }
 
     /// The member ended: `close` (if asked) gets `end`, commits not answered an error.
@@ -843,7 +867,7 @@ impl Driver {
         }
         let wake = self.shared.lock().add(starts);
         self.shared.wake(wake);
-        tracing::info!(group = %self.group, partitions = partitions.len(), "partitions assigned");
+        self.rebalanced(0, &partitions);
         self.emit(RebalanceEvent::Assigned(partitions));
     }
 

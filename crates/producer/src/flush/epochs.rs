@@ -93,6 +93,7 @@ impl FlushLoop {
         match self.acc.restamp_partition(tp, stamp) {
             Ok(()) => {
                 tracing::info!(partition = %tp, producer_id = stamp.0, epoch = stamp.1, "partition moved to a new epoch");
+                self.metrics.epoch_bumped();
                 self.sequences_of(tp, PartitionSequences::bumped);
             }
             Err(e) => {

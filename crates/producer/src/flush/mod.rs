@@ -33,6 +33,7 @@ use crate::partitioner::{Partitioner, Placement};
 use crate::record::DeliverySender;
 use crate::sender::{self, JobOutcome, ProduceJob, SendSettings};
 use crate::stats::Stats;
+use crate::telemetry::ProducerMetrics;
 use crate::time::{CLOCK_EVERY, Clock, add, now, sleep_until};
 use krab_buffer::{Accumulator, AccumulatorConfig, MemoryPool, ProducerBatch, QueueId, TopicPartition};
 use krab_cluster::{BoxResolver, Cluster, ClusterSnapshot, ResolveError};
@@ -124,6 +125,8 @@ pub(crate) struct FlushLoop {
     /// Stalled partitions and the snapshot generation each found stale: while any remain, the
     /// loop keeps asking for newer metadata (after backoff), whatever became of earlier asks.
     stalled: HashMap<TopicPartition, u64>,
+    /// When each stalled partition stalled (for the "partition resumed" event).
+    stalled_since: HashMap<TopicPartition, Instant>,
     /// Partitions that stalled and have not had a batch acknowledged since.
     recovering: std::collections::HashSet<TopicPartition>,
     /// Resolves in a row while partitions keep failing to recover (a leader still down): the
@@ -164,6 +167,7 @@ pub(crate) struct FlushLoop {
     ids: idempotence::ProducerIds,
     next_expiry: Instant,
     stats: Arc<Stats>,
+    metrics: ProducerMetrics,
 }
 
 impl FlushLoop {
@@ -209,7 +213,10 @@ impl FlushLoop {
             timeout_ms: i32::try_from(config.request_timeout.as_millis()).unwrap_or(i32::MAX),
         };
         let ids = idempotence::ProducerIds::new(&config);
+        let metrics = ProducerMetrics::new(&config.client_id);
         Ok(FlushLoop {
+            metrics,
+            stalled_since: HashMap::new(),
             ids,
             snapshot: cluster.snapshot(),
             changes: cluster.subscribe(),
@@ -298,6 +305,8 @@ impl FlushLoop {
             self.dispatch(now);
             self.maybe_resolve(now);
             self.check_flushes();
+            // One atomic load per loop turn (a turn takes in a whole burst of records).
+            self.metrics.buffer_in_use(self.memory.total().saturating_sub(self.memory.available()));
             if self.check_close(now) {
                 // Commands queued after close began are dropped: their senders learn it.
                 self.inbox.close();

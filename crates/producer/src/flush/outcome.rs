@@ -145,6 +145,12 @@ impl FlushLoop {
         self.sequences_of(&batch.tp, |s| s.acked(id, base, count));
         self.unknown_rounds.remove(&batch.tp);
         self.stats.acked(&batch.tp, batch.records.len() as u64);
+        let sent_bytes = match &batch.payload {
+            Payload::Encoded(bytes) => bytes.len(),
+            Payload::Pending(_) => 0,
+        };
+        let latency = batch.records.first().map(|r| now().saturating_duration_since(r.enqueued_at));
+        self.metrics.acked_batch(sent_bytes, batch.records.len(), latency);
         let topic = batch.tp.topic.clone();
         let mut records = batch.records;
         for (i, slot) in records.drain(..).enumerate() {

@@ -14,9 +14,18 @@ use tower::ServiceExt;
 
 impl FlushLoop {
     pub(super) fn retry(&mut self, batch: ProducerBatch<DeliverySender>, now: Instant, cause: Error) {
+        let why = tracing::enabled!(tracing::Level::DEBUG).then(|| cause.to_string());
         let Some(batch) = self.unless_timed_out(batch, now, cause) else { return };
         let backoff =
             self.config.retry_backoff.saturating_mul(1 << batch.attempts.min(10)).min(self.config.retry_backoff_max);
+        tracing::debug!(
+            partition = %batch.tp,
+            attempt = batch.attempts,
+            backoff_ms = backoff.as_millis() as u64,
+            error = why,
+            "retrying batch"
+        );
+        self.metrics.retried();
         self.retry_at.set(batch.tp.clone(), add(now, backoff));
         self.acc.requeue(batch);
     }
@@ -63,6 +72,7 @@ impl FlushLoop {
         now: Instant,
         cause: Error,
     ) {
+        let why = tracing::enabled!(tracing::Level::DEBUG).then(|| cause.to_string());
         let Some(batch) = self.unless_timed_out(batch, now, cause) else { return };
         let generation = self.snapshot.generation;
         if routed_with < generation {
@@ -74,7 +84,9 @@ impl FlushLoop {
             return;
         }
         if self.acc.state(&batch.tp) == krab_buffer::PartitionState::Ready {
+            tracing::debug!(partition = %batch.tp, generation, reason = why, "partition stalled");
             self.stats.stalled(&batch.tp);
+            self.stalled_since.insert(batch.tp.clone(), now);
         }
         self.acc.stall(&batch.tp, generation);
         self.available.remove(&batch.tp.topic);
@@ -82,6 +94,7 @@ impl FlushLoop {
         self.recovering.insert(batch.tp.clone());
         let g = self.stalled.entry(batch.tp.clone()).or_insert(generation);
         *g = (*g).max(generation);
+        self.metrics.stalled(self.stalled.len());
         self.acc.requeue(batch);
     }
 
@@ -120,9 +133,20 @@ impl FlushLoop {
         self.snapshot = snapshot;
         self.available.clear();
         self.drop_topic_cache();
-        for tp in self.acc.unstall(self.snapshot.generation) {
-            tracing::debug!(partition = %tp, generation = self.snapshot.generation, "partition resumes");
+        let resumed = self.acc.unstall(self.snapshot.generation);
+        let any = !resumed.is_empty();
+        for tp in resumed {
+            let stalled_ms = self.stalled_since.remove(&tp).map(|t| crate::time::now().saturating_duration_since(t));
+            tracing::debug!(
+                partition = %tp,
+                generation = self.snapshot.generation,
+                stalled_ms = stalled_ms.map(|d| d.as_millis() as u64),
+                "partition resumed"
+            );
             self.stalled.remove(&tp);
+        }
+        if any {
+            self.metrics.stalled(self.stalled.len());
         }
         self.stall_leaderless();
         self.drain_waiting();
@@ -142,14 +166,20 @@ impl FlushLoop {
             .filter(|tp| snapshot.partition(&tp.topic, tp.partition).is_none_or(|p| p.leader.is_none()))
             .cloned()
             .collect();
+        let any = !leaderless.is_empty();
         for tp in leaderless {
-            tracing::debug!(partition = %tp, generation, "no leader; polling metadata until one appears");
+            // Metadata is polled (with backoff) until a leader appears.
+            tracing::debug!(partition = %tp, generation, reason = "no leader", "partition stalled");
             self.stats.stalled(&tp);
+            self.stalled_since.insert(tp.clone(), crate::time::now());
             self.acc.stall(&tp, generation);
             self.available.remove(&tp.topic);
             self.drop_topic_cache();
             self.recovering.insert(tp.clone());
             self.stalled.insert(tp, generation);
+        }
+        if any {
+            self.metrics.stalled(self.stalled.len());
         }
     }
 }
