@@ -219,31 +219,12 @@ pub(crate) struct Results {
 
 /// Builds `krab-bench` in release and returns the executable.
 fn build() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     eprintln!("building {PACKAGE} (release; the first build compiles librdkafka's C code for this profile)");
     let start = Instant::now();
     // Not --quiet: a wait for the build-directory lock (another cargo command) shows on stderr.
-    let out = Command::new(&cargo)
-        .args(["build", "--release", "--package", PACKAGE, "--bin", PACKAGE, "--message-format=json"])
-        .current_dir(crate::project_root())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {cargo} build --release -p {PACKAGE}"))?;
-    if !out.status.success() {
-        bail!("cargo build --release -p {PACKAGE} failed: {}", out.status);
-    }
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if msg["reason"] != "compiler-artifact" || msg["target"]["name"] != PACKAGE {
-            continue;
-        }
-        if let Some(exe) = msg["executable"].as_str() {
-            eprintln!("built in {:.1} s", start.elapsed().as_secs_f64());
-            return Ok(PathBuf::from(exe));
-        }
-    }
-    bail!("cargo build -p {PACKAGE} reported no executable")
+    let exe = crate::binaries::build(PACKAGE, PACKAGE, &["--release"])?;
+    eprintln!("built in {:.1} s", start.elapsed().as_secs_f64());
+    Ok(exe)
 }
 
 /// Runs every case `runs` times, alternating between cases and flipping the order every run,

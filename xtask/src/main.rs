@@ -2,6 +2,7 @@
 
 #[cfg(feature = "krab")]
 mod bench;
+mod binaries;
 mod brokers;
 mod capture;
 mod codegen;

@@ -29,27 +29,7 @@ const PACKAGE: &str = "krab-mock-cluster";
 /// optimised by its own configure/make either way, and `cargo test -p
 /// krab-mock-cluster` shares the artifacts) and returns the executable.
 pub(crate) fn build() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let out = Command::new(&cargo)
-        .args(["build", "--quiet", "--package", PACKAGE, "--bin", PACKAGE, "--message-format=json"])
-        .current_dir(crate::project_root())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {cargo} build -p {PACKAGE}"))?;
-    if !out.status.success() {
-        bail!("cargo build -p {PACKAGE} failed: {}", out.status);
-    }
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if msg["reason"] != "compiler-artifact" || msg["target"]["name"] != PACKAGE {
-            continue;
-        }
-        if let Some(exe) = msg["executable"].as_str() {
-            return Ok(PathBuf::from(exe));
-        }
-    }
-    bail!("cargo build -p {PACKAGE} reported no executable")
+    crate::binaries::build(PACKAGE, PACKAGE, &["--quiet"])
 }
 
 /// The child's pipes; one command/reply exchange at a time.

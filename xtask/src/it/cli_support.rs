@@ -12,27 +12,7 @@ const BINARY: &str = "krab";
 
 /// Builds `krab` (debug profile, sharing the suite's build) and returns the executable.
 pub(super) fn build() -> Result<PathBuf> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-    let out = std::process::Command::new(&cargo)
-        .args(["build", "--quiet", "--package", PACKAGE, "--bin", BINARY, "--message-format=json"])
-        .current_dir(crate::project_root())
-        .stdin(Stdio::null())
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("running {cargo} build -p {PACKAGE}"))?;
-    if !out.status.success() {
-        bail!("cargo build -p {PACKAGE} failed: {}", out.status);
-    }
-    for line in String::from_utf8_lossy(&out.stdout).lines() {
-        let Ok(msg) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-        if msg["reason"] != "compiler-artifact" || msg["target"]["name"] != BINARY {
-            continue;
-        }
-        if let Some(exe) = msg["executable"].as_str() {
-            return Ok(PathBuf::from(exe));
-        }
-    }
-    bail!("cargo build -p {PACKAGE} reported no executable")
+    crate::binaries::build(PACKAGE, BINARY, &["--quiet"])
 }
 
 /// The `krab` binary, pointed at one cluster.
