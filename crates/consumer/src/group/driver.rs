@@ -331,7 +331,7 @@ impl Driver {
                 _ = auto_commit.tick(), if self.config.enable_auto_commit => {
                     let stamp = self.machine.stamp();
                     if stamp.is_some() {
-                        let positions = self.positions(None);
+                        let positions = self.positions();
                         self.machine.core_mut().interval(positions, stamp);
                     }
                 }
@@ -872,11 +872,11 @@ impl Driver {
     }
 
     /// Positions of owned partitions that are known (the core sends only those that moved).
-    fn positions(&self, partitions: Option<&[TopicPartition]>) -> Vec<CommitOffset> {
+    fn positions(&self) -> Vec<CommitOffset> {
         let owned = self.machine.owned();
         self.shared
             .lock()
-            .committable(partitions)
+            .committable(None)
             .into_iter()
             .filter(|(tp, _, _)| owned.contains(tp))
             .map(|(tp, o, e)| (tp, o, e, String::new()))
